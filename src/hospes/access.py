@@ -1,0 +1,118 @@
+"""Access rules: which resources need a certificate, and the 60 / 61 / 62 decision.
+
+A rule names a path prefix and a requirement.  The decision is always taken
+in the same order: no certificate → 60; a certificate that is not valid → 62;
+a valid certificate that is banned or not authorised → 61; otherwise the
+resource.  The same :func:`check` serves the server's configured rules and
+the per-route requirements of applications.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterable
+from dataclasses import dataclass
+from enum import StrEnum
+
+from .protocol import Status
+from .request import Request
+from .response import Response
+
+__all__ = ["AccessPolicy", "AccessRule", "Requirement", "check", "path_matches"]
+
+
+class Requirement(StrEnum):
+    """What a resource demands of the client."""
+
+    CERTIFICATE = "certificate"
+    """Any valid certificate."""
+    ALLOWLIST = "allowlist"
+    """A certificate (or key) on the rule's fingerprints or named lists."""
+    ACCOUNT = "account"
+    """A certificate belonging to a registered account."""
+
+
+@dataclass(frozen=True, slots=True)
+class AccessRule:
+    """A requirement for every path under ``path``."""
+
+    path: str
+    require: Requirement
+    fingerprints: frozenset[str] = frozenset()
+    """Canonical certificate or key fingerprints allowed by an ``allowlist`` rule."""
+    lists: tuple[str, ...] = ()
+    """Names of store allow-lists an ``allowlist`` rule also accepts."""
+    register_url: str | None = None
+    """Where a person without an account can create one (said in the 61 of ``account`` rules)."""
+
+
+def path_matches(prefix: str, path: str) -> bool:
+    """Whether ``path`` is at or below ``prefix``, segment-wise.
+
+    ``/private`` and ``/private/`` both cover ``/private``, ``/private/`` and
+    ``/private/x``, never ``/privateer``.
+    """
+    base = prefix.rstrip("/")
+    if not base:
+        return True
+    return path == base or path.startswith(base + "/")
+
+
+class AccessPolicy:
+    """A set of rules; the most specific (longest) matching prefix wins."""
+
+    def __init__(self, rules: Iterable[AccessRule] = ()) -> None:
+        self.rules = sorted(rules, key=lambda rule: len(rule.path.rstrip("/")), reverse=True)
+
+    def rule_for(self, path: str) -> AccessRule | None:
+        """The rule that governs ``path`` (a canonical decoded path), or None."""
+        for rule in self.rules:
+            if path_matches(rule.path, path):
+                return rule
+        return None
+
+    def __bool__(self) -> bool:
+        return bool(self.rules)
+
+
+async def check(rule: AccessRule, request: Request, now: dt.datetime) -> Response | None:
+    """The 6x response ``request`` gets under ``rule``, or None when it may proceed.
+
+    ``request.account`` must already be resolved for ``account`` rules.
+    """
+    if request.identity is None:
+        if request.certificate_problem is not None:
+            return Response(Status.CERTIFICATE_NOT_VALID, request.certificate_problem)
+        return Response(
+            Status.CERTIFICATE_REQUIRED,
+            "this page needs a client certificate: create one in your client and reload",
+        )
+    if rule.require is Requirement.CERTIFICATE:
+        return None
+    identity = request.identity
+    store = request.store
+    if store is not None:
+        ban = await store.active_ban(identity, request.account, now)
+        if ban is not None:
+            until = "" if ban.until is None else f" until {ban.until:%Y-%m-%d %H:%M} UTC"
+            return Response(Status.CERTIFICATE_NOT_AUTHORISED, f"banned{until}: {ban.reason}")
+    if rule.require is Requirement.ALLOWLIST:
+        if (
+            identity.fingerprint in rule.fingerprints
+            or identity.key_fingerprint in rule.fingerprints
+        ):
+            return None
+        if rule.lists and store is not None and await store.is_allowed(rule.lists, identity):
+            return None
+        return Response(
+            Status.CERTIFICATE_NOT_AUTHORISED,
+            f"your certificate is not on this page's allow-list; ask the capsule's admin "
+            f"to add {identity.fingerprint}",
+        )
+    if request.account is None:
+        where = f": register at {rule.register_url}" if rule.register_url else ""
+        return Response(
+            Status.CERTIFICATE_NOT_AUTHORISED,
+            f"this page is for members; your certificate has no account{where}",
+        )
+    return None

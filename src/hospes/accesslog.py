@@ -1,0 +1,71 @@
+"""The access log: one line per request, written in batches off the request path.
+
+Format (space-separated, one request per line)::
+
+    2026-11-27T17:29:42.123Z 203.0.113.7:51234 SHA256:3f2a9b1c4d5e "gemini://ex.org/" 20 1432 1.8ms
+
+time (UTC), remote address:port, the client certificate's short fingerprint
+or ``-``, the requested URL (quoted, escaped), status, body bytes, duration.
+Lines are buffered and flushed every ``interval`` seconds and at shutdown, so
+a busy server makes one write per batch rather than one per request.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import sys
+import time
+from typing import TextIO
+
+from .fingerprint import short_fingerprint
+from .sanitize import printable
+
+__all__ = ["AccessLog"]
+
+
+class AccessLog:
+    """Formats and buffers access lines for a text stream (stdout by default)."""
+
+    def __init__(self, stream: TextIO | None = None, *, interval: float = 0.2) -> None:
+        self.stream = stream if stream is not None else sys.stdout
+        self.interval = interval
+        self._lines: list[str] = []
+        self._flusher: asyncio.TimerHandle | None = None
+
+    def record(
+        self,
+        *,
+        remote: str,
+        fingerprint: str | None,
+        target: str,
+        status: int | str,
+        size: int,
+        seconds: float,
+    ) -> None:
+        """Queue one access line."""
+        now = time.time()
+        stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(now))
+        who = "-" if fingerprint is None else short_fingerprint(fingerprint)
+        quoted = printable(target, 1024).replace('"', '\\"')
+        self._lines.append(
+            f'{stamp}.{int(now % 1 * 1000):03d}Z {remote} {who} "{quoted}" '
+            f"{status} {size} {seconds * 1000:.1f}ms\n"
+        )
+        if self._flusher is None:
+            try:
+                loop = asyncio.get_running_loop()
+            except RuntimeError:
+                self.flush()
+                return
+            self._flusher = loop.call_later(self.interval, self.flush)
+
+    def flush(self) -> None:
+        """Write every queued line now."""
+        self._flusher = None
+        if not self._lines:
+            return
+        lines, self._lines = self._lines, []
+        with contextlib.suppress(OSError, ValueError):
+            self.stream.write("".join(lines))
+            self.stream.flush()

@@ -1,0 +1,117 @@
+"""``hospes serve``: run the server (the bundled demo capsule by default)."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+from typing import Any
+
+from .. import __version__
+from ..config import Config, ConfigError, load_config, parse_config
+from ..runner import Prepared, run
+from ..tls import TLSError
+from .common import EXIT_FAILURE, EXIT_OK, EXIT_USAGE, fail
+
+__all__ = ["register"]
+
+
+def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Add ``serve`` to the ``hospes`` command."""
+    parser = commands.add_parser(
+        "serve",
+        help="run the Gemini server",
+        description="Serve a capsule (the bundled demo by default) over Gemini. "
+        "Every flag can also be set in the --config file; flags win.",
+    )
+    parser.add_argument("--config", type=Path, help="TOML configuration file")
+    parser.add_argument(
+        "--host",
+        action="append",
+        help="address to listen on (repeatable; default 127.0.0.1, '::' for all)",
+    )
+    parser.add_argument("--port", type=int, help="TCP port (default 1965)")
+    parser.add_argument(
+        "--hostname",
+        action="append",
+        help="a name this server answers for (repeatable; default localhost)",
+    )
+    parser.add_argument(
+        "--root", type=Path, help="capsule directory to serve (default: the demo capsule)"
+    )
+    parser.add_argument(
+        "--state", type=Path, help="state directory (default $XDG_STATE_HOME/hospes)"
+    )
+    parser.add_argument("--cert", type=Path, help="certificate (PEM) of the first hostname")
+    parser.add_argument("--key", type=Path, help="private key (PEM) of the first hostname")
+    parser.add_argument("--access-log", help="'-' for stdout (default), a file, or 'off'")
+    parser.add_argument("--log-level", choices=["debug", "info", "warning", "error"])
+    parser.set_defaults(run=run_serve)
+
+
+def _overrides(args: argparse.Namespace) -> dict[str, Any]:
+    """Flags as configuration keys; paths made absolute against the current directory."""
+    values: dict[str, Any] = {}
+    if args.host:
+        values["host"] = args.host
+    if args.port is not None:
+        values["port"] = args.port
+    if args.hostname:
+        values["hostnames"] = args.hostname
+    for key in ("root", "state", "cert", "key"):
+        value = getattr(args, key)
+        if value is not None:
+            values[key] = str(value.expanduser().absolute())
+    if args.access_log is not None:
+        values["access_log"] = args.access_log
+    if args.log_level is not None:
+        values["log_level"] = args.log_level
+    return values
+
+
+def build_config(args: argparse.Namespace) -> Config:
+    """The configuration file (if any) with the flags applied over it."""
+    overrides = _overrides(args)
+    if args.config is not None:
+        return load_config(args.config, overrides)
+    return parse_config(overrides) if overrides else Config()
+
+
+def announce(prepared: Prepared, config: Config) -> None:
+    """Tell the operator where the capsule is and which certificate it presents."""
+    server = prepared.server
+    what = "the demo capsule" if config.root is None else str(config.root)
+    print(f"hospes {__version__} serving {what}", file=sys.stderr)
+    default_port = "" if config.port == 1965 else f":{server.addresses[0][1]}"
+    for name, certificate in prepared.certificates.items():
+        host = f"[{name}]" if ":" in name else name
+        state = " (created now)" if name in prepared.created else ""
+        print(f"  gemini://{host}{default_port}/", file=sys.stderr)
+        print(f"    certificate {certificate.fingerprint}{state}", file=sys.stderr)
+        print(f"    key         {certificate.key_fingerprint}", file=sys.stderr)
+    listening = ", ".join(
+        f"[{host}]:{port}" if ":" in host else f"{host}:{port}" for host, port in server.addresses
+    )
+    print(f"  listening on {listening}", file=sys.stderr)
+    print(f"  state in {config.state}", file=sys.stderr)
+    sys.stderr.flush()
+
+
+def run_serve(args: argparse.Namespace) -> int:
+    try:
+        config = build_config(args)
+    except ConfigError as exc:
+        return fail(str(exc), EXIT_USAGE)
+    logging.basicConfig(
+        level=config.log_level.upper(),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    try:
+        run(config, announce=announce)
+    except (TLSError, NotADirectoryError) as exc:
+        return fail(str(exc), EXIT_USAGE)
+    except OSError as exc:
+        return fail(f"cannot start: {exc}", EXIT_FAILURE)
+    return EXIT_OK

@@ -1,0 +1,53 @@
+"""What a handler receives: the request URL, its decoded parts, and who is asking."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from .identity import ClientIdentity
+from .url import URL
+
+if TYPE_CHECKING:
+    from .store import Account, Store
+
+__all__ = ["Request"]
+
+
+@dataclass(slots=True)
+class Request:
+    """One Gemini request, validated.
+
+    ``identity`` is set only for a client certificate that is valid (it parses,
+    is within its dates, has a strong enough key and a good self-signature);
+    when a certificate was presented but is not valid, ``identity`` is None and
+    ``certificate_problem`` says why.  ``account`` is the store's account for
+    the identity, when the server has a store.
+    """
+
+    url: URL
+    path: str
+    """The percent-decoded, canonical path (dot segments resolved), starting with ``/``."""
+    query: str | None
+    """The percent-decoded query (user input after a 10/11), None when the URL has none."""
+    hostname: str
+    remote_address: str
+    remote_port: int
+    identity: ClientIdentity | None = None
+    certificate_problem: str | None = None
+    account: Account | None = None
+    store: Store | None = None
+    params: dict[str, str] = field(default_factory=dict)
+    """Values of the route's ``{parameters}``."""
+    base: str = ""
+    """The prefix under which the handler was mounted (``/docs`` for a mount at ``/docs/``)."""
+
+    @property
+    def relative_path(self) -> str:
+        """The path below the handler's mount point, starting with ``/``."""
+        return self.path[len(self.base) :] or "/"
+
+    @property
+    def fingerprint(self) -> str | None:
+        """The valid client certificate's fingerprint, or None."""
+        return None if self.identity is None else self.identity.fingerprint

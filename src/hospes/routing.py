@@ -1,0 +1,161 @@
+"""Applications: routes with path parameters, per-route access requirements, and mounts.
+
+An application is just something you call with a :class:`~hospes.request.Request`
+and that returns a response, so applications, static directories and plain
+functions mount inside each other freely::
+
+    app = Application()
+
+    @app.route("/hello/{name}")
+    def hello(request):
+        return f"# Hello, {request.params['name']}!\\n"
+
+    @app.route("/me", requires="certificate")
+    async def me(request):
+        return f"You are {request.identity.name}\\n"
+
+    app.mount("/files/", StaticFiles("capsule/files"))
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import inspect
+import re
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass
+
+from .access import AccessRule, Requirement, check, path_matches
+from .fingerprint import parse_fingerprint
+from .request import Request
+from .response import Response, as_response
+from .url import quote_path
+
+__all__ = ["Application", "Handler", "call_handler"]
+
+HandlerResult = Response | str | bytes
+Handler = Callable[[Request], HandlerResult | Awaitable[HandlerResult]]
+
+_PARAMETER = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)(?::(str|path|int))?\}")
+_CONVERTERS = {"str": "[^/]+", "path": ".+", "int": "[0-9]+"}
+
+
+async def call_handler(handler: Handler, request: Request) -> Response:
+    """Call a sync or async handler and normalise its result."""
+    result = handler(request)
+    if inspect.isawaitable(result):
+        result = await result
+    return as_response(result)
+
+
+def _compile(pattern: str) -> re.Pattern[str]:
+    if not pattern.startswith("/"):
+        raise ValueError(f"route pattern {pattern!r} must start with '/'")
+    regex, position = "", 0
+    for match in _PARAMETER.finditer(pattern):
+        regex += re.escape(pattern[position : match.start()])
+        regex += f"(?P<{match.group(1)}>{_CONVERTERS[match.group(2) or 'str']})"
+        position = match.end()
+    regex += re.escape(pattern[position:])
+    return re.compile(regex + r"\Z")
+
+
+@dataclass(frozen=True, slots=True)
+class _Route:
+    pattern: str
+    regex: re.Pattern[str]
+    handler: Handler
+    rule: AccessRule | None
+
+
+class Application:
+    """A set of routes and mounts, itself a handler."""
+
+    def __init__(self) -> None:
+        self._routes: list[_Route] = []
+        self._mounts: list[tuple[str, Handler]] = []
+
+    def route(
+        self,
+        pattern: str,
+        *,
+        requires: Requirement | str | None = None,
+        allow: Iterable[str] = (),
+        lists: Iterable[str] = (),
+        register_url: str | None = None,
+    ) -> Callable[[Handler], Handler]:
+        """Decorator registering a handler for ``pattern`` (see :meth:`add_route`)."""
+
+        def decorator(handler: Handler) -> Handler:
+            self.add_route(
+                pattern,
+                handler,
+                requires=requires,
+                allow=allow,
+                lists=lists,
+                register_url=register_url,
+            )
+            return handler
+
+        return decorator
+
+    def add_route(
+        self,
+        pattern: str,
+        handler: Handler,
+        *,
+        requires: Requirement | str | None = None,
+        allow: Iterable[str] = (),
+        lists: Iterable[str] = (),
+        register_url: str | None = None,
+    ) -> None:
+        """Serve ``pattern`` with ``handler``.
+
+        ``{name}`` matches one path segment, ``{name:int}`` digits and
+        ``{name:path}`` the rest of the path; values land in
+        ``request.params``.  ``requires`` (``"certificate"``, ``"allowlist"``
+        with ``allow`` fingerprints and/or store ``lists``, or ``"account"``)
+        applies the same 60/61/62 rules as the server's configuration.
+        """
+        rule = None
+        if requires is not None:
+            rule = AccessRule(
+                path=pattern,
+                require=Requirement(requires),
+                fingerprints=frozenset(parse_fingerprint(value) for value in allow),
+                lists=tuple(lists),
+                register_url=register_url,
+            )
+        self._routes.append(_Route(pattern, _compile(pattern), handler, rule))
+
+    def mount(self, prefix: str, handler: Handler) -> None:
+        """Serve every path under ``prefix`` with ``handler`` (an app, static files, a function).
+
+        The handler sees ``request.base`` set to the prefix and
+        ``request.relative_path`` relative to it.  Longer prefixes win.
+        """
+        if not prefix.startswith("/"):
+            raise ValueError(f"mount prefix {prefix!r} must start with '/'")
+        self._mounts.append((prefix.rstrip("/"), handler))
+        self._mounts.sort(key=lambda mount: len(mount[0]), reverse=True)
+
+    async def __call__(self, request: Request) -> Response:
+        """Answer ``request`` with the first matching route, else the longest matching mount."""
+        path = request.relative_path
+        for route in self._routes:
+            match = route.regex.match(path)
+            if match is None:
+                continue
+            if route.rule is not None:
+                denied = await check(route.rule, request, dt.datetime.now(dt.UTC))
+                if denied is not None:
+                    return denied
+            request.params = match.groupdict()
+            return await call_handler(route.handler, request)
+        for prefix, handler in self._mounts:
+            if path_matches(prefix, path):
+                request.base += prefix
+                return await call_handler(handler, request)
+        if not path.endswith("/") and any(route.regex.match(path + "/") for route in self._routes):
+            return Response.redirect(quote_path(request.path + "/"), permanent=True)
+        return Response.not_found()

@@ -1,0 +1,93 @@
+"""Where hospes keeps its state, and the server certificates it creates there on first run.
+
+Layout of a state directory::
+
+    certs/<hostname>.crt   self-signed server certificate (created on first run)
+    certs/<hostname>.key   its private key, mode 0600, never regenerated silently
+    hospes.sqlite3         the identity store (accounts, allow-lists, bans)
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from .selfsigned import (
+    generate_key,
+    load_private_key,
+    self_signed_certificate,
+    write_certificate,
+    write_private_key,
+)
+
+__all__ = [
+    "CertificatePaths",
+    "default_data_dir",
+    "default_state_dir",
+    "ensure_server_certificate",
+]
+
+SERVER_CERT_DAYS = 20 * 365
+
+
+def default_state_dir() -> Path:
+    """``$XDG_STATE_HOME/hospes``, by default ``~/.local/state/hospes``."""
+    base = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
+    return Path(base) / "hospes"
+
+
+def default_data_dir() -> Path:
+    """``$XDG_DATA_HOME/hospes``, by default ``~/.local/share/hospes`` (the client's files)."""
+    base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Path(base) / "hospes"
+
+
+@dataclass(frozen=True, slots=True)
+class CertificatePaths:
+    """Where a hostname's certificate and key are, and whether they were just created."""
+
+    cert: Path
+    key: Path
+    created: bool = False
+
+
+def ensure_server_certificate(state_dir: Path, hostname: str) -> CertificatePaths:
+    """Return the certificate of ``hostname`` in ``state_dir``, creating it on first run.
+
+    A new certificate is self-signed, ECDSA P-256, valid for 20 years, with the
+    hostname as subjectAltName.  An existing key is always reused (a changed key
+    breaks every client's TOFU pin); if only the certificate is missing it is
+    re-issued for the same key.  Several processes starting at once agree on
+    one key: the key file is published with a hard link, which fails if
+    another process got there first.
+    """
+    directory = state_dir / "certs"
+    cert_path = directory / f"{hostname}.crt"
+    key_path = directory / f"{hostname}.key"
+    if cert_path.exists() and key_path.exists():
+        return CertificatePaths(cert_path, key_path)
+    if cert_path.exists():
+        raise FileNotFoundError(
+            f"{cert_path} exists but its key {key_path} is missing; restore the key, "
+            "or remove the certificate to create a new identity (clients will see a new key)"
+        )
+    directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+    if not key_path.exists():
+        key = generate_key("ecdsa")
+        handle, temporary = tempfile.mkstemp(prefix=f".{hostname}.", suffix=".key", dir=directory)
+        os.close(handle)
+        try:
+            write_private_key(Path(temporary), key)
+            os.link(temporary, key_path)
+        except FileExistsError:
+            pass
+        finally:
+            Path(temporary).unlink(missing_ok=True)
+    key = load_private_key(key_path)
+    certificate = self_signed_certificate(
+        key, hostname, days=SERVER_CERT_DAYS, hostnames=[hostname]
+    )
+    write_certificate(cert_path, certificate)
+    return CertificatePaths(cert_path, key_path, created=True)

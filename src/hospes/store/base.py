@@ -1,0 +1,183 @@
+"""The one interface every identity store implements (SQLite embedded, PostgreSQL shared).
+
+The server, the access rules, the account flows and the admin CLI use only
+this interface, and one parametrised test-suite runs against every
+implementation.  Methods are coroutines so that a networked store never blocks
+the event loop; every write is one transaction.
+"""
+
+from __future__ import annotations
+
+import abc
+import datetime as dt
+from collections.abc import Sequence
+
+from ..identity import ClientIdentity
+from .models import Account, Ban, BanKind, CertificateRecord
+
+__all__ = [
+    "AlreadyRegistered",
+    "LastCertificate",
+    "NameTaken",
+    "Store",
+    "StoreError",
+    "UnknownAccount",
+]
+
+
+class StoreError(Exception):
+    """A store operation that cannot be done; the message is meant for a person."""
+
+
+class NameTaken(StoreError):
+    """The account name is already used by another account."""
+
+
+class UnknownAccount(StoreError):
+    """No account has that name or id."""
+
+
+class AlreadyRegistered(StoreError):
+    """The certificate (or its key) already belongs to an account."""
+
+
+class LastCertificate(StoreError):
+    """Removing that certificate would leave the account without any way to sign in."""
+
+
+class Store(abc.ABC):
+    """Accounts, their certificates, allow-lists and bans."""
+
+    # -- recognition: on the request path, must be fast -------------------------------
+
+    @abc.abstractmethod
+    async def recognise(self, identity: ClientIdentity, now: dt.datetime) -> Account | None:
+        """The account ``identity`` belongs to, or None.
+
+        A certificate whose fingerprint is unknown but whose public key belongs
+        to an account (a renewal) is recorded as a new certificate of that
+        account and recognised.  Updates the certificate's ``last_seen``
+        (implementations may coarsen this to limit writes).
+        """
+
+    @abc.abstractmethod
+    async def active_ban(
+        self, identity: ClientIdentity, account: Account | None, now: dt.datetime
+    ) -> Ban | None:
+        """A ban in force at ``now`` on the certificate, its key, or the account."""
+
+    @abc.abstractmethod
+    async def is_allowed(self, lists: Sequence[str], identity: ClientIdentity) -> bool:
+        """Whether the certificate or key fingerprint is on any of the named allow-lists."""
+
+    # -- accounts ---------------------------------------------------------------------
+
+    @abc.abstractmethod
+    async def register(self, name: str, identity: ClientIdentity, now: dt.datetime) -> Account:
+        """Create account ``name`` with ``identity`` as its first certificate.
+
+        Raises :class:`NameTaken` or :class:`AlreadyRegistered`; exactly one of
+        two concurrent registrations of a name succeeds.
+        """
+
+    @abc.abstractmethod
+    async def account(self, name: str) -> Account | None:
+        """The account called ``name`` (case-insensitive), or None."""
+
+    @abc.abstractmethod
+    async def account_by_id(self, account_id: int) -> Account | None:
+        """The account with ``account_id``, or None."""
+
+    @abc.abstractmethod
+    async def accounts(self) -> list[Account]:
+        """Every account, by name."""
+
+    @abc.abstractmethod
+    async def rename(self, name: str, new_name: str) -> Account:
+        """Rename an account; raises :class:`UnknownAccount` or :class:`NameTaken`."""
+
+    @abc.abstractmethod
+    async def delete(self, name: str) -> None:
+        """Delete an account with its certificates, link codes and account bans."""
+
+    @abc.abstractmethod
+    async def certificates(self, account_id: int) -> list[CertificateRecord]:
+        """The certificates of an account, oldest first."""
+
+    @abc.abstractmethod
+    async def add_certificate(
+        self, account_id: int, identity: ClientIdentity, now: dt.datetime
+    ) -> CertificateRecord:
+        """Add a certificate to an account; raises :class:`AlreadyRegistered`."""
+
+    @abc.abstractmethod
+    async def remove_certificate(self, account_id: int, fingerprint: str) -> None:
+        """Remove one of an account's certificates.
+
+        Raises :class:`LastCertificate` rather than leave the account without
+        certificates, and :class:`StoreError` if it is not the account's.
+        """
+
+    # -- linking a device ---------------------------------------------------------------
+
+    @abc.abstractmethod
+    async def create_link_code(
+        self, account_id: int, code_hash: bytes, expires: dt.datetime
+    ) -> None:
+        """Store the hash of a one-time link code for an account."""
+
+    @abc.abstractmethod
+    async def redeem_link_code(
+        self, code_hash: bytes, identity: ClientIdentity, now: dt.datetime
+    ) -> Account | None:
+        """Consume an unexpired code and add ``identity`` to its account, atomically.
+
+        Returns None (and consumes nothing) when the code is unknown, used or
+        expired; raises :class:`AlreadyRegistered` if the certificate already
+        belongs to an account.
+        """
+
+    # -- bans ---------------------------------------------------------------------------
+
+    @abc.abstractmethod
+    async def ban(
+        self,
+        kind: BanKind,
+        value: str,
+        reason: str,
+        now: dt.datetime,
+        until: dt.datetime | None = None,
+    ) -> Ban:
+        """Ban a certificate fingerprint, a key fingerprint or an account (id as text)."""
+
+    @abc.abstractmethod
+    async def unban(self, kind: BanKind, value: str) -> int:
+        """Lift every ban on that certificate, key or account; returns how many."""
+
+    @abc.abstractmethod
+    async def bans(self) -> list[Ban]:
+        """Every ban, newest first, expired ones included."""
+
+    # -- allow-lists --------------------------------------------------------------------
+
+    @abc.abstractmethod
+    async def allow(self, list_name: str, fingerprint: str) -> bool:
+        """Add a fingerprint to a named list; False if it was already there."""
+
+    @abc.abstractmethod
+    async def disallow(self, list_name: str, fingerprint: str) -> bool:
+        """Remove a fingerprint from a named list; False if it was not there."""
+
+    @abc.abstractmethod
+    async def allow_list(self, list_name: str) -> list[str]:
+        """The fingerprints on a named list, sorted."""
+
+    @abc.abstractmethod
+    async def allow_lists(self) -> dict[str, int]:
+        """The names of all lists with their sizes."""
+
+    # -- lifecycle ----------------------------------------------------------------------
+
+    @abc.abstractmethod
+    async def close(self) -> None:
+        """Release connections and threads."""

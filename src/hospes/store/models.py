@@ -1,0 +1,62 @@
+"""The records of the identity store: accounts, their certificates, allow-lists and bans."""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+from enum import StrEnum
+
+__all__ = ["Account", "Ban", "BanKind", "CertificateRecord"]
+
+
+@dataclass(frozen=True, slots=True)
+class Account:
+    """A person (or bot) known to the capsule, who may use several certificates."""
+
+    id: int
+    name: str
+    created: dt.datetime
+    status: str = "active"
+
+
+@dataclass(frozen=True, slots=True)
+class CertificateRecord:
+    """A client certificate seen for an account.
+
+    ``key_fingerprint`` is what recognises a renewal: a new certificate for the
+    same key is recorded as another certificate of the same account.
+    """
+
+    fingerprint: str
+    key_fingerprint: str
+    account_id: int
+    common_name: str | None
+    not_before: dt.datetime
+    not_after: dt.datetime
+    first_seen: dt.datetime
+    last_seen: dt.datetime
+
+
+class BanKind(StrEnum):
+    """What a ban applies to."""
+
+    CERTIFICATE = "certificate"
+    KEY = "key"
+    ACCOUNT = "account"
+
+
+@dataclass(frozen=True, slots=True)
+class Ban:
+    """A ban of a certificate, a key or an account, with the reason shown to the client."""
+
+    id: int
+    kind: BanKind
+    value: str
+    """A canonical fingerprint for certificate and key bans, the account id (as text)."""
+    reason: str
+    created: dt.datetime
+    until: dt.datetime | None = None
+
+    def active(self, now: dt.datetime) -> bool:
+        """Whether the ban is in force at ``now``."""
+        return self.until is None or now < self.until
