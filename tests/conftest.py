@@ -2,83 +2,13 @@
 
 from __future__ import annotations
 
-import asyncio
-import datetime as dt
-import socket
-import ssl
-import threading
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
-from cryptography.hazmat.primitives.asymmetric import ec
 
-from hospes.accesslog import AccessLog
-from hospes.config import Config, HostConfig
+from helpers import CertFactory, RunningServer, start_server
 from hospes.routing import Handler
-from hospes.runner import prepare
-from hospes.selfsigned import (
-    KeyKind,
-    PrivateKey,
-    generate_key,
-    self_signed_certificate,
-    write_certificate,
-    write_private_key,
-)
-from hospes.server import Limits, Server
-
-try:
-    import uvloop
-except ImportError:  # pragma: no cover
-    uvloop = None
-
-
-@dataclass(frozen=True)
-class CertFiles:
-    """A certificate and key written as PEM files, with the key object for renewals."""
-
-    cert: Path
-    key: Path
-    private_key: PrivateKey
-
-
-class CertFactory:
-    """Makes client certificates of every kind the tests need, in a temporary directory."""
-
-    def __init__(self, directory: Path) -> None:
-        self.directory = directory
-        self._count = 0
-
-    def make(
-        self,
-        name: str = "alice",
-        *,
-        kind: KeyKind = "ecdsa",
-        rsa_bits: int = 2048,
-        key: PrivateKey | None = None,
-        days: float = 365,
-        not_before: dt.datetime | None = None,
-    ) -> CertFiles:
-        self._count += 1
-        private_key = key or generate_key(kind, rsa_bits)
-        cert = self_signed_certificate(private_key, name, days=days, not_before=not_before)
-        stem = self.directory / f"{self._count}-{name}"
-        cert_path, key_path = stem.with_suffix(".crt"), stem.with_suffix(".key")
-        write_certificate(cert_path, cert)
-        write_private_key(key_path, private_key)
-        return CertFiles(cert_path, key_path, private_key)
-
-    def expired(self, name: str = "old") -> CertFiles:
-        start = dt.datetime.now(dt.UTC) - dt.timedelta(days=400)
-        return self.make(name, not_before=start, days=30)
-
-    def not_yet_valid(self, name: str = "future") -> CertFiles:
-        start = dt.datetime.now(dt.UTC) + dt.timedelta(days=30)
-        return self.make(name, not_before=start, days=365)
-
-    def renewal(self, previous: CertFiles, name: str = "alice") -> CertFiles:
-        return self.make(name, key=previous.private_key)
 
 
 @pytest.fixture
@@ -86,91 +16,6 @@ def certs(tmp_path: Path) -> CertFactory:
     directory = tmp_path / "client-certs"
     directory.mkdir()
     return CertFactory(directory)
-
-
-@dataclass
-class RunningServer:
-    """A hospes server running in a thread of its own, on a free loopback port."""
-
-    server: Server
-    loop: asyncio.AbstractEventLoop
-    thread: threading.Thread
-    host: str
-    port: int
-    state: Path
-    log_lines: list[str] = field(default_factory=list)
-
-    def url(self, path: str = "/", hostname: str = "localhost") -> str:
-        return f"gemini://{hostname}:{self.port}{path}"
-
-    def call(self, function: Callable[[], object]) -> object:
-        """Run ``function`` on the server's loop and return its result."""
-        future = asyncio.run_coroutine_threadsafe(_call(function), self.loop)
-        return future.result(10)
-
-    def stop(self) -> None:
-        if self.thread.is_alive():
-            asyncio.run_coroutine_threadsafe(self.server.shutdown(1.0), self.loop).result(10)
-            self.loop.call_soon_threadsafe(self.loop.stop)
-            self.thread.join(10)
-
-
-async def _call(function: Callable[[], object]) -> object:
-    result = function()
-    if asyncio.iscoroutine(result):
-        result = await result
-    return result
-
-
-class _ListStream:
-    def __init__(self, lines: list[str]) -> None:
-        self.lines = lines
-
-    def write(self, text: str) -> int:
-        self.lines.extend(text.splitlines())
-        return len(text)
-
-    def flush(self) -> None:
-        return None
-
-
-def start_server(
-    state: Path,
-    handler: Handler | None = None,
-    *,
-    config: Config | None = None,
-    limits: Limits | None = None,
-    host: str = "127.0.0.1",
-) -> RunningServer:
-    """Start a real server (TLS, dispatcher, store) on a free port of ``host``."""
-    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind((host, 0))
-    sock.listen(1024)
-    port = sock.getsockname()[1]
-    config = config or Config(hosts=[HostConfig("localhost")])
-    config.state = state
-    config.port = port
-    if limits is not None:
-        config.limits = limits
-    lines: list[str] = []
-    prepared = prepare(config, handler, access_log=AccessLog(_ListStream(lines), interval=0.01))
-    loop = uvloop.new_event_loop() if uvloop is not None else asyncio.new_event_loop()
-    started = threading.Event()
-
-    def run() -> None:
-        asyncio.set_event_loop(loop)
-        loop.run_until_complete(prepared.server.start(sockets=[sock]))
-        started.set()
-        loop.run_forever()
-        if prepared.store is not None:
-            loop.run_until_complete(prepared.store.close())
-        loop.close()
-
-    thread = threading.Thread(target=run, name="hospes-test-server", daemon=True)
-    thread.start()
-    assert started.wait(10), "server did not start"
-    return RunningServer(prepared.server, loop, thread, host, port, state, lines)
 
 
 @pytest.fixture
@@ -193,57 +38,3 @@ def serve(tmp_path: Path) -> Iterator[Callable[..., RunningServer]]:
 def demo(serve: Callable[..., RunningServer]) -> RunningServer:
     """The bundled demo capsule on a free port."""
     return serve()
-
-
-@dataclass
-class RawResponse:
-    header: str
-    body: bytes
-    status: int
-    meta: str
-
-
-def raw_request(
-    port: int,
-    line: bytes | str,
-    *,
-    cert: CertFiles | None = None,
-    host: str = "127.0.0.1",
-    server_name: str = "localhost",
-    timeout: float = 10,
-) -> RawResponse:
-    """Send exactly ``line`` (CRLF added to str) over TLS with the stdlib; read to close_notify.
-
-    A deliberately independent client, so server tests do not depend on
-    hospes' own client for the bytes on the wire.
-    """
-    if isinstance(line, str):
-        line = line.encode("utf-8") + b"\r\n"
-    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-    context.check_hostname = False
-    context.verify_mode = ssl.CERT_NONE
-    context.set_ciphers("DEFAULT:@SECLEVEL=0")  # so the tests can present weak keys
-    if cert is not None:
-        context.load_cert_chain(cert.cert, cert.key)
-    # suppress_ragged_eofs=False: a response not ended by close_notify raises.
-    with (
-        socket.create_connection((host, port), timeout=timeout) as sock,
-        context.wrap_socket(sock, server_hostname=server_name, suppress_ragged_eofs=False) as tls,
-    ):
-        tls.sendall(line)
-        chunks = []
-        while True:
-            data = tls.recv(65536)
-            if not data:
-                break
-            chunks.append(data)
-    data = b"".join(chunks)
-    header, _, body = data.partition(b"\r\n")
-    text = header.decode("utf-8")
-    status, _, meta = text.partition(" ")
-    return RawResponse(text, body, int(status), meta)
-
-
-@pytest.fixture
-def p256_key() -> ec.EllipticCurvePrivateKey:
-    return ec.generate_private_key(ec.SECP256R1())

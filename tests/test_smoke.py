@@ -1,4 +1,4 @@
-from conftest import raw_request
+from helpers import raw_request
 
 
 def test_demo_index(demo, certs):
