@@ -6,19 +6,24 @@ import asyncio
 import datetime as dt
 import socket
 import ssl
+import subprocess
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from cryptography.hazmat.primitives.serialization import Encoding
+
 from hospes.accesslog import AccessLog
 from hospes.config import Config, HostConfig
+from hospes.identity import ClientIdentity, identify
 from hospes.routing import Handler
 from hospes.runner import prepare
 from hospes.selfsigned import (
     KeyKind,
     PrivateKey,
     generate_key,
+    load_certificate,
     self_signed_certificate,
     write_certificate,
     write_private_key,
@@ -76,6 +81,11 @@ class CertFactory:
 
     def renewal(self, previous: CertFiles, name: str = "alice") -> CertFiles:
         return self.make(name, key=previous.private_key)
+
+
+def identity_of(files: CertFiles) -> ClientIdentity:
+    """The identity hospes derives from a certificate file."""
+    return identify(load_certificate(files.cert).public_bytes(Encoding.DER))
 
 
 @dataclass
@@ -210,3 +220,56 @@ def raw_request(
     text = header.decode("utf-8")
     status, _, meta = text.partition(" ")
     return RawResponse(text, body, int(status), meta)
+
+
+@dataclass
+class OpenSSLResult:
+    """What ``openssl s_client`` printed: the response on stdout, diagnostics on stderr."""
+
+    stdout: bytes
+    stderr: str
+    returncode: int
+
+    @property
+    def status(self) -> int:
+        return int(self.stdout[:2])
+
+    @property
+    def header(self) -> str:
+        return self.stdout.partition(b"\r\n")[0].decode("utf-8", "replace")
+
+
+def s_client(
+    port: int,
+    line: str | bytes,
+    *,
+    cert: CertFiles | None = None,
+    server_name: str = "localhost",
+    options: tuple[str, ...] = (),
+    quiet: bool = True,
+    timeout: float = 15,
+) -> OpenSSLResult:
+    """Send one request with the real ``openssl s_client`` (the system's OpenSSL build).
+
+    ``@SECLEVEL=0`` lets it present the weak keys the tests need.  It reads
+    until the server closes; with ``quiet=False`` stdout starts with the
+    session summary (``New,``/``Reused,`` ...) before the response.
+    """
+    if isinstance(line, str):
+        line = line.encode("utf-8") + b"\r\n"
+    command = [
+        "openssl",
+        "s_client",
+        "-quiet" if quiet else "-ign_eof",
+        "-connect",
+        f"127.0.0.1:{port}",
+        "-servername",
+        server_name,
+        "-cipher",
+        "DEFAULT:@SECLEVEL=0",
+        *options,
+    ]
+    if cert is not None:
+        command += ["-cert", str(cert.cert), "-key", str(cert.key)]
+    result = subprocess.run(command, input=line, capture_output=True, timeout=timeout, check=False)
+    return OpenSSLResult(result.stdout, result.stderr.decode("utf-8", "replace"), result.returncode)

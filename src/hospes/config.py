@@ -96,7 +96,9 @@ def normalize_hostname(name: str, where: str) -> str:
 def _unknown(keys: Mapping[str, Any], allowed: Mapping[str, str] | set[str], where: str) -> None:
     for key in keys:
         if key not in allowed:
-            close = difflib.get_close_matches(key, list(allowed), n=1)
+            # A transposition ("prot") is the likeliest typo; difflib alone prefers "root".
+            close = [name for name in allowed if sorted(name) == sorted(key)]
+            close = close or difflib.get_close_matches(key, list(allowed), n=1)
             hint = f" (did you mean {close[0]!r}?)" if close else ""
             raise ConfigError(f"{where}: unknown setting {key!r}{hint}")
 

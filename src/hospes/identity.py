@@ -10,6 +10,7 @@ allow-list entry) is decided elsewhere.
 from __future__ import annotations
 
 import datetime as dt
+import warnings
 from collections import OrderedDict
 from dataclasses import dataclass
 
@@ -132,19 +133,25 @@ def identify(der: bytes) -> ClientIdentity:
     Raises :class:`CertificateError` (whose message is a 62 meta) when the
     certificate cannot be parsed or its key type is not supported.
     """
-    try:
-        cert = x509.load_der_x509_certificate(der)
-        key = cert.public_key()
-        subject, issuer = cert.subject, cert.issuer
-        names = subject.get_attributes_for_oid(NameOID.COMMON_NAME)
-        common_name = names[0].value if names else None
-        subject_text = subject.rfc4514_string()
-        issuer_text = issuer.rfc4514_string()
-        not_before, not_after = cert.not_valid_before_utc, cert.not_valid_after_utc
-    except (ValueError, UnsupportedAlgorithm) as exc:
-        raise CertificateError(
-            f"certificate cannot be parsed ({printable(str(exc), 80)}); create a new certificate"
-        ) from None
+    with warnings.catch_warnings():
+        # Odd but parseable certificates (long names, negative serials) are the client's
+        # business; they must not write warnings into the server's log.
+        warnings.simplefilter("ignore")
+        try:
+            return _identify(der)
+        except (ValueError, UnsupportedAlgorithm) as exc:
+            raise CertificateError(
+                f"certificate cannot be parsed ({printable(str(exc), 80)}); "
+                "create a new certificate"
+            ) from None
+
+
+def _identify(der: bytes) -> ClientIdentity:
+    cert = x509.load_der_x509_certificate(der)
+    key = cert.public_key()
+    subject, issuer = cert.subject, cert.issuer
+    names = subject.get_attributes_for_oid(NameOID.COMMON_NAME)
+    common_name = names[0].value if names else None
     key_type, bits = describe_key(key)
     defect = _weakness(key_type, bits)
     self_signed = subject == issuer
@@ -161,11 +168,11 @@ def identify(der: bytes) -> ClientIdentity:
         fingerprint=fingerprint(der),
         key_fingerprint=key_fingerprint(key),
         common_name=common_name if isinstance(common_name, str) else None,
-        subject=subject_text,
-        issuer=issuer_text,
+        subject=subject.rfc4514_string(),
+        issuer=issuer.rfc4514_string(),
         serial=cert.serial_number,
-        not_before=not_before,
-        not_after=not_after,
+        not_before=cert.not_valid_before_utc,
+        not_after=cert.not_valid_after_utc,
         key_type=key_type,
         key_bits=bits,
         self_signed=self_signed,

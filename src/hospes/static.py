@@ -79,6 +79,8 @@ class StaticFiles:
             real = os.path.join(real, self.index)
             if not self._inside(os.path.realpath(real)):
                 return Response.not_found(_NOT_FOUND)
+        elif relative.endswith("/"):
+            return Response.not_found(_NOT_FOUND)
         return self._open(real)
 
     def _open(self, real: str) -> Response:

@@ -1,0 +1,229 @@
+"""The application API over a real server: routes, parameters, requirements, mounts, errors."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+
+import pytest
+
+from helpers import raw_request
+from hospes import Application, Request, Response, StaticFiles
+from hospes.routing import call_handler
+from hospes.url import parse_url
+
+
+def build_app(tmp_path) -> Application:
+    app = Application()
+
+    @app.route("/")
+    def home(request: Request) -> str:
+        return "# Home\n"
+
+    @app.route("/hello/{name}")
+    def hello(request: Request) -> str:
+        return f"Hello, {request.params['name']}!\n"
+
+    @app.route("/items/{number:int}")
+    async def item(request: Request) -> Response:
+        await asyncio.sleep(0)
+        return Response.success(f"item {int(request.params['number']) * 2}\n", "text/plain")
+
+    @app.route("/files/{rest:path}")
+    def rest(request: Request) -> str:
+        return request.params["rest"]
+
+    @app.route("/search")
+    def search(request: Request) -> Response:
+        if request.query is None:
+            return Response.input("What are you looking for?")
+        return Response.success(f"You searched for: {request.query}\n")
+
+    @app.route("/password")
+    def password(request: Request) -> Response:
+        return Response.sensitive_input("Password")
+
+    @app.route("/old")
+    def old(request: Request) -> Response:
+        return Response.redirect("/new", permanent=True)
+
+    @app.route("/bytes")
+    def raw(request: Request) -> bytes:
+        return b"\x00\x01binary"
+
+    @app.route("/stream")
+    def stream(request: Request) -> Response:
+        async def chunks():
+            for index in range(100):
+                yield f"line {index}\n".encode()
+
+        return Response.success(chunks(), "text/plain")
+
+    @app.route("/boom")
+    def boom(request: Request) -> str:
+        raise RuntimeError("kaboom")
+
+    @app.route("/bad-meta")
+    def bad_meta(request: Request) -> Response:
+        return Response(20, "text/plain\r\n20 injected")
+
+    @app.route("/wrong-type")
+    def wrong_type(request: Request) -> object:
+        return 42
+
+    @app.route("/slow-down")
+    def slow(request: Request) -> Response:
+        return Response.slow_down(7.2)
+
+    @app.route("/me", requires="certificate")
+    def me(request: Request) -> str:
+        assert request.identity is not None
+        return request.identity.fingerprint
+
+    @app.route("/dir/")
+    def directory(request: Request) -> str:
+        return "dir\n"
+
+    @app.route("/where")
+    def where(request: Request) -> str:
+        return f"{request.hostname} {request.remote_address} {request.path} {request.base}\n"
+
+    sub = Application()
+    sub.add_route("/info", lambda request: f"sub {request.base} {request.relative_path}\n")
+    app.mount("/sub/", sub)
+    (tmp_path / "static").mkdir()
+    (tmp_path / "static" / "file.gmi").write_text("static file\n")
+    app.mount("/static/", StaticFiles(tmp_path / "static"))
+    return app
+
+
+@pytest.fixture
+def app_server(serve, tmp_path):
+    return serve(build_app(tmp_path))
+
+
+def get(server, path, **kwargs):
+    return raw_request(server.port, server.url(path), **kwargs)
+
+
+def test_plain_string_is_gemtext(app_server):
+    response = get(app_server, "/")
+    assert (response.status, response.meta, response.body) == (20, "text/gemini", b"# Home\n")
+
+
+def test_path_parameter(app_server):
+    assert get(app_server, "/hello/world").body == b"Hello, world!\n"
+    assert get(app_server, "/hello/w%C3%B6rld").body == "Hello, wörld!\n".encode()
+    assert get(app_server, "/hello/a/b").status == 51
+
+
+def test_int_parameter_and_async_handler(app_server):
+    response = get(app_server, "/items/21")
+    assert (response.meta, response.body) == ("text/plain", b"item 42\n")
+    assert get(app_server, "/items/x").status == 51
+
+
+def test_path_parameter_takes_the_rest(app_server):
+    assert get(app_server, "/files/a/b/c.txt").body == b"a/b/c.txt"
+
+
+def test_input_round_trip(app_server):
+    response = get(app_server, "/search")
+    assert (response.status, response.meta) == (10, "What are you looking for?")
+    answer = get(app_server, "/search?caf%C3%A9%20au%20lait")
+    assert answer.body == "You searched for: café au lait\n".encode()
+
+
+def test_sensitive_input(app_server):
+    assert get(app_server, "/password").status == 11
+
+
+def test_redirect(app_server):
+    response = get(app_server, "/old")
+    assert (response.status, response.meta) == (31, "/new")
+
+
+def test_bytes_body(app_server):
+    assert get(app_server, "/bytes").body == b"\x00\x01binary"
+
+
+def test_streamed_body(app_server):
+    response = get(app_server, "/stream")
+    assert response.body == b"".join(f"line {index}\n".encode() for index in range(100))
+
+
+def test_uncaught_exception_gives_40_and_a_logged_traceback(app_server, caplog):
+    with caplog.at_level(logging.ERROR, logger="hospes.app"):
+        response = get(app_server, "/boom")
+        assert response.status == 40
+        assert "kaboom" not in response.meta
+        deadline = time.monotonic() + 2
+        while not caplog.records and time.monotonic() < deadline:
+            time.sleep(0.01)
+    assert any("kaboom" in (record.exc_text or "") for record in caplog.records)
+    assert get(app_server, "/").status == 20
+
+
+def test_invalid_meta_from_a_handler_cannot_inject_a_header(app_server):
+    response = get(app_server, "/bad-meta")
+    assert response.status == 40
+    assert b"injected" not in response.body
+
+
+def test_wrong_return_type_gives_40(app_server):
+    assert get(app_server, "/wrong-type").status == 40
+
+
+def test_slow_down_meta_is_an_integer(app_server):
+    response = get(app_server, "/slow-down")
+    assert (response.status, response.meta) == (44, "7")
+
+
+def test_route_requirement(app_server, certs):
+    assert get(app_server, "/me").status == 60
+    assert get(app_server, "/me", cert=certs.expired()).status == 62
+    response = get(app_server, "/me", cert=certs.make())
+    assert response.status == 20
+    assert response.body.startswith(b"SHA256:")
+
+
+def test_missing_trailing_slash_on_a_route_redirects(app_server):
+    response = get(app_server, "/dir")
+    assert (response.status, response.meta) == (31, "/dir/")
+
+
+def test_request_fields(app_server):
+    response = get(app_server, "/where")
+    assert response.body == b"localhost 127.0.0.1 /where \n"
+
+
+def test_mounted_application_sees_its_base(app_server):
+    assert get(app_server, "/sub/info").body == b"sub /sub /info\n"
+
+
+def test_mounted_static_files(app_server):
+    assert get(app_server, "/static/file.gmi").body == b"static file\n"
+
+
+def test_unknown_path(app_server):
+    assert get(app_server, "/nothing/here").status == 51
+
+
+def test_route_pattern_must_be_absolute():
+    with pytest.raises(ValueError, match="must start with"):
+        Application().add_route("relative", lambda request: "")
+    with pytest.raises(ValueError, match="must start with"):
+        Application().mount("relative", lambda request: "")
+
+
+def test_unknown_requirement_is_refused():
+    with pytest.raises(ValueError):
+        Application().add_route("/x", lambda request: "", requires="everyone")
+
+
+def test_call_handler_normalises_results():
+    request = Request(parse_url("gemini://a/"), "/", None, "a", "127.0.0.1", 1)
+    assert asyncio.run(call_handler(lambda r: "x", request)).body == "x"
+    with pytest.raises(TypeError, match="must return"):
+        asyncio.run(call_handler(lambda r: 1, request))

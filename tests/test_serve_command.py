@@ -1,0 +1,288 @@
+"""``hospes serve`` as a real process: first run, certificate reuse, config errors, signals."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+from pathlib import Path
+
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.serialization import Encoding
+
+from helpers import raw_request
+from hospes.demo import CAPSULE
+from hospes.fingerprint import fingerprint
+
+pytestmark = pytest.mark.slow
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def wait_for_port(port: int, process: subprocess.Popen, timeout: float = 15) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise AssertionError(f"server exited early: {process.stderr.read()}")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+                return
+        except OSError:
+            time.sleep(0.05)
+    raise AssertionError("server did not start listening")
+
+
+def start(args: list[str], env: dict[str, str] | None = None) -> subprocess.Popen:
+    return subprocess.Popen(
+        [sys.executable, "-m", "hospes", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, **(env or {})},
+    )
+
+
+def stop(process: subprocess.Popen, signum: int = signal.SIGTERM) -> tuple[int, str, str]:
+    process.send_signal(signum)
+    stdout, stderr = process.communicate(timeout=15)
+    return process.returncode, stdout, stderr
+
+
+def test_first_run_creates_certificate_then_reuses_it(tmp_path):
+    state = tmp_path / "state"
+    port = free_port()
+    process = start(["serve", "--port", str(port), "--state", str(state)])
+    wait_for_port(port, process)
+    response = raw_request(port, f"gemini://localhost:{port}/")
+    assert response.status == 20
+    code, stdout, stderr = stop(process)
+    assert code == 0
+    key = state / "certs" / "localhost.key"
+    cert = state / "certs" / "localhost.crt"
+    assert key.exists() and cert.exists()
+    assert key.stat().st_mode & 0o777 == 0o600
+    certificate = x509.load_pem_x509_certificate(cert.read_bytes())
+    assert isinstance(certificate.public_key(), ec.EllipticCurvePublicKey)
+    assert certificate.public_key().curve.name == "secp256r1"
+    lifetime = certificate.not_valid_after_utc - certificate.not_valid_before_utc
+    assert lifetime.days >= 3650
+    expected = fingerprint(certificate.public_bytes(Encoding.DER))
+    assert expected in stderr
+    assert "(created now)" in stderr
+    assert f"gemini://localhost:{port}/" in stderr
+    assert str(state) in stderr
+    assert f'"gemini://localhost:{port}/" 20' in stdout
+
+    before = key.read_bytes()
+    process = start(["serve", "--port", str(port), "--state", str(state)])
+    wait_for_port(port, process)
+    code, _, stderr = stop(process, signal.SIGINT)
+    assert code == 0
+    assert key.read_bytes() == before
+    assert expected in stderr
+    assert "(created now)" not in stderr
+
+
+def test_state_defaults_to_xdg_state_home(tmp_path):
+    port = free_port()
+    process = start(["serve", "--port", str(port)], env={"XDG_STATE_HOME": str(tmp_path)})
+    wait_for_port(port, process)
+    stop(process)
+    assert (tmp_path / "hospes" / "certs" / "localhost.crt").exists()
+
+
+def test_certificate_without_key_is_an_error_not_a_new_key(tmp_path):
+    state = tmp_path / "state"
+    port = free_port()
+    process = start(["serve", "--port", str(port), "--state", str(state)])
+    wait_for_port(port, process)
+    stop(process)
+    (state / "certs" / "localhost.key").unlink()
+    result = subprocess.run(
+        [sys.executable, "-m", "hospes", "serve", "--port", str(port), "--state", str(state)],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    assert result.returncode != 0
+    assert "localhost.key is missing" in result.stderr
+    assert not (state / "certs" / "localhost.key").exists()
+
+
+def test_own_certificate_and_root(tmp_path, certs):
+    server_cert = certs.make("localhost")
+    root = tmp_path / "root"
+    root.mkdir()
+    (root / "index.gmi").write_text("# mine\n")
+    port = free_port()
+    process = start(
+        [
+            "serve",
+            "--port",
+            str(port),
+            "--state",
+            str(tmp_path / "state"),
+            "--cert",
+            str(server_cert.cert),
+            "--key",
+            str(server_cert.key),
+            "--root",
+            str(root),
+        ]
+    )
+    wait_for_port(port, process)
+    assert raw_request(port, f"gemini://localhost:{port}/").body == b"# mine\n"
+    assert stop(process)[0] == 0
+    assert not (tmp_path / "state" / "certs").exists()
+
+
+def test_config_file_and_flags(tmp_path):
+    root = tmp_path / "root"
+    root.mkdir()
+    (root / "index.gmi").write_text("# from config\n")
+    port = free_port()
+    config = tmp_path / "hospes.toml"
+    config.write_text(
+        textwrap.dedent(
+            f"""
+            port = {port + 1}
+            hostnames = ["example.test", "localhost"]
+            root = "root"
+            state = "state"
+
+            [[access]]
+            path = "/private/"
+            require = "certificate"
+            """
+        )
+    )
+    process = start(["serve", "--config", str(config), "--port", str(port)])
+    wait_for_port(port, process)
+    assert raw_request(port, f"gemini://example.test:{port}/").body == b"# from config\n"
+    assert raw_request(port, f"gemini://localhost:{port}/private/x").status == 60
+    assert stop(process)[0] == 0
+    assert (tmp_path / "state" / "certs" / "example.test.crt").exists()
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        ("port = 'x'", "port: expected a port number"),
+        ("prot = 1965", "unknown setting 'prot' (did you mean 'port'?)"),
+        ("[[access]]\npath = '/a/'\nrequire = 'everyone'", "access[0].require: expected one of"),
+        (
+            "[[access]]\npath = '/a/'\nrequire = 'allowlist'\nfingerprints = ['nope']",
+            "not a SHA-256 fingerprint",
+        ),
+        ("this is not toml", "not valid TOML"),
+        ("[limits]\nrequest_timeout = -1", "limits.request_timeout: expected a positive number"),
+    ],
+)
+def test_config_errors_are_clear_and_exit_2(tmp_path, content, message):
+    config = tmp_path / "bad.toml"
+    config.write_text(content)
+    result = subprocess.run(
+        [sys.executable, "-m", "hospes", "serve", "--config", str(config)],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    assert result.returncode == 2
+    assert message in result.stderr
+    assert str(config) in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_port_in_use_is_a_clear_error(tmp_path):
+    with socket.socket() as blocker:
+        blocker.bind(("127.0.0.1", 0))
+        blocker.listen()
+        port = blocker.getsockname()[1]
+        result = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "hospes",
+                "serve",
+                "--port",
+                str(port),
+                "--state",
+                str(tmp_path),
+            ],
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=False,
+        )
+    assert result.returncode == 1
+    assert "cannot start" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+SLOW_SERVER = """
+import asyncio, sys
+from pathlib import Path
+from hospes import Application
+from hospes.config import Config
+from hospes.runner import run
+
+app = Application()
+
+@app.route("/slow")
+async def slow(request):
+    await asyncio.sleep(1.0)
+    return "finished\\n"
+
+run(Config(port=int(sys.argv[1]), state=Path(sys.argv[2])), app)
+"""
+
+
+def test_sigterm_finishes_in_flight_requests_then_exits_0(tmp_path):
+    port = free_port()
+    script = tmp_path / "slow.py"
+    script.write_text(SLOW_SERVER)
+    process = subprocess.Popen(
+        [sys.executable, str(script), str(port), str(tmp_path / "state")],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    wait_for_port(port, process)
+    results = []
+    request = threading.Thread(
+        target=lambda: results.append(raw_request(port, f"gemini://localhost:{port}/slow"))
+    )
+    request.start()
+    time.sleep(0.4)
+    process.send_signal(signal.SIGTERM)
+    time.sleep(0.2)
+    with pytest.raises(OSError):
+        socket.create_connection(("127.0.0.1", port), timeout=1).close()
+    request.join(10)
+    code = process.wait(10)
+    assert results and results[0].body == b"finished\n"
+    assert code == 0
+
+
+def test_python_dash_m_and_version():
+    result = subprocess.run(
+        [sys.executable, "-m", "hospes", "--version"], capture_output=True, text=True, check=True
+    )
+    assert result.stdout.startswith("hospes ")
+
+
+def test_demo_capsule_is_packaged():
+    assert (Path(CAPSULE) / "index.gmi").exists()
