@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 from pathlib import Path
 
 import pytest
 
 from helpers import raw_request
+from hospes.request import Request
 from hospes.static import SMALL_FILE, StaticFiles, guess_mime
+from hospes.url import parse_url
 
 SECRET = b"the secret outside the capsule\n"
 
@@ -171,3 +174,36 @@ def test_unreadable_file_is_not_found(files, capsule):
 )
 def test_guess_mime(name, mime):
     assert guess_mime(name) == mime
+
+
+def test_cached_file_is_never_served_stale(files, capsule):
+    assert get(files, "/notes.txt").body == b"plain notes\n"
+    (capsule / "notes.txt").write_text("edited notes, longer\n")
+    assert get(files, "/notes.txt").body == b"edited notes, longer\n"
+    replacement = capsule / "replacement.txt"
+    replacement.write_text("plain notes\n")
+    replacement.replace(capsule / "notes.txt")
+    assert get(files, "/notes.txt").body == b"plain notes\n"
+    (capsule / "notes.txt").unlink()
+    assert get(files, "/notes.txt").status == 51
+
+
+def test_cached_file_behind_a_swapped_symlink_is_not_served(files, capsule, tmp_path):
+    assert get(files, "/docs/guide.gmi").body == b"# Guide\n"
+    outside = tmp_path / "outside"
+    (outside / "guide.gmi").write_bytes(SECRET)
+    (capsule / "docs").rename(capsule / "docs-old")
+    (capsule / "docs").symlink_to(outside, target_is_directory=True)
+    response = get(files, "/docs/guide.gmi")
+    assert response.status == 51
+    assert SECRET not in response.body
+
+
+def test_cache_is_bounded(capsule):
+    static = StaticFiles(capsule, cache_bytes=30)
+    for name in ("a", "b", "c"):
+        (capsule / f"{name}.txt").write_text(name * 12)
+        request = Request(parse_url(f"gemini://a/{name}.txt"), f"/{name}.txt", None, "a", "", 0)
+        assert asyncio.run(static(request)).body == (name * 12).encode()
+    assert static._cached_bytes <= 30
+    assert list(static._cache) == ["/b.txt", "/c.txt"]

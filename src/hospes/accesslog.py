@@ -32,6 +32,8 @@ class AccessLog:
         self.interval = interval
         self._lines: list[str] = []
         self._flusher: asyncio.TimerHandle | None = None
+        self._second = -1
+        self._stamp = ""
 
     def record(
         self,
@@ -45,11 +47,14 @@ class AccessLog:
     ) -> None:
         """Queue one access line."""
         now = time.time()
-        stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(now))
+        second = int(now)
+        if second != self._second:
+            self._second = second
+            self._stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
         who = "-" if fingerprint is None else short_fingerprint(fingerprint)
         quoted = printable(target, 1024).replace('"', '\\"')
         self._lines.append(
-            f'{stamp}.{int(now % 1 * 1000):03d}Z {remote} {who} "{quoted}" '
+            f'{self._stamp}.{int(now % 1 * 1000):03d}Z {remote} {who} "{quoted}" '
             f"{status} {size} {seconds * 1000:.1f}ms\n"
         )
         if self._flusher is None:

@@ -14,7 +14,9 @@ import io
 import mimetypes
 import os
 import stat
+from collections import OrderedDict
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from pathlib import Path
 
 from .request import Request
@@ -41,15 +43,44 @@ def guess_mime(name: str) -> str:
     return mime
 
 
-class StaticFiles:
-    """A handler serving the files of ``root``."""
+@dataclass(frozen=True, slots=True)
+class _Cached:
+    """A small file's content, valid while its real path still stats the same."""
 
-    def __init__(self, root: str | os.PathLike[str], *, index: str = "index.gmi") -> None:
+    real: str
+    signature: tuple[int, int, int, int]
+    body: bytes
+    mime: str
+
+
+def _signature(info: os.stat_result) -> tuple[int, int, int, int]:
+    return (info.st_dev, info.st_ino, info.st_mtime_ns, info.st_size)
+
+
+class StaticFiles:
+    """A handler serving the files of ``root``.
+
+    Small files are kept in memory (at most ``cache_bytes`` in all) and
+    revalidated on every request with one ``stat`` of their resolved path: an
+    edited, replaced or removed file is never served stale, and a changed file
+    goes through the full resolution (and its checks) again.
+    """
+
+    def __init__(
+        self,
+        root: str | os.PathLike[str],
+        *,
+        index: str = "index.gmi",
+        cache_bytes: int = 32 * 1024 * 1024,
+    ) -> None:
         self.root = Path(root)
         self.real_root = os.path.realpath(self.root)
         if not os.path.isdir(self.real_root):
             raise NotADirectoryError(f"capsule root {self.root} is not a directory")
         self.index = index
+        self.cache_bytes = cache_bytes
+        self._cache: OrderedDict[str, _Cached] = OrderedDict()
+        self._cached_bytes = 0
 
     def _inside(self, real: str) -> bool:
         return real == self.real_root or real.startswith(self.real_root + os.sep)
@@ -66,6 +97,16 @@ class StaticFiles:
     async def __call__(self, request: Request) -> Response:
         """Serve the file (or directory index) at the request's relative path."""
         relative = request.relative_path
+        cached = self._cache.get(relative)
+        if cached is not None:
+            try:
+                fresh = _signature(os.stat(cached.real)) == cached.signature
+            except OSError:
+                fresh = False
+            if fresh:
+                self._cache.move_to_end(relative)
+                return Response.success(cached.body, cached.mime)
+            self._forget(relative)
         real = self._resolve(relative)
         if real is None:
             return Response.not_found(_NOT_FOUND)
@@ -76,14 +117,14 @@ class StaticFiles:
         if stat.S_ISDIR(info.st_mode):
             if not relative.endswith("/"):
                 return Response.redirect(quote_path(request.path + "/"), permanent=True)
-            real = os.path.join(real, self.index)
-            if not self._inside(os.path.realpath(real)):
+            real = os.path.realpath(os.path.join(real, self.index))
+            if not self._inside(real):
                 return Response.not_found(_NOT_FOUND)
         elif relative.endswith("/"):
             return Response.not_found(_NOT_FOUND)
-        return self._open(real)
+        return self._open(relative, real)
 
-    def _open(self, real: str) -> Response:
+    def _open(self, relative: str, real: str) -> Response:
         try:
             handle = io.FileIO(real, "rb", opener=_open_no_follow)
         except OSError:
@@ -97,10 +138,27 @@ class StaticFiles:
             if info.st_size > SMALL_FILE:
                 return Response.success(FileBody(handle), mime)
             with handle:
-                return Response.success(handle.readall(), mime)
+                body = handle.readall()
         except OSError:
             handle.close()
             return Response.not_found(_NOT_FOUND)
+        if len(body) == info.st_size:
+            self._remember(relative, _Cached(real, _signature(info), body, mime))
+        return Response.success(body, mime)
+
+    def _remember(self, relative: str, entry: _Cached) -> None:
+        if len(entry.body) > self.cache_bytes:
+            return
+        self._cache[relative] = entry
+        self._cached_bytes += len(entry.body)
+        while self._cached_bytes > self.cache_bytes:
+            _, evicted = self._cache.popitem(last=False)
+            self._cached_bytes -= len(evicted.body)
+
+    def _forget(self, relative: str) -> None:
+        entry = self._cache.pop(relative, None)
+        if entry is not None:
+            self._cached_bytes -= len(entry.body)
 
 
 def _open_no_follow(path: str, flags: int) -> int:
