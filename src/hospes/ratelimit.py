@@ -40,7 +40,7 @@ class RateLimiter:
         self._buckets: OrderedDict[Hashable, tuple[float, float]] = OrderedDict()
 
     def take(self, key: Hashable, cost: float = 1.0) -> float:
-        """Spend ``cost`` tokens of ``key``'s bucket: 0.0 if granted, else seconds until it would be.
+        """Spend ``cost`` tokens of ``key``'s bucket: 0.0 if granted, else seconds to wait.
 
         A refused action spends nothing.
         """
