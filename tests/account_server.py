@@ -8,7 +8,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from hospes.accounts import Limits, account_app
+from hospes.accounts import AccountLimits, account_app
 from hospes.config import Config, HostConfig
 from hospes.request import Request
 from hospes.routing import Application
@@ -28,7 +28,9 @@ def main() -> None:
     state, port = Path(sys.argv[1]), int(sys.argv[2])
     app = Application()
     app.add_route("/members/", members, requires="account")
-    app.mount("/account/", account_app(limits=Limits(register_rate=1000, register_burst=1000)))
+    app.mount(
+        "/account/", account_app(limits=AccountLimits(register_rate=1000, register_burst=1000))
+    )
     config = Config(hosts=[HostConfig("localhost")], state=state, port=port, access_log="off")
     run(config, app, announce=ready)
 

@@ -129,6 +129,7 @@ def test_ban_gives_61_with_reason_and_unban_restores(demo, certs):
     assert banned.meta == "banned: spamming the guestbook"
     assert get(demo, "/account/certificates", alice).status == 61
     assert get(demo, "/account/link", alice).status == 61
+    assert get(demo, "/account/", alice).status == 61
     # A renewal does not escape an account ban.
     assert get(demo, "/members/", certs.renewal(alice)).status == 61
     demo.call(lambda: store.unban(BanKind.ACCOUNT, str(account.id)))

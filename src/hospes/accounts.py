@@ -51,8 +51,8 @@ from .store import (
 
 __all__ = [
     "CODE_ALPHABET",
+    "AccountLimits",
     "AccountPages",
-    "Limits",
     "account_app",
     "code_hash",
     "new_link_code",
@@ -90,7 +90,7 @@ def code_hash(code: str) -> bytes:
 
 
 @dataclass(slots=True)
-class Limits:
+class AccountLimits:
     """Rate limits of the account pages (a token bucket per client address and per key)."""
 
     register_rate: float = 1 / 60
@@ -139,9 +139,9 @@ def _day(moment: dt.datetime) -> str:
 class AccountPages:
     """The handlers of the account flows; :func:`account_app` routes them."""
 
-    def __init__(self, members_url: str = "/members/", limits: Limits | None = None) -> None:
+    def __init__(self, members_url: str = "/members/", limits: AccountLimits | None = None) -> None:
         self.members_url = members_url
-        self.limits = limits or Limits()
+        self.limits = limits or AccountLimits()
         self._register = _Pair(self.limits.register_rate, self.limits.register_burst)
         self._redeem = _Pair(self.limits.link_rate, self.limits.link_burst)
         self._codes = RateLimiter(self.limits.code_rate, self.limits.code_burst)
@@ -191,6 +191,9 @@ class AccountPages:
                 f"=> {base}/link Add this certificate to an account you already have "
                 "(with a code from your other device)\n"
             )
+        banned = await self._banned(request.store, request)
+        if banned is not None:
+            return banned
         records = await request.store.certificates(account.id)
         return (
             f"# {printable(account.name, 32)}\n\n"
@@ -228,10 +231,10 @@ class AccountPages:
             return Response.input(_name_prompt(f"'{shown}' cannot be a name", default))
         except NameTaken:
             return Response.input(_name_prompt(f"'{shown}' is taken", None))
-        except AlreadyRegistered:
+        except AlreadyRegistered as exc:
             account = await store.recognise(identity, _now())
-            if account is None:
-                raise
+            if account is None:  # registered and deleted meanwhile: let them try again
+                return Response.temporary_failure(printable(str(exc), 200))
             return self._already(request, account)
         return Response.redirect(self.members_url)
 
@@ -381,7 +384,7 @@ def _name_prompt(lead: str, default: str | None) -> str:
     return f"{lead}: {NAME_RULE}{offer}"
 
 
-def account_app(members_url: str = "/members/", limits: Limits | None = None) -> Application:
+def account_app(members_url: str = "/members/", limits: AccountLimits | None = None) -> Application:
     """The account pages as an :class:`~hospes.routing.Application` to mount (``/account/``).
 
     ``members_url`` is where a new or newly linked member is sent; each
