@@ -380,7 +380,7 @@ def _default_name(identity: ClientIdentity) -> str | None:
 
 
 def _name_prompt(lead: str, default: str | None) -> str:
-    offer = f"; send it empty to be {default}" if default else ""
+    offer = f"; leave it empty for '{default}'" if default else ""
     return f"{lead}: {NAME_RULE}{offer}"
 
 
