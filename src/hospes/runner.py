@@ -29,6 +29,7 @@ from .server import Server
 from .state import ensure_server_certificate
 from .static import StaticFiles
 from .store import Store
+from .store.sqlite import SQLiteStore
 from .tls import ServerCertificate, ServerContexts, load_server_context
 
 __all__ = [
@@ -40,9 +41,12 @@ __all__ = [
     "prepare",
     "run",
     "serve",
+    "store_path",
 ]
 
 log = logging.getLogger("hospes")
+
+STORE_FILE = "hospes.sqlite3"
 
 
 class ByHost:
@@ -83,13 +87,17 @@ def load_certificates(config: Config) -> tuple[dict[str, ServerCertificate], lis
     return certificates, created
 
 
-def open_store(config: Config) -> Store | None:
-    """The configured identity store (SQLite in the state directory), when available."""
-    try:
-        from .store.sqlite import SQLiteStore  # noqa: PLC0415 - until the store lands
-    except ImportError:
-        return None
-    return SQLiteStore(config.state / "hospes.sqlite3")
+def open_store(config: Config) -> Store:
+    """The identity store: SQLite in the state directory (created on first run).
+
+    Raises :class:`~hospes.store.StoreError` when the database cannot be used.
+    """
+    return SQLiteStore(store_path(config))
+
+
+def store_path(config: Config) -> Path:
+    """Where the embedded identity store of ``config`` lives."""
+    return config.state / STORE_FILE
 
 
 def build_handler(config: Config, store: Store | None) -> Handler:

@@ -12,11 +12,11 @@ import sys
 from collections.abc import Sequence
 
 from .. import __version__
-from . import serve
+from . import accounts, allow, ban, fingerprint, serve
 
 __all__ = ["main"]
 
-COMMANDS = [serve]
+COMMANDS = [serve, accounts, ban, allow, fingerprint]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -11,6 +11,7 @@ from typing import Any
 from .. import __version__
 from ..config import Config, ConfigError, load_config, parse_config
 from ..runner import Prepared, run
+from ..store import StoreError
 from ..tls import TLSError
 from .common import EXIT_FAILURE, EXIT_OK, EXIT_USAGE, fail
 
@@ -112,6 +113,8 @@ def run_serve(args: argparse.Namespace) -> int:
         run(config, announce=announce)
     except (TLSError, NotADirectoryError) as exc:
         return fail(str(exc), EXIT_USAGE)
+    except StoreError as exc:
+        return fail(f"cannot start: {exc}", EXIT_FAILURE)
     except OSError as exc:
         return fail(f"cannot start: {exc}", EXIT_FAILURE)
     return EXIT_OK

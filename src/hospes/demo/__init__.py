@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from ..accounts import account_app
 from ..request import Request
 from ..routing import Application
 from ..static import StaticFiles
@@ -75,5 +76,6 @@ def create_app(store: Store | None) -> Application:
     app.add_route("/me", identity_page, requires="certificate")
     app.add_route("/allowlist/", allowlist_page, requires="allowlist", lists=[DEMO_LIST])
     app.add_route("/members/", members_page, requires="account", register_url="/account/register")
+    app.mount("/account/", account_app(members_url="/members/"))
     app.mount("/", StaticFiles(CAPSULE))
     return app

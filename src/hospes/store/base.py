@@ -10,19 +10,27 @@ from __future__ import annotations
 
 import abc
 import datetime as dt
+import re
 from collections.abc import Sequence
 
 from ..identity import ClientIdentity
 from .models import Account, Ban, BanKind, CertificateRecord
 
 __all__ = [
+    "NAME_RULE",
     "AlreadyRegistered",
+    "InvalidName",
     "LastCertificate",
     "NameTaken",
     "Store",
     "StoreError",
     "UnknownAccount",
+    "check_name",
 ]
+
+NAME_RULE = "1 to 32 letters, digits, '-', '_' or '.', starting with a letter or digit"
+"""Account names, as said to people (prompts, errors, docs)."""
+_NAME = re.compile(r"\A[A-Za-z0-9][A-Za-z0-9_.-]{0,31}\Z")
 
 
 class StoreError(Exception):
@@ -31,6 +39,10 @@ class StoreError(Exception):
 
 class NameTaken(StoreError):
     """The account name is already used by another account."""
+
+
+class InvalidName(StoreError):
+    """The account name breaks :data:`NAME_RULE`."""
 
 
 class UnknownAccount(StoreError):
@@ -43,6 +55,18 @@ class AlreadyRegistered(StoreError):
 
 class LastCertificate(StoreError):
     """Removing that certificate would leave the account without any way to sign in."""
+
+
+def check_name(name: str) -> str:
+    """Return ``name`` if it follows :data:`NAME_RULE`, else raise :class:`InvalidName`.
+
+    Every store enforces this, so names are safe in gemtext, terminals and
+    command lines (no spaces, no leading ``-``) whoever created them.  Names
+    are unique regardless of case: ``Alice`` and ``alice`` are one name.
+    """
+    if not _NAME.match(name):
+        raise InvalidName(f"not a valid account name ({NAME_RULE})")
+    return name
 
 
 class Store(abc.ABC):
@@ -76,8 +100,9 @@ class Store(abc.ABC):
     async def register(self, name: str, identity: ClientIdentity, now: dt.datetime) -> Account:
         """Create account ``name`` with ``identity`` as its first certificate.
 
-        Raises :class:`NameTaken` or :class:`AlreadyRegistered`; exactly one of
-        two concurrent registrations of a name succeeds.
+        Raises :class:`InvalidName`, :class:`NameTaken` or
+        :class:`AlreadyRegistered`; exactly one of two concurrent registrations
+        of a name succeeds.
         """
 
     @abc.abstractmethod
@@ -94,11 +119,17 @@ class Store(abc.ABC):
 
     @abc.abstractmethod
     async def rename(self, name: str, new_name: str) -> Account:
-        """Rename an account; raises :class:`UnknownAccount` or :class:`NameTaken`."""
+        """Rename an account.
+
+        Raises :class:`UnknownAccount`, :class:`InvalidName` or :class:`NameTaken`.
+        """
 
     @abc.abstractmethod
     async def delete(self, name: str) -> None:
-        """Delete an account with its certificates, link codes and account bans."""
+        """Delete an account with its certificates, link codes and account bans.
+
+        Raises :class:`UnknownAccount`.
+        """
 
     @abc.abstractmethod
     async def certificates(self, account_id: int) -> list[CertificateRecord]:
@@ -115,7 +146,9 @@ class Store(abc.ABC):
         """Remove one of an account's certificates.
 
         Raises :class:`LastCertificate` rather than leave the account without
-        certificates, and :class:`StoreError` if it is not the account's.
+        certificates, and :class:`StoreError` if it is not the account's.  The
+        certificate's key stops being recognised (as a renewal) unless another
+        certificate of the account has the same key.
         """
 
     # -- linking a device ---------------------------------------------------------------
@@ -124,7 +157,11 @@ class Store(abc.ABC):
     async def create_link_code(
         self, account_id: int, code_hash: bytes, expires: dt.datetime
     ) -> None:
-        """Store the hash of a one-time link code for an account."""
+        """Store the hash of a one-time link code for an account.
+
+        Replaces the account's earlier codes, so at most one is live per account.
+        Raises :class:`UnknownAccount`.
+        """
 
     @abc.abstractmethod
     async def redeem_link_code(

@@ -1,0 +1,402 @@
+"""Accounts on first use, as pages any capsule can mount: register, link a device, certificates.
+
+::
+
+    app.mount("/account/", account_app(members_url="/members/"))
+
+Routes, relative to the mount point:
+
+``/``                      who you are here, and what you can do next
+``/register``              a certificate without an account asks for a name (10) and gets one
+``/link``                  signed in: shows a one-time code; on another device: asks for it
+``/certificates``          your certificates, the one in use marked
+``/certificates/remove/X`` remove certificate ``X`` after a typed confirmation
+
+Gemini has only the query to carry an answer and no POST, so every change is
+the answer to a 10 prompt: a crawler following links changes nothing, and a
+destructive action asks for the word ``yes``.  Everything a client sent (names,
+common names) is passed through :func:`~hospes.sanitize.printable` before it
+is shown.  Link codes are 50 random bits in an alphabet without look-alike
+characters, stored only as a SHA-256 hash, live for ten minutes, and are
+redeemed under a strict per-address and per-key rate limit.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import secrets
+from dataclasses import dataclass, field
+
+from .access import AccessRule, Requirement, check
+from .fingerprint import PREFIX, parse_fingerprint, short_fingerprint
+from .identity import ClientIdentity
+from .protocol import Status
+from .ratelimit import RateLimiter
+from .request import Request
+from .response import Response
+from .routing import Application
+from .sanitize import printable
+from .store import (
+    NAME_RULE,
+    Account,
+    AlreadyRegistered,
+    InvalidName,
+    LastCertificate,
+    NameTaken,
+    Store,
+    StoreError,
+    check_name,
+)
+
+__all__ = [
+    "CODE_ALPHABET",
+    "AccountLimits",
+    "AccountPages",
+    "account_app",
+    "code_hash",
+    "new_link_code",
+    "normalize_code",
+]
+
+CODE_ALPHABET = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
+"""Crockford's base 32: no I, L, O or U, so nothing reads as something else."""
+CODE_LENGTH = 10
+"""Characters of a link code: 50 bits."""
+_LOOKALIKES = str.maketrans({"O": "0", "I": "1", "L": "1"})
+
+
+def new_link_code() -> str:
+    """A fresh link code, grouped for reading: ``7KX2M-Q9DFA``."""
+    raw = "".join(secrets.choice(CODE_ALPHABET) for _ in range(CODE_LENGTH))
+    return f"{raw[:5]}-{raw[5:]}"
+
+
+def normalize_code(text: str) -> str | None:
+    """A typed code in canonical form, or None if it cannot be one.
+
+    Case, spaces and hyphens do not matter, and the letters people confuse
+    with digits (O, I, L) are read as those digits.
+    """
+    cleaned = "".join(text.split()).replace("-", "").upper().translate(_LOOKALIKES)
+    if len(cleaned) != CODE_LENGTH or any(char not in CODE_ALPHABET for char in cleaned):
+        return None
+    return cleaned
+
+
+def code_hash(code: str) -> bytes:
+    """What the store keeps of a (canonical) code: a high-entropy secret needs no slow hash."""
+    return hashlib.sha256(code.encode("ascii")).digest()
+
+
+@dataclass(slots=True)
+class AccountLimits:
+    """Rate limits of the account pages (a token bucket per client address and per key)."""
+
+    register_rate: float = 1 / 60
+    """Names submitted per second, after the burst."""
+    register_burst: float = 10
+    link_rate: float = 1 / 120
+    """Link codes tried per second, after the burst: guessing must be hopeless."""
+    link_burst: float = 5
+    code_rate: float = 1 / 30
+    """Link codes created per second per account, after the burst."""
+    code_burst: float = 5
+    code_lifetime: dt.timedelta = field(default_factory=lambda: dt.timedelta(minutes=10))
+
+
+class _Pair:
+    """One limiter for client addresses and one for keys: an action needs both."""
+
+    def __init__(self, rate: float, burst: float) -> None:
+        self.addresses = RateLimiter(rate, burst)
+        self.keys = RateLimiter(rate, burst)
+
+    def take(self, request: Request, identity: ClientIdentity) -> Response | None:
+        wait = max(
+            self.addresses.take(request.remote_address),
+            self.keys.take(identity.key_fingerprint),
+        )
+        return None if wait == 0 else Response.slow_down(RateLimiter.seconds(wait))
+
+
+def _unavailable() -> Response:
+    return Response.temporary_failure("accounts are not available on this server (no store)")
+
+
+def _failed(exc: StoreError) -> Response:
+    return Response.temporary_failure(f"could not complete that: {printable(str(exc), 200)}")
+
+
+def _now() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+def _day(moment: dt.datetime) -> str:
+    return f"{moment:%Y-%m-%d}"
+
+
+class AccountPages:
+    """The handlers of the account flows; :func:`account_app` routes them."""
+
+    def __init__(self, members_url: str = "/members/", limits: AccountLimits | None = None) -> None:
+        self.members_url = members_url
+        self.limits = limits or AccountLimits()
+        self._register = _Pair(self.limits.register_rate, self.limits.register_burst)
+        self._redeem = _Pair(self.limits.link_rate, self.limits.link_burst)
+        self._codes = RateLimiter(self.limits.code_rate, self.limits.code_burst)
+
+    # -- helpers ------------------------------------------------------------------------
+
+    @staticmethod
+    async def _banned(store: Store, request: Request) -> Response | None:
+        """61 with the reason when the certificate, key or account is banned."""
+        assert request.identity is not None
+        ban = await store.active_ban(request.identity, request.account, _now())
+        if ban is None:
+            return None
+        until = "" if ban.until is None else f" until {ban.until:%Y-%m-%d %H:%M} UTC"
+        return Response(Status.CERTIFICATE_NOT_AUTHORISED, f"banned{until}: {ban.reason}")
+
+    @staticmethod
+    async def _members_only(request: Request) -> Response | None:
+        """The 61 (or ban) of an ``account`` rule, pointing at this mount's register page."""
+        rule = AccessRule(
+            request.base or "/", Requirement.ACCOUNT, register_url=f"{request.base}/register"
+        )
+        return await check(rule, request, _now())
+
+    def _already(self, request: Request, account: Account) -> str:
+        return (
+            "# You already have an account\n\n"
+            f"This certificate belongs to the account {printable(account.name, 32)}.\n\n"
+            f"=> {self.members_url} Members\n"
+            f"=> {request.base}/ Your account\n"
+        )
+
+    # -- pages --------------------------------------------------------------------------
+
+    async def overview(self, request: Request) -> Response | str:
+        """Where you stand: an account and what to do with it, or how to get one."""
+        identity = request.identity
+        assert identity is not None
+        base, account = request.base, request.account
+        if request.store is None:
+            return _unavailable()
+        if account is None:
+            return (
+                "# Your account\n\n"
+                "This certificate has no account here yet.\n\n"
+                f"=> {base}/register Register an account with this certificate\n"
+                f"=> {base}/link Add this certificate to an account you already have "
+                "(with a code from your other device)\n"
+            )
+        banned = await self._banned(request.store, request)
+        if banned is not None:
+            return banned
+        records = await request.store.certificates(account.id)
+        return (
+            f"# {printable(account.name, 32)}\n\n"
+            f"Member since {_day(account.created)}, signed in with "
+            f"{'this certificate' if len(records) == 1 else f'{len(records)} certificates'}.\n\n"
+            f"=> {self.members_url} Members\n"
+            f"=> {base}/certificates Your certificates\n"
+            f"=> {base}/link Link another device\n"
+        )
+
+    async def register(self, request: Request) -> Response | str:
+        """Ask for a name (the certificate's CN offered) and create the account."""
+        store, identity = request.store, request.identity
+        assert identity is not None
+        if store is None:
+            return _unavailable()
+        if request.account is not None:
+            return self._already(request, request.account)
+        banned = await self._banned(store, request)
+        if banned is not None:
+            return banned
+        default = _default_name(identity)
+        if request.query is None:
+            return Response.input(_name_prompt("Choose an account name", default))
+        name = request.query.strip() or default
+        if not name:
+            return Response.input(_name_prompt("A name is needed", None))
+        limited = self._register.take(request, identity)
+        if limited is not None:
+            return limited
+        shown = printable(name, 32)
+        try:
+            await store.register(check_name(name), identity, _now())
+        except InvalidName:
+            return Response.input(_name_prompt(f"'{shown}' cannot be a name", default))
+        except NameTaken:
+            return Response.input(_name_prompt(f"'{shown}' is taken", None))
+        except AlreadyRegistered as exc:
+            account = await store.recognise(identity, _now())
+            if account is None:  # registered and deleted meanwhile: let them try again
+                return Response.temporary_failure(printable(str(exc), 200))
+            return self._already(request, account)
+        return Response.redirect(self.members_url)
+
+    async def link(self, request: Request) -> Response | str:
+        """With an account: a fresh one-time code.  Without: redeem one (10 prompt)."""
+        store, identity = request.store, request.identity
+        assert identity is not None
+        if store is None:
+            return _unavailable()
+        banned = await self._banned(store, request)
+        if banned is not None:
+            return banned
+        account = request.account
+        if account is not None:
+            return await self._show_code(store, request, account)
+        if request.query is None:
+            return Response.input("Type the link code shown on your signed-in device")
+        limited = self._redeem.take(request, identity)
+        if limited is not None:
+            return limited
+        code = normalize_code(request.query)
+        if code is None:
+            return Response.input(
+                f"A code has {CODE_LENGTH} letters and digits, like 7KX2M-Q9DFA; try again"
+            )
+        try:
+            linked = await store.redeem_link_code(code_hash(code), identity, _now())
+        except AlreadyRegistered as exc:
+            return Response(Status.CERTIFICATE_NOT_AUTHORISED, printable(str(exc), 200))
+        if linked is None:
+            return Response.input("That code is wrong, used or expired; type it again")
+        return Response.redirect(self.members_url)
+
+    async def _show_code(self, store: Store, request: Request, account: Account) -> Response | str:
+        wait = self._codes.take(account.id)
+        if wait:
+            return Response.slow_down(RateLimiter.seconds(wait))
+        code = new_link_code()
+        lifetime = self.limits.code_lifetime
+        canonical = normalize_code(code)
+        assert canonical is not None
+        await store.create_link_code(account.id, code_hash(canonical), _now() + lifetime)
+        minutes = max(1, int(lifetime.total_seconds() // 60))
+        url = request.url.with_path(request.url.path, None)
+        return (
+            "# Link another device\n\n"
+            "On the other device (or in another identity of your client), open\n"
+            f"=> {url}\n"
+            "and type this code when asked:\n\n"
+            f"```\n{code}\n```\n\n"
+            f"It works once, for {minutes} minutes. Opening this page again makes a new code "
+            "and cancels this one. Keep it to yourself: whoever types it joins your account.\n\n"
+            f"=> {request.base}/certificates Your certificates\n"
+        )
+
+    async def certificates(self, request: Request) -> Response | str:
+        """The account's certificates, each removable but the one in use."""
+        store, identity, account = request.store, request.identity, request.account
+        assert identity is not None
+        if store is None:
+            return _unavailable()
+        denied = await self._members_only(request)
+        if denied is not None:
+            return denied
+        assert account is not None
+        records = await store.certificates(account.id)
+        lines = [f"# Certificates of {printable(account.name, 32)}", ""]
+        for record in records:
+            in_use = record.fingerprint == identity.fingerprint
+            same_key = record.key_fingerprint == identity.key_fingerprint
+            name = printable(record.common_name or "(no name)", 64)
+            lines += [
+                f"## {name}{' (in use now)' if in_use else ''}",
+                "```",
+                f"certificate  {record.fingerprint}",
+                f"key          {record.key_fingerprint}"
+                + ("  (same key as the one in use)" if same_key and not in_use else ""),
+                f"valid        {_day(record.not_before)} to {_day(record.not_after)}",
+                f"first seen   {_day(record.first_seen)}, last seen {_day(record.last_seen)}",
+                "```",
+            ]
+            if not in_use and len(records) > 1:
+                hex_digits = record.fingerprint.removeprefix(PREFIX)
+                lines.append(
+                    f"=> {request.base}/certificates/remove/{hex_digits} "
+                    f"Remove {name} ({short_fingerprint(record.fingerprint)}…)"
+                )
+            lines.append("")
+        lines += [
+            f"=> {request.base}/link Link another device",
+            f"=> {request.base}/ Your account",
+        ]
+        return "\n".join(lines) + "\n"
+
+    async def remove(self, request: Request) -> Response | str:
+        """Remove one of the account's other certificates once the user typed ``yes``."""
+        store, identity, account = request.store, request.identity, request.account
+        assert identity is not None
+        if store is None:
+            return _unavailable()
+        denied = await self._members_only(request)
+        if denied is not None:
+            return denied
+        assert account is not None
+        try:
+            target = parse_fingerprint(request.params["fingerprint"])
+        except ValueError:
+            return Response.not_found("no such certificate")
+        back = f"=> {request.base}/certificates Your certificates\n"
+        if target == identity.fingerprint:
+            return (
+                "# Not removed\n\nThat is the certificate you are using now. To remove it, "
+                "sign in with another certificate of this account.\n\n" + back
+            )
+        records = {record.fingerprint: record for record in await store.certificates(account.id)}
+        record = records.get(target)
+        if record is None:
+            return Response.not_found("no such certificate in your account")
+        name = printable(record.common_name or "(no name)", 40)
+        if request.query is None:
+            return Response.input(
+                f"Type yes to remove the certificate {name} ({short_fingerprint(target)}…) "
+                "from your account"
+            )
+        if request.query.strip().lower() != "yes":
+            return "# Not removed\n\nYou did not type yes, so nothing changed.\n\n" + back
+        try:
+            await store.remove_certificate(account.id, target)
+        except LastCertificate as exc:
+            return f"# Not removed\n\n{printable(str(exc))}\n\n" + back
+        except StoreError as exc:
+            return _failed(exc)
+        return Response.redirect(f"{request.base}/certificates")
+
+
+def _default_name(identity: ClientIdentity) -> str | None:
+    """The certificate's common name, when it would make a valid account name."""
+    name = (identity.common_name or "").strip()
+    try:
+        return check_name(name)
+    except InvalidName:
+        return None
+
+
+def _name_prompt(lead: str, default: str | None) -> str:
+    offer = f"; leave it empty for '{default}'" if default else ""
+    return f"{lead}: {NAME_RULE}{offer}"
+
+
+def account_app(members_url: str = "/members/", limits: AccountLimits | None = None) -> Application:
+    """The account pages as an :class:`~hospes.routing.Application` to mount (``/account/``).
+
+    ``members_url`` is where a new or newly linked member is sent; each
+    application has its own rate limiters.
+    """
+    pages = AccountPages(members_url, limits)
+    app = Application()
+    app.add_route("/", pages.overview, requires="certificate")
+    app.add_route("/register", pages.register, requires="certificate")
+    app.add_route("/link", pages.link, requires="certificate")
+    # "certificate" here; the pages apply the account rule themselves, since only
+    # at request time is the mount point (and so the register page's URL) known.
+    app.add_route("/certificates", pages.certificates, requires="certificate")
+    app.add_route("/certificates/remove/{fingerprint}", pages.remove, requires="certificate")
+    return app

@@ -1,0 +1,224 @@
+"""``hospes accounts list | show NAME | rename NAME NEW | delete NAME``: manage accounts."""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import sys
+
+from ..store import Account, Ban, BanKind, CertificateRecord, NameTaken, Store
+from .admin import (
+    Usage,
+    add_store_arguments,
+    ban_json,
+    emit_json,
+    failure,
+    find_account,
+    moment,
+    run_with_store,
+    say,
+    table,
+)
+
+__all__ = ["register"]
+
+
+def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Add ``accounts`` to the ``hospes`` command."""
+    parser = commands.add_parser(
+        "accounts",
+        help="list, show, rename and delete accounts",
+        description="Manage the accounts of the server's identity store "
+        "(safe while the server runs).",
+    )
+    actions = parser.add_subparsers(dest="action", metavar="ACTION", required=True)
+    listing = actions.add_parser("list", help="every account, with certificates and status")
+    add_store_arguments(listing)
+    listing.set_defaults(run=run_list)
+    show = actions.add_parser("show", help="one account: certificates and bans")
+    show.add_argument("name")
+    add_store_arguments(show)
+    show.set_defaults(run=run_show)
+    rename = actions.add_parser("rename", help="give an account another name")
+    rename.add_argument("name")
+    rename.add_argument("new_name", metavar="NEW_NAME")
+    add_store_arguments(rename)
+    rename.set_defaults(run=run_rename)
+    delete = actions.add_parser(
+        "delete", help="delete an account with its certificates (asks unless --yes)"
+    )
+    delete.add_argument("name")
+    delete.add_argument("--yes", action="store_true", help="do not ask for confirmation")
+    add_store_arguments(delete, json_output=False)
+    delete.set_defaults(run=run_delete)
+
+
+def _ban_state(bans: list[Ban], now: dt.datetime) -> dict[str, Ban]:
+    """The ban in force for each banned account id."""
+    found: dict[str, Ban] = {}
+    for ban in bans:  # newest first: keep the newest
+        if ban.kind is BanKind.ACCOUNT and ban.active(now):
+            found.setdefault(ban.value, ban)
+    return found
+
+
+def _status(account: Account, ban: Ban | None) -> str:
+    if ban is None:
+        return account.status
+    return "banned" if ban.until is None else f"banned until {moment(ban.until)}"
+
+
+def _certificate_json(record: CertificateRecord) -> dict[str, object]:
+    return {
+        "fingerprint": record.fingerprint,
+        "key_fingerprint": record.key_fingerprint,
+        "common_name": record.common_name,
+        "not_before": record.not_before,
+        "not_after": record.not_after,
+        "first_seen": record.first_seen,
+        "last_seen": record.last_seen,
+    }
+
+
+def run_list(args: argparse.Namespace) -> int:
+    async def action(store: Store) -> int:
+        now = dt.datetime.now(dt.UTC)
+        banned = _ban_state(await store.bans(), now)
+        rows = []
+        for account in await store.accounts():
+            records = await store.certificates(account.id)
+            rows.append((account, records, banned.get(str(account.id))))
+        if args.json:
+            emit_json(
+                [
+                    {
+                        "id": account.id,
+                        "name": account.name,
+                        "created": account.created,
+                        "status": _status(account, ban),
+                        "certificates": len(records),
+                        "last_seen": max((r.last_seen for r in records), default=None),
+                    }
+                    for account, records, ban in rows
+                ]
+            )
+            return 0
+        if not rows:
+            return say("no accounts")
+        print(
+            table(
+                ["NAME", "CREATED", "CERTIFICATES", "LAST SEEN", "STATUS"],
+                [
+                    [
+                        account.name,
+                        moment(account.created),
+                        str(len(records)),
+                        moment(max((r.last_seen for r in records), default=None)),
+                        _status(account, ban),
+                    ]
+                    for account, records, ban in rows
+                ],
+            )
+        )
+        return 0
+
+    return run_with_store(args, action)
+
+
+def run_show(args: argparse.Namespace) -> int:
+    async def action(store: Store) -> int:
+        account = await find_account(store, args.name)
+        records = await store.certificates(account.id)
+        fingerprints = {r.fingerprint for r in records} | {r.key_fingerprint for r in records}
+        bans = [
+            ban
+            for ban in await store.bans()
+            if (ban.kind is BanKind.ACCOUNT and ban.value == str(account.id))
+            or (ban.kind is not BanKind.ACCOUNT and ban.value in fingerprints)
+        ]
+        now = dt.datetime.now(dt.UTC)
+        if args.json:
+            emit_json(
+                {
+                    "id": account.id,
+                    "name": account.name,
+                    "created": account.created,
+                    "status": account.status,
+                    "certificates": [_certificate_json(record) for record in records],
+                    "bans": [ban_json(ban) | {"active": ban.active(now)} for ban in bans],
+                }
+            )
+            return 0
+        print(f"account  {account.name} (id {account.id})")
+        print(f"created  {moment(account.created)}")
+        print(f"status   {account.status}")
+        print()
+        print(
+            table(
+                ["CERTIFICATE", "KEY", "NAME", "VALID UNTIL", "LAST SEEN"],
+                [
+                    [
+                        record.fingerprint,
+                        record.key_fingerprint,
+                        record.common_name or "-",
+                        moment(record.not_after),
+                        moment(record.last_seen),
+                    ]
+                    for record in records
+                ],
+            )
+        )
+        if bans:
+            print()
+            print(
+                table(
+                    ["BAN", "ON", "REASON", "UNTIL", "IN FORCE"],
+                    [
+                        [
+                            ban.kind.value,
+                            ban.value if ban.kind is not BanKind.ACCOUNT else account.name,
+                            ban.reason,
+                            moment(ban.until, "forever"),
+                            "yes" if ban.active(now) else "no (expired)",
+                        ]
+                        for ban in bans
+                    ],
+                )
+            )
+        return 0
+
+    return run_with_store(args, action)
+
+
+def run_rename(args: argparse.Namespace) -> int:
+    async def action(store: Store) -> int:
+        old = await find_account(store, args.name)
+        try:
+            account = await store.rename(old.name, args.new_name)
+        except NameTaken as exc:
+            return failure(str(exc))
+        if args.json:
+            emit_json({"id": account.id, "old_name": old.name, "name": account.name})
+            return 0
+        return say(f"renamed {old.name} to {account.name}")
+
+    return run_with_store(args, action)
+
+
+def run_delete(args: argparse.Namespace) -> int:
+    async def action(store: Store) -> int:
+        account = await find_account(store, args.name)
+        records = await store.certificates(account.id)
+        if not args.yes:
+            if not sys.stdin.isatty():
+                raise Usage("deleting an account needs --yes when not run interactively")
+            answer = input(
+                f"Delete account {account.name} and its {len(records)} certificate(s)? "
+                "Type its name to confirm: "
+            )
+            if answer.strip().lower() != account.name.lower():
+                return failure("not deleted")
+        await store.delete(account.name)
+        return say(f"deleted account {account.name} and {len(records)} certificate(s)")
+
+    return run_with_store(args, action)

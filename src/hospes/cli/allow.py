@@ -1,0 +1,129 @@
+"""``hospes allow add | remove | show``: the named allow-lists that ``allowlist`` rules name.
+
+A rule such as ``{ path = "/friends/", require = "allowlist", lists = ["friends"] }``
+admits every certificate (or key) fingerprint on the store's list ``friends``;
+changes apply to the server's next request.
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+
+from ..fingerprint import parse_fingerprint
+from ..store import Store
+from .admin import (
+    Usage,
+    add_store_arguments,
+    emit_json,
+    failure,
+    run_with_store,
+    say,
+    table,
+    usage,
+)
+
+__all__ = ["check_list_name", "register"]
+
+LIST_RULE = "1 to 64 letters, digits, '-', '_' or '.', starting with a letter or digit"
+_LIST = re.compile(r"\A[A-Za-z0-9][A-Za-z0-9_.-]{0,63}\Z")
+
+
+def check_list_name(name: str) -> str:
+    """``name`` if it is a valid allow-list name, else :class:`Usage`."""
+    if not _LIST.match(name):
+        raise Usage(f"not a valid allow-list name: {name!r} ({LIST_RULE})")
+    return name
+
+
+def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Add ``allow`` to the ``hospes`` command."""
+    parser = commands.add_parser(
+        "allow",
+        help="manage named allow-lists of fingerprints",
+        description="Add, remove and show the fingerprints on the store's named allow-lists "
+        "(referenced by 'allowlist' access rules). Certificate or key fingerprints.",
+    )
+    actions = parser.add_subparsers(dest="action", metavar="ACTION", required=True)
+    for name, function, helptext in (
+        ("add", run_add, "put a fingerprint on a list (creating the list)"),
+        ("remove", run_remove, "take a fingerprint off a list"),
+    ):
+        action = actions.add_parser(name, help=helptext)
+        action.add_argument("list", metavar="LIST")
+        action.add_argument("fingerprint", metavar="FINGERPRINT")
+        add_store_arguments(action)
+        action.set_defaults(run=function)
+    show = actions.add_parser("show", help="the fingerprints on a list, or every list's size")
+    show.add_argument("list", metavar="LIST", nargs="?")
+    add_store_arguments(show)
+    show.set_defaults(run=run_show)
+
+
+def _arguments(args: argparse.Namespace) -> tuple[str, str]:
+    try:
+        fingerprint = parse_fingerprint(args.fingerprint)
+    except ValueError as exc:
+        raise Usage(str(exc)) from None
+    return check_list_name(args.list), fingerprint
+
+
+def run_add(args: argparse.Namespace) -> int:
+    try:
+        list_name, fingerprint = _arguments(args)
+    except Usage as exc:
+        return usage(str(exc))
+
+    async def action(store: Store) -> int:
+        added = await store.allow(list_name, fingerprint)
+        if args.json:
+            emit_json({"list": list_name, "fingerprint": fingerprint, "added": added})
+            return 0
+        where = f"on {list_name}"
+        return say(
+            f"added {fingerprint} {where}" if added else f"{fingerprint} was already {where}"
+        )
+
+    return run_with_store(args, action, create=True)
+
+
+def run_remove(args: argparse.Namespace) -> int:
+    try:
+        list_name, fingerprint = _arguments(args)
+    except Usage as exc:
+        return usage(str(exc))
+
+    async def action(store: Store) -> int:
+        removed = await store.disallow(list_name, fingerprint)
+        if args.json:
+            emit_json({"list": list_name, "fingerprint": fingerprint, "removed": removed})
+            return 0 if removed else 1
+        if not removed:
+            return failure(f"{fingerprint} is not on {list_name}")
+        return say(f"removed {fingerprint} from {list_name}")
+
+    return run_with_store(args, action)
+
+
+def run_show(args: argparse.Namespace) -> int:
+    async def action(store: Store) -> int:
+        if args.list is None:
+            lists = await store.allow_lists()
+            if args.json:
+                emit_json(lists)
+            elif not lists:
+                say("no allow-lists")
+            else:
+                print(table(["LIST", "FINGERPRINTS"], [[n, str(c)] for n, c in lists.items()]))
+            return 0
+        list_name = check_list_name(args.list)
+        fingerprints = await store.allow_list(list_name)
+        if args.json:
+            emit_json({"list": list_name, "fingerprints": fingerprints})
+        elif not fingerprints:
+            say(f"{list_name} is empty")
+        else:
+            print("\n".join(fingerprints))
+        return 0
+
+    return run_with_store(args, action)

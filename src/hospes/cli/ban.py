@@ -1,0 +1,208 @@
+"""``hospes ban``, ``hospes unban`` and ``hospes bans``: keep someone out, let them back, list.
+
+A ban applies to a certificate (its fingerprint: a renewal escapes it), a key
+(``--key``: every certificate made with that key) or an account
+(``--account NAME``: every certificate of the account).  The client gets
+``61 banned: REASON`` on every ``account`` and ``allowlist`` page.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import re
+
+from ..fingerprint import parse_fingerprint
+from ..sanitize import printable
+from ..store import Ban, BanKind, Store
+from .admin import (
+    Usage,
+    add_store_arguments,
+    ban_json,
+    emit_json,
+    failure,
+    find_account,
+    moment,
+    run_with_store,
+    say,
+    table,
+    usage,
+)
+
+__all__ = ["parse_until", "register"]
+
+DEFAULT_REASON = "banned by the capsule's admin"
+_DURATION = re.compile(r"\A(?:\d+[wdhms])+\Z")
+_UNIT = re.compile(r"(\d+)([wdhms])")
+_SECONDS = {"w": 604800, "d": 86400, "h": 3600, "m": 60, "s": 1}
+MAX_DURATION = dt.timedelta(days=100 * 365)
+MAX_REASON = 200
+
+
+def parse_until(text: str, now: dt.datetime) -> dt.datetime:
+    """When a ban ends: a duration from ``now`` (``7d``, ``12h``, ``1w2d``) or an ISO time.
+
+    An ISO date or time without an offset is UTC.  Raises :class:`ValueError`
+    with a message for anything else, or for a time not after ``now``.
+    """
+    value = text.strip().lower()
+    if _DURATION.match(value):
+        seconds = sum(int(amount) * _SECONDS[unit] for amount, unit in _UNIT.findall(value))
+        if seconds <= 0:
+            raise ValueError(f"--until {text!r}: a duration must be longer than zero")
+        if seconds > MAX_DURATION.total_seconds():
+            raise ValueError(f"--until {text!r}: too long; omit --until for a permanent ban")
+        return now + dt.timedelta(seconds=seconds)
+    try:
+        moment_ = dt.datetime.fromisoformat(text.strip())
+    except ValueError:
+        raise ValueError(
+            f"--until {text!r}: expected a duration (7d, 12h, 30m, 1w2d) "
+            "or an ISO date/time (2025-06-01, 2025-06-01T18:00, with an optional offset)"
+        ) from None
+    if moment_.tzinfo is None:
+        moment_ = moment_.replace(tzinfo=dt.UTC)
+    if moment_ <= now:
+        raise ValueError(f"--until {text!r}: that is not in the future")
+    return moment_
+
+
+def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Add ``ban``, ``unban`` and ``bans`` to the ``hospes`` command."""
+    ban = commands.add_parser(
+        "ban",
+        help="ban a certificate, a key or an account",
+        description="Ban a certificate fingerprint, a key fingerprint (--key) or an "
+        "account (--account NAME). The client sees '61 banned: REASON'. "
+        "'hospes fingerprint CERT.pem' prints both fingerprints of a certificate.",
+    )
+    _target_arguments(ban)
+    ban.add_argument("--reason", default=DEFAULT_REASON, help="shown to the banned client")
+    ban.add_argument(
+        "--until", help="when the ban ends: a duration (7d, 12h, 30m) or an ISO date/time (UTC)"
+    )
+    add_store_arguments(ban)
+    ban.set_defaults(run=run_ban)
+    unban = commands.add_parser("unban", help="lift the bans on a certificate, key or account")
+    _target_arguments(unban)
+    add_store_arguments(unban)
+    unban.set_defaults(run=run_unban)
+    bans = commands.add_parser("bans", help="list every ban, expired ones included")
+    add_store_arguments(bans)
+    bans.set_defaults(run=run_bans)
+
+
+def _target_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "fingerprint", nargs="?", help="a certificate (or with --key, key) fingerprint"
+    )
+    parser.add_argument(
+        "--key", action="store_true", help="FINGERPRINT is a key's: covers every renewal"
+    )
+    parser.add_argument("--account", metavar="NAME", help="an account instead of a fingerprint")
+
+
+def _fingerprint_target(args: argparse.Namespace) -> tuple[BanKind, str] | None:
+    """The fingerprint target, checked before the store is opened; None for --account."""
+    if (args.fingerprint is None) == (args.account is None):
+        raise Usage("give a FINGERPRINT or --account NAME (one of them)")
+    if args.account is not None:
+        if args.key:
+            raise Usage("--key applies to a fingerprint, not to --account")
+        return None
+    try:
+        value = parse_fingerprint(args.fingerprint)
+    except ValueError as exc:
+        raise Usage(str(exc)) from None
+    return (BanKind.KEY if args.key else BanKind.CERTIFICATE), value
+
+
+async def _target(
+    store: Store, args: argparse.Namespace, checked: tuple[BanKind, str] | None
+) -> tuple[BanKind, str, str]:
+    """(kind, stored value, description) of the ban target."""
+    if checked is None:
+        account = await find_account(store, args.account)
+        return BanKind.ACCOUNT, str(account.id), f"account {account.name}"
+    kind, value = checked
+    return kind, value, f"{kind.value} {value}"
+
+
+def run_ban(args: argparse.Namespace) -> int:
+    now = dt.datetime.now(dt.UTC)
+    try:
+        until = None if args.until is None else parse_until(args.until, now)
+    except ValueError as exc:
+        return usage(str(exc))
+    reason = " ".join(args.reason.split())
+    if not reason:
+        return usage("--reason must not be empty")
+    if len(reason) > MAX_REASON or printable(reason, MAX_REASON) != reason:
+        return usage(f"--reason: at most {MAX_REASON} printable characters (it goes in a 61 line)")
+    try:
+        checked = _fingerprint_target(args)
+    except Usage as exc:
+        return usage(str(exc))
+
+    async def action(store: Store) -> int:
+        kind, value, what = await _target(store, args, checked)
+        ban = await store.ban(kind, value, reason, now, until)
+        if args.json:
+            emit_json(ban_json(ban))
+            return 0
+        ends = "" if until is None else f" until {moment(until)} UTC"
+        return say(f"banned {what}{ends}: {reason}")
+
+    return run_with_store(args, action, create=True)
+
+
+def run_unban(args: argparse.Namespace) -> int:
+    try:
+        checked = _fingerprint_target(args)
+    except Usage as exc:
+        return usage(str(exc))
+
+    async def action(store: Store) -> int:
+        kind, value, what = await _target(store, args, checked)
+        count = await store.unban(kind, value)
+        if args.json:
+            emit_json({"kind": kind.value, "value": value, "lifted": count})
+            return 0 if count else 1
+        if not count:
+            return failure(f"no ban on {what}")
+        return say(f"lifted {count} ban(s) on {what}")
+
+    return run_with_store(args, action)
+
+
+def run_bans(args: argparse.Namespace) -> int:
+    async def action(store: Store) -> int:
+        now = dt.datetime.now(dt.UTC)
+        bans = await store.bans()
+        names = {str(account.id): account.name for account in await store.accounts()}
+        if args.json:
+            emit_json([ban_json(ban) | {"active": ban.active(now)} for ban in bans])
+            return 0
+        if not bans:
+            return say("no bans")
+        print(
+            table(
+                ["KIND", "ON", "REASON", "SINCE", "UNTIL", "IN FORCE"],
+                [_row(b, names, now) for b in bans],
+            )
+        )
+        return 0
+
+    return run_with_store(args, action)
+
+
+def _row(ban: Ban, names: dict[str, str], now: dt.datetime) -> list[str]:
+    target = names.get(ban.value, f"id {ban.value}") if ban.kind is BanKind.ACCOUNT else ban.value
+    return [
+        ban.kind.value,
+        target,
+        ban.reason,
+        moment(ban.created),
+        moment(ban.until, "forever"),
+        "yes" if ban.active(now) else "no (expired)",
+    ]

@@ -1,0 +1,39 @@
+"""A capsule for the crash test: the account pages, generous rate limits, run by hospes.runner.
+
+Usage: python tests/account_server.py STATE_DIR PORT; prints "ready" once it listens.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from hospes.accounts import AccountLimits, account_app
+from hospes.config import Config, HostConfig
+from hospes.request import Request
+from hospes.routing import Application
+from hospes.runner import Prepared, run
+
+
+def members(request: Request) -> str:
+    assert request.account is not None
+    return f"# Hello {request.account.name}\n"
+
+
+def ready(prepared: Prepared, config: Config) -> None:
+    print("ready", flush=True)
+
+
+def main() -> None:
+    state, port = Path(sys.argv[1]), int(sys.argv[2])
+    app = Application()
+    app.add_route("/members/", members, requires="account")
+    app.mount(
+        "/account/", account_app(limits=AccountLimits(register_rate=1000, register_burst=1000))
+    )
+    config = Config(hosts=[HostConfig("localhost")], state=state, port=port, access_log="off")
+    run(config, app, announce=ready)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,443 @@
+"""The identity store's contract, run against every implementation (parametrised ``store``).
+
+A new implementation (PostgreSQL) adds a factory to ``STORES`` and must pass
+this file unchanged.  SQLite-only behaviour (files, pragmas, migrations) is
+tested in ``test_store_sqlite.py``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import secrets
+from collections.abc import Awaitable, Callable, Iterator
+from pathlib import Path
+from typing import TypeVar
+
+import pytest
+
+from hospes.identity import ClientIdentity
+from hospes.store import (
+    AlreadyRegistered,
+    BanKind,
+    InvalidName,
+    LastCertificate,
+    NameTaken,
+    Store,
+    StoreError,
+    UnknownAccount,
+)
+from hospes.store.sqlite import LAST_SEEN_INTERVAL, SQLiteStore
+
+T = TypeVar("T")
+
+NOW = dt.datetime(2025, 3, 1, 12, 0, tzinfo=dt.UTC)
+
+
+def run(awaitable: Awaitable[T]) -> T:
+    async def wrapper() -> T:
+        return await awaitable
+
+    return asyncio.run(wrapper())
+
+
+def make_sqlite(tmp_path: Path) -> Store:
+    return SQLiteStore(tmp_path / "store" / "hospes.sqlite3")
+
+
+STORES: dict[str, Callable[[Path], Store]] = {"sqlite": make_sqlite}
+
+
+@pytest.fixture(params=sorted(STORES))
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
+    instance = STORES[request.param](tmp_path)
+    yield instance
+    run(instance.close())
+
+
+def fp() -> str:
+    return "SHA256:" + secrets.token_hex(32)
+
+
+def identity(name: str | None = "alice", key: str | None = None) -> ClientIdentity:
+    """A certificate identity with random fingerprints (``key`` reuses a key: a renewal)."""
+    return ClientIdentity(
+        fingerprint=fp(),
+        key_fingerprint=key or fp(),
+        common_name=name,
+        subject=f"CN={name}",
+        issuer=f"CN={name}",
+        serial=secrets.randbits(64),
+        not_before=NOW - dt.timedelta(days=1),
+        not_after=NOW + dt.timedelta(days=365),
+        key_type="ECDSA P-256",
+        key_bits=256,
+        self_signed=True,
+        defect=None,
+    )
+
+
+# -- register and recognise ------------------------------------------------------------------
+
+
+def test_register_then_recognise(store):
+    alice = identity()
+    account = run(store.register("alice", alice, NOW))
+    assert account.name == "alice"
+    assert account.status == "active"
+    assert account.created == NOW
+    assert run(store.recognise(alice, NOW)) == account
+    assert run(store.recognise(identity("stranger"), NOW)) is None
+    [record] = run(store.certificates(account.id))
+    assert record.fingerprint == alice.fingerprint
+    assert record.key_fingerprint == alice.key_fingerprint
+    assert record.common_name == "alice"
+    assert record.not_before == alice.not_before
+    assert record.not_after == alice.not_after
+    assert record.first_seen == record.last_seen == NOW
+    assert record.account_id == account.id
+
+
+def test_renewal_with_same_key_is_the_same_account(store):
+    old = identity()
+    account = run(store.register("alice", old, NOW))
+    renewed = identity("alice renewed", key=old.key_fingerprint)
+    later = NOW + dt.timedelta(days=300)
+    assert run(store.recognise(renewed, later)) == account
+    records = run(store.certificates(account.id))
+    assert [record.fingerprint for record in records] == [old.fingerprint, renewed.fingerprint]
+    assert records[1].first_seen == later
+    assert records[1].common_name == "alice renewed"
+    # Recognising it again does not add it twice.
+    assert run(store.recognise(renewed, later)) == account
+    assert len(run(store.certificates(account.id))) == 2
+
+
+def test_new_key_is_not_recognised(store):
+    run(store.register("alice", identity(), NOW))
+    assert run(store.recognise(identity("alice"), NOW)) is None
+
+
+def test_last_seen_is_written_at_most_once_an_interval(store):
+    alice = identity()
+    account = run(store.register("alice", alice, NOW))
+    soon = NOW + LAST_SEEN_INTERVAL / 2
+    run(store.recognise(alice, soon))
+    assert run(store.certificates(account.id))[0].last_seen == NOW
+    later = NOW + LAST_SEEN_INTERVAL * 2
+    run(store.recognise(alice, later))
+    assert run(store.certificates(account.id))[0].last_seen == later
+
+
+def test_names_are_case_insensitive_and_unique(store):
+    account = run(store.register("Alice", identity(), NOW))
+    with pytest.raises(NameTaken):
+        run(store.register("aLICE", identity(), NOW))
+    assert run(store.account("ALICE")) == account
+    assert run(store.account("alice")).name == "Alice"
+    assert run(store.account("bob")) is None
+    assert run(store.account_by_id(account.id)) == account
+    assert run(store.account_by_id(account.id + 1000)) is None
+
+
+@pytest.mark.parametrize(
+    "name", ["", "a" * 33, "has space", "-dash", ".dot", "naïve", "a/b", "new\nline", "x;y"]
+)
+def test_invalid_names_are_refused(store, name):
+    with pytest.raises(InvalidName):
+        run(store.register(name, identity(), NOW))
+    assert run(store.accounts()) == []
+
+
+def test_valid_name_edges(store):
+    for name in ["a", "A" * 32, "0day", "x.y_z-w"]:
+        run(store.register(name, identity(), NOW))
+    assert len(run(store.accounts())) == 4
+
+
+def test_a_certificate_or_key_registers_once(store):
+    alice = identity()
+    run(store.register("alice", alice, NOW))
+    with pytest.raises(AlreadyRegistered):
+        run(store.register("other", alice, NOW))
+    with pytest.raises(AlreadyRegistered):
+        run(store.register("other", identity(key=alice.key_fingerprint), NOW))
+    assert [account.name for account in run(store.accounts())] == ["alice"]
+
+
+def test_concurrent_registrations_of_one_name_exactly_one_wins(store):
+    async def race() -> list[object]:
+        return await asyncio.gather(
+            *(store.register("popular", identity(), NOW) for _ in range(10)),
+            return_exceptions=True,
+        )
+
+    results = run(race())
+    winners = [result for result in results if not isinstance(result, BaseException)]
+    losers = [result for result in results if isinstance(result, BaseException)]
+    assert len(winners) == 1
+    assert all(isinstance(loser, NameTaken) for loser in losers)
+    assert "popular" in str(losers[0])
+    assert len(run(store.accounts())) == 1
+
+
+def test_accounts_sorted_by_name(store):
+    for name in ["carol", "Bob", "alice"]:
+        run(store.register(name, identity(), NOW))
+    assert [account.name for account in run(store.accounts())] == ["alice", "Bob", "carol"]
+
+
+def test_rename(store):
+    alice = identity()
+    account = run(store.register("alice", alice, NOW))
+    run(store.register("bob", identity(), NOW))
+    renamed = run(store.rename("ALICE", "alicia"))
+    assert renamed.id == account.id
+    assert renamed.name == "alicia"
+    assert run(store.recognise(alice, NOW)).name == "alicia"
+    assert run(store.rename("alicia", "Alicia")).name == "Alicia"  # a change of case
+    with pytest.raises(NameTaken):
+        run(store.rename("alicia", "BOB"))
+    with pytest.raises(UnknownAccount):
+        run(store.rename("nobody", "somebody"))
+    with pytest.raises(InvalidName):
+        run(store.rename("alicia", "bad name"))
+    assert run(store.account("alicia")).name == "Alicia"
+
+
+def test_delete_removes_everything_of_the_account(store):
+    alice = identity()
+    account = run(store.register("alice", alice, NOW))
+    bob = run(store.register("bob", identity(), NOW))
+    run(store.ban(BanKind.ACCOUNT, str(account.id), "spam", NOW))
+    run(store.ban(BanKind.ACCOUNT, str(bob.id), "spam", NOW))
+    run(store.create_link_code(account.id, b"h" * 32, NOW + dt.timedelta(minutes=10)))
+    run(store.delete("Alice"))
+    assert run(store.account("alice")) is None
+    assert run(store.recognise(alice, NOW)) is None
+    assert run(store.certificates(account.id)) == []
+    assert [ban.value for ban in run(store.bans())] == [str(bob.id)]
+    assert run(store.redeem_link_code(b"h" * 32, identity(), NOW)) is None
+    with pytest.raises(UnknownAccount):
+        run(store.delete("alice"))
+    # The certificate is free again.
+    assert run(store.register("alice2", alice, NOW)).name == "alice2"
+
+
+# -- certificates -----------------------------------------------------------------------------
+
+
+def test_add_and_remove_certificates(store):
+    laptop = identity("laptop")
+    account = run(store.register("alice", laptop, NOW))
+    phone = identity("phone")
+    record = run(store.add_certificate(account.id, phone, NOW))
+    assert record.fingerprint == phone.fingerprint
+    assert record.account_id == account.id
+    assert run(store.recognise(phone, NOW)) == account
+    with pytest.raises(AlreadyRegistered):
+        run(store.add_certificate(account.id, phone, NOW))
+    run(store.remove_certificate(account.id, phone.fingerprint))
+    assert run(store.recognise(phone, NOW)) is None
+    # Its key is gone with it: a renewal of the removed certificate is a stranger.
+    assert run(store.recognise(identity("phone", key=phone.key_fingerprint), NOW)) is None
+    with pytest.raises(LastCertificate):
+        run(store.remove_certificate(account.id, laptop.fingerprint))
+    assert run(store.recognise(laptop, NOW)) == account
+
+
+def test_remove_accepts_any_fingerprint_notation(store):
+    account = run(store.register("alice", identity(), NOW))
+    phone = identity("phone")
+    run(store.add_certificate(account.id, phone, NOW))
+    run(store.remove_certificate(account.id, phone.fingerprint.removeprefix("SHA256:").upper()))
+    assert len(run(store.certificates(account.id))) == 1
+
+
+def test_removing_an_old_renewal_keeps_the_key(store):
+    old = identity()
+    account = run(store.register("alice", old, NOW))
+    renewed = identity(key=old.key_fingerprint)
+    run(store.recognise(renewed, NOW))
+    run(store.remove_certificate(account.id, old.fingerprint))
+    assert run(store.recognise(renewed, NOW)) == account
+
+
+def test_cannot_remove_or_add_across_accounts(store):
+    alice = run(store.register("alice", identity(), NOW))
+    bob_certificate = identity("bob")
+    bob = run(store.register("bob", bob_certificate, NOW))
+    run(store.add_certificate(bob.id, identity("bob2"), NOW))
+    with pytest.raises(StoreError):
+        run(store.remove_certificate(alice.id, bob_certificate.fingerprint))
+    with pytest.raises(AlreadyRegistered):
+        run(store.add_certificate(alice.id, bob_certificate, NOW))
+    with pytest.raises(AlreadyRegistered):
+        run(store.add_certificate(alice.id, identity(key=bob_certificate.key_fingerprint), NOW))
+    with pytest.raises(UnknownAccount):
+        run(store.add_certificate(alice.id + bob.id + 100, identity(), NOW))
+    assert run(store.recognise(bob_certificate, NOW)) == bob
+
+
+def test_malformed_fingerprint_is_a_store_error(store):
+    account = run(store.register("alice", identity(), NOW))
+    with pytest.raises(StoreError):
+        run(store.remove_certificate(account.id, "not-a-fingerprint"))
+
+
+# -- link codes -------------------------------------------------------------------------------
+
+
+def test_link_code_adds_a_device_once(store):
+    account = run(store.register("alice", identity(), NOW))
+    code = secrets.token_bytes(32)
+    run(store.create_link_code(account.id, code, NOW + dt.timedelta(minutes=10)))
+    phone = identity("phone")
+    assert run(store.redeem_link_code(code, phone, NOW + dt.timedelta(minutes=1))) == account
+    assert run(store.recognise(phone, NOW)) == account
+    assert run(store.redeem_link_code(code, identity("tablet"), NOW)) is None
+
+
+def test_link_code_expires(store):
+    account = run(store.register("alice", identity(), NOW))
+    code = secrets.token_bytes(32)
+    run(store.create_link_code(account.id, code, NOW + dt.timedelta(minutes=10)))
+    phone = identity("phone")
+    assert run(store.redeem_link_code(code, phone, NOW + dt.timedelta(minutes=10))) is None
+    assert run(store.recognise(phone, NOW)) is None
+
+
+def test_unknown_code_and_new_code_replaces_old(store):
+    account = run(store.register("alice", identity(), NOW))
+    first, second = secrets.token_bytes(32), secrets.token_bytes(32)
+    expires = NOW + dt.timedelta(minutes=10)
+    run(store.create_link_code(account.id, first, expires))
+    run(store.create_link_code(account.id, second, expires))
+    assert run(store.redeem_link_code(secrets.token_bytes(32), identity(), NOW)) is None
+    assert run(store.redeem_link_code(first, identity(), NOW)) is None
+    assert run(store.redeem_link_code(second, identity(), NOW)) == account
+    with pytest.raises(UnknownAccount):
+        run(store.create_link_code(account.id + 100, secrets.token_bytes(32), expires))
+
+
+def test_redeeming_with_a_registered_certificate_consumes_nothing(store):
+    alice = run(store.register("alice", identity(), NOW))
+    bob_certificate = identity("bob")
+    run(store.register("bob", bob_certificate, NOW))
+    code = secrets.token_bytes(32)
+    run(store.create_link_code(alice.id, code, NOW + dt.timedelta(minutes=10)))
+    with pytest.raises(AlreadyRegistered):
+        run(store.redeem_link_code(code, bob_certificate, NOW))
+    assert run(store.redeem_link_code(code, identity("phone"), NOW)) == alice
+
+
+def test_concurrent_redemptions_of_one_code(store):
+    account = run(store.register("alice", identity(), NOW))
+    code = secrets.token_bytes(32)
+    run(store.create_link_code(account.id, code, NOW + dt.timedelta(minutes=10)))
+
+    async def race() -> list[object]:
+        return await asyncio.gather(
+            *(store.redeem_link_code(code, identity(), NOW) for _ in range(8))
+        )
+
+    results = run(race())
+    assert results.count(account) == 1
+    assert results.count(None) == 7
+    assert len(run(store.certificates(account.id))) == 2
+
+
+# -- bans -------------------------------------------------------------------------------------
+
+
+def test_bans_by_certificate_key_and_account(store):
+    alice_certificate = identity()
+    alice = run(store.register("alice", alice_certificate, NOW))
+    stranger = identity("stranger")
+    assert run(store.active_ban(alice_certificate, alice, NOW)) is None
+
+    ban = run(store.ban(BanKind.CERTIFICATE, stranger.fingerprint, "rude", NOW))
+    assert ban.kind is BanKind.CERTIFICATE
+    assert ban.value == stranger.fingerprint
+    assert ban.reason == "rude"
+    assert ban.until is None
+    assert run(store.active_ban(stranger, None, NOW)) == ban
+    assert run(store.active_ban(alice_certificate, alice, NOW)) is None
+
+    renewed_stranger = identity(key=stranger.key_fingerprint)
+    assert run(store.active_ban(renewed_stranger, None, NOW)) is None
+    key_ban = run(store.ban(BanKind.KEY, stranger.key_fingerprint.upper()[7:], "still rude", NOW))
+    assert key_ban.value == stranger.key_fingerprint
+    assert run(store.active_ban(renewed_stranger, None, NOW)) == key_ban
+
+    account_ban = run(store.ban(BanKind.ACCOUNT, str(alice.id), "spam", NOW))
+    assert run(store.active_ban(alice_certificate, alice, NOW)) == account_ban
+    # An account ban follows the account to every certificate of it.
+    phone = identity("phone")
+    run(store.add_certificate(alice.id, phone, NOW))
+    assert run(store.active_ban(phone, alice, NOW)) == account_ban
+
+    assert run(store.unban(BanKind.ACCOUNT, str(alice.id))) == 1
+    assert run(store.active_ban(alice_certificate, alice, NOW)) is None
+    assert run(store.unban(BanKind.CERTIFICATE, stranger.fingerprint)) == 1
+    assert run(store.unban(BanKind.CERTIFICATE, stranger.fingerprint)) == 0
+    assert run(store.active_ban(stranger, None, NOW)) == key_ban
+
+
+def test_ban_expiry_and_listing(store):
+    target = identity()
+    later = NOW + dt.timedelta(days=7)
+    temporary = run(store.ban(BanKind.CERTIFICATE, target.fingerprint, "cool off", NOW, later))
+    assert temporary.until == later
+    assert run(store.active_ban(target, None, NOW + dt.timedelta(days=6))) == temporary
+    assert run(store.active_ban(target, None, later)) is None
+    newer = run(store.ban(BanKind.KEY, target.key_fingerprint, "again", NOW + dt.timedelta(1)))
+    assert run(store.bans()) == [newer, temporary]
+    assert run(store.unban(BanKind.CERTIFICATE, target.fingerprint)) == 1
+    assert run(store.bans()) == [newer]
+
+
+def test_ban_validation(store):
+    with pytest.raises(StoreError):
+        run(store.ban(BanKind.CERTIFICATE, "SHA256:1234", "x", NOW))
+    with pytest.raises(UnknownAccount):
+        run(store.ban(BanKind.ACCOUNT, "999", "x", NOW))
+    with pytest.raises(UnknownAccount):
+        run(store.ban(BanKind.ACCOUNT, "alice", "x", NOW))
+    assert run(store.bans()) == []
+
+
+# -- allow-lists ------------------------------------------------------------------------------
+
+
+def test_allow_lists(store):
+    member, other = identity(), identity()
+    assert run(store.is_allowed(["friends"], member)) is False
+    assert run(store.allow("friends", member.fingerprint)) is True
+    assert run(store.allow("friends", member.fingerprint.upper()[7:])) is False
+    assert run(store.is_allowed(["friends"], member)) is True
+    assert run(store.is_allowed(["others", "friends"], member)) is True
+    assert run(store.is_allowed(["others"], member)) is False
+    assert run(store.is_allowed([], member)) is False
+    assert run(store.is_allowed(["friends"], other)) is False
+    # A key on the list admits every certificate of that key.
+    assert run(store.allow("keys", other.key_fingerprint)) is True
+    assert run(store.is_allowed(["keys"], identity(key=other.key_fingerprint))) is True
+    assert run(store.allow_list("friends")) == [member.fingerprint]
+    assert run(store.allow_list("nothing")) == []
+    assert run(store.allow_lists()) == {"friends": 1, "keys": 1}
+    assert run(store.disallow("friends", member.fingerprint)) is True
+    assert run(store.disallow("friends", member.fingerprint)) is False
+    assert run(store.is_allowed(["friends"], member)) is False
+    assert run(store.allow_lists()) == {"keys": 1}
+    with pytest.raises(StoreError):
+        run(store.allow("friends", "nonsense"))
+
+
+def test_closed_store_refuses_work(tmp_path):
+    for factory in STORES.values():
+        instance = factory(tmp_path / factory.__name__)
+        run(instance.close())
+        run(instance.close())  # closing twice is harmless
+        with pytest.raises(StoreError):
+            run(instance.accounts())

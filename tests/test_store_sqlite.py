@@ -1,0 +1,134 @@
+"""What only the SQLite store has: its file, pragmas, migrations, query plans, and sharing."""
+
+from __future__ import annotations
+
+import sqlite3
+import stat
+
+import pytest
+
+from hospes.store import BanKind, StoreError
+from hospes.store.migrations import MIGRATIONS, SchemaError, statements
+from hospes.store.sqlite import _ACTIVE_BAN, _RECOGNISE, SQLiteStore
+from test_store import NOW, identity, run
+
+
+def test_new_database_file_and_pragmas(tmp_path):
+    path = tmp_path / "state" / "hospes.sqlite3"
+    store = SQLiteStore(path)
+    try:
+        assert stat.S_IMODE(path.stat().st_mode) == 0o600
+        assert stat.S_IMODE(path.parent.stat().st_mode) == 0o700
+        with sqlite3.connect(path) as connection:
+            assert connection.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+            assert connection.execute("PRAGMA user_version").fetchone()[0] == len(MIGRATIONS)
+            tables = {
+                row[0]
+                for row in connection.execute("SELECT name FROM sqlite_master WHERE type='table'")
+            }
+        assert {"accounts", "account_keys", "certificates", "link_codes", "bans"} <= tables
+    finally:
+        run(store.close())
+
+
+def test_data_survives_reopening(tmp_path):
+    path = tmp_path / "hospes.sqlite3"
+    alice = identity()
+    store = SQLiteStore(path)
+    account = run(store.register("alice", alice, NOW))
+    run(store.close())
+    store = SQLiteStore(path)
+    try:
+        assert run(store.recognise(alice, NOW)) == account
+    finally:
+        run(store.close())
+
+
+def test_schema_enforces_key_ownership(tmp_path):
+    """The invariants hold even against SQL written by hand (foreign keys are on)."""
+    path = tmp_path / "hospes.sqlite3"
+    store = SQLiteStore(path)
+    alice = identity()
+    run(store.register("alice", alice, NOW))
+    bob = run(store.register("bob", identity(), NOW))
+    run(store.close())
+    with sqlite3.connect(path) as connection:
+        connection.execute("PRAGMA foreign_keys = ON")
+        with pytest.raises(sqlite3.IntegrityError):
+            connection.execute(
+                "INSERT INTO certificates VALUES (?, ?, ?, 'x', '', '', '', '')",
+                ("SHA256:" + "0" * 64, alice.key_fingerprint, bob.id),
+            )
+        with pytest.raises(sqlite3.IntegrityError):
+            connection.execute(
+                "INSERT INTO account_keys VALUES (?, ?)", (alice.key_fingerprint, bob.id)
+            )
+
+
+def test_refuses_a_newer_schema(tmp_path):
+    path = tmp_path / "hospes.sqlite3"
+    run(SQLiteStore(path).close())
+    with sqlite3.connect(path) as connection:
+        connection.execute(f"PRAGMA user_version = {len(MIGRATIONS) + 1}")
+    with pytest.raises(StoreError, match="upgrade hospes"):
+        SQLiteStore(path)
+
+
+def test_refuses_a_file_that_is_not_a_database(tmp_path):
+    path = tmp_path / "hospes.sqlite3"
+    path.write_bytes(b"this is not sqlite\n" * 100)
+    with pytest.raises(StoreError, match="not a usable hospes database"):
+        SQLiteStore(path)
+    assert path.read_bytes() == b"this is not sqlite\n" * 100
+
+
+def test_create_false_refuses_a_missing_database(tmp_path):
+    path = tmp_path / "nowhere" / "hospes.sqlite3"
+    with pytest.raises(StoreError, match="no identity store"):
+        SQLiteStore(path, create=False)
+    assert not path.parent.exists()
+
+
+def test_unwritable_directory_is_a_clear_error(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    with pytest.raises(StoreError, match="cannot create"):
+        SQLiteStore(blocker / "hospes.sqlite3")
+
+
+def test_two_connections_see_each_others_writes(tmp_path):
+    """The admin CLI and the server share the file; nothing is cached in between."""
+    path = tmp_path / "hospes.sqlite3"
+    server, admin = SQLiteStore(path), SQLiteStore(path)
+    try:
+        alice = identity()
+        account = run(server.register("alice", alice, NOW))
+        assert run(admin.recognise(alice, NOW)) == account
+        ban = run(admin.ban(BanKind.KEY, alice.key_fingerprint, "flood", NOW))
+        assert run(server.active_ban(alice, account, NOW)) == ban
+        run(admin.unban(BanKind.KEY, alice.key_fingerprint))
+        assert run(server.active_ban(alice, account, NOW)) is None
+        run(admin.allow("crew", alice.fingerprint))
+        assert run(server.is_allowed(["crew"], alice)) is True
+    finally:
+        run(server.close())
+        run(admin.close())
+
+
+@pytest.mark.parametrize(("query", "parameters"), [(_RECOGNISE, 2), (_ACTIVE_BAN, 4)])
+def test_hot_path_queries_use_indexes(tmp_path, query, parameters):
+    path = tmp_path / "hospes.sqlite3"
+    run(SQLiteStore(path).close())
+    with sqlite3.connect(path) as connection:
+        plan = connection.execute("EXPLAIN QUERY PLAN " + query, ("x",) * parameters).fetchall()
+    details = " | ".join(row[-1] for row in plan)
+    assert "SCAN" not in details.replace("SCAN CONSTANT ROW", ""), details
+
+
+def test_migration_statements_split():
+    parts = list(statements(MIGRATIONS[0]))
+    assert len(parts) == 11
+    assert all(sqlite3.complete_statement(part) and part.count(";") == 1 for part in parts)
+    assert list(statements("SELECT ';\n';\nSELECT 2;")) == ["SELECT ';\n';", "SELECT 2;"]
+    with pytest.raises(SchemaError):
+        list(statements("SELECT 1;\nCREATE TABLE x (a"))
