@@ -17,6 +17,7 @@ from enum import StrEnum
 from .protocol import Status
 from .request import Request
 from .response import Response
+from .sanitize import printable
 
 __all__ = ["AccessPolicy", "AccessRule", "Requirement", "check", "path_matches"]
 
@@ -95,7 +96,8 @@ async def check(rule: AccessRule, request: Request, now: dt.datetime) -> Respons
         ban = await store.active_ban(identity, request.account, now)
         if ban is not None:
             until = "" if ban.until is None else f" until {ban.until:%Y-%m-%d %H:%M} UTC"
-            return Response(Status.CERTIFICATE_NOT_AUTHORISED, f"banned{until}: {ban.reason}")
+            reason = printable(ban.reason, 200)
+            return Response(Status.CERTIFICATE_NOT_AUTHORISED, f"banned{until}: {reason}")
     if rule.require is Requirement.ALLOWLIST:
         if (
             identity.fingerprint in rule.fingerprints

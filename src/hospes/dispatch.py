@@ -13,7 +13,7 @@ import logging
 from collections.abc import Collection
 from dataclasses import dataclass
 
-from .access import AccessPolicy, check
+from .access import AccessPolicy, Requirement, check
 from .fingerprint import fingerprint
 from .identity import CertificateError, ClientIdentity, IdentityCache
 from .protocol import GeminiError, Status, check_target, decode_path, parse_request
@@ -21,7 +21,7 @@ from .request import Request
 from .response import Response
 from .routing import Handler, call_handler
 from .sanitize import printable
-from .store import Store
+from .store import Store, StoreError
 from .url import URL, normalize_path, quote_path
 
 __all__ = ["Dispatcher", "Outcome"]
@@ -29,6 +29,7 @@ __all__ = ["Dispatcher", "Outcome"]
 log = logging.getLogger("hospes.app")
 
 INTERNAL_ERROR = "internal server error; the capsule's admin can find the details in the log"
+STORE_UNAVAILABLE = "the identity store is unavailable; try again in a minute"
 
 
 @dataclass(slots=True)
@@ -120,9 +121,15 @@ class Dispatcher:
 
     async def _handle(self, request: Request) -> Response:
         now = dt.datetime.now(dt.UTC)
-        if self.store is not None and request.identity is not None:
-            request.account = await self.store.recognise(request.identity, now)
         rule = self.policy.rule_for(request.path) if self.policy else None
+        if self.store is not None and request.identity is not None:
+            try:
+                request.account = await self.store.recognise(request.identity, now)
+            except StoreError as exc:
+                # Public pages stay up when the store is unavailable; pages that need it wait.
+                log.error("identity store unavailable: %s", exc)
+                if rule is not None and rule.require is not Requirement.CERTIFICATE:
+                    return Response(Status.TEMPORARY_FAILURE, STORE_UNAVAILABLE)
         if rule is not None:
             denied = await check(rule, request, now)
             if denied is not None:

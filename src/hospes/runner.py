@@ -156,15 +156,14 @@ async def serve(
     """Run a server for ``config`` until SIGINT or SIGTERM, then shut down gracefully."""
     prepared = prepare(config, handler)
     server = prepared.server
-    port = config.port
-    await server.start(config.listen, port)
-    if announce is not None:
-        announce(prepared, config)
     loop = asyncio.get_running_loop()
     stopping = asyncio.Event()
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(signum, stopping.set)
     try:
+        await server.start(config.listen, config.port)
+        if announce is not None:
+            announce(prepared, config)
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(signum, stopping.set)
         await stopping.wait()
         log.info("shutting down: finishing in-flight requests")
         await server.shutdown()

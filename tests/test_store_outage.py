@@ -1,0 +1,27 @@
+"""When the identity store fails, public pages stay up and guarded pages say to come back."""
+
+from __future__ import annotations
+
+from helpers import raw_request
+from hospes.access import AccessRule, Requirement
+from hospes.config import Config, HostConfig
+from hospes.routing import Application
+
+
+def test_store_outage(serve, certs):
+    app = Application()
+    app.add_route("/", lambda request: "public\n")
+    app.add_route("/members/page", lambda request: "members\n")
+    config = Config(
+        hosts=[HostConfig("localhost")],
+        access=[AccessRule("/members/", Requirement.ACCOUNT)],
+    )
+    server = serve(app, config=config)
+    alice = certs.make()
+    assert raw_request(server.port, server.url("/members/page"), cert=alice).status == 61
+    server.call(server.server.dispatcher.store.close)
+    public = raw_request(server.port, server.url("/"), cert=alice)
+    assert (public.status, public.body) == (20, b"public\n")
+    guarded = raw_request(server.port, server.url("/members/page"), cert=alice)
+    assert guarded.status == 40
+    assert "identity store is unavailable" in guarded.meta
