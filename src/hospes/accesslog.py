@@ -13,7 +13,7 @@ a busy server makes one write per batch rather than one per request.
 from __future__ import annotations
 
 import asyncio
-import contextlib
+import logging
 import sys
 import time
 from typing import TextIO
@@ -22,6 +22,8 @@ from .fingerprint import short_fingerprint
 from .sanitize import printable
 
 __all__ = ["AccessLog"]
+
+log = logging.getLogger("hospes.server")
 
 
 class AccessLog:
@@ -33,6 +35,7 @@ class AccessLog:
         self._lines: list[str] = []
         self._flusher: asyncio.TimerHandle | None = None
         self._second = -1
+        self._last_error = -60.0
         self._stamp = ""
 
     def record(
@@ -71,6 +74,12 @@ class AccessLog:
         if not self._lines:
             return
         lines, self._lines = self._lines, []
-        with contextlib.suppress(OSError, ValueError):
+        try:
             self.stream.write("".join(lines))
             self.stream.flush()
+        except (OSError, ValueError) as exc:
+            # A full disk must not stop the server: say so (once a minute), drop the lines.
+            now = time.monotonic()
+            if now - self._last_error >= 60:
+                self._last_error = now
+                log.error("cannot write the access log (%s); %d lines dropped", exc, len(lines))

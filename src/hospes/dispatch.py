@@ -70,6 +70,7 @@ class Dispatcher:
         self, line: bytes, certificate: bytes | None, remote_address: str, remote_port: int
     ) -> Outcome:
         """Answer one request line; never raises for anything the client or handler did."""
+        presented = None if certificate is None else fingerprint(certificate)
         try:
             url = parse_request(line)
             check_target(url, self.hostnames, self.ports)
@@ -77,14 +78,11 @@ class Dispatcher:
             canonical = normalize_path(path)
             query = _decoded_query(url)
         except GeminiError as exc:
-            return Outcome(
-                Response(exc.status, exc.meta),
-                printable(line.decode("utf-8", "replace"), 1024),
-                None if certificate is None else fingerprint(certificate),
-            )
+            target = printable(line.decode("utf-8", "replace"), 1024)
+            return Outcome(Response(exc.status, exc.meta), target, presented)
         if canonical != path:
-            target = url.with_path(quote_path(canonical), url.query)
-            return Outcome(Response.redirect(str(target), permanent=True), str(url), None)
+            redirect = str(url.with_path(quote_path(canonical), url.query))
+            return Outcome(Response.redirect(redirect, permanent=True), str(url), presented)
         identity, problem = self._identify(certificate)
         request = Request(
             url=url,
@@ -98,10 +96,7 @@ class Dispatcher:
             store=self.store,
         )
         outcome = Outcome(
-            Response(Status.TEMPORARY_FAILURE, INTERNAL_ERROR),
-            str(url),
-            None if certificate is None else _certificate_fingerprint(identity, certificate),
-            request,
+            Response(Status.TEMPORARY_FAILURE, INTERNAL_ERROR), str(url), presented, request
         )
         try:
             outcome.response = await self._handle(request)
@@ -142,7 +137,3 @@ def _decoded_query(url: URL) -> str | None:
         return url.decoded_query()
     except ValueError as exc:
         raise GeminiError(Status.BAD_REQUEST, f"query: {exc}") from None
-
-
-def _certificate_fingerprint(identity: ClientIdentity | None, certificate: bytes) -> str:
-    return identity.fingerprint if identity is not None else fingerprint(certificate)
