@@ -12,11 +12,11 @@ import sys
 from collections.abc import Sequence
 
 from .. import __version__
-from . import accounts, allow, ban, fingerprint, serve
+from . import accounts, allow, ban, fingerprint, get, identities, known_hosts, serve
 
 __all__ = ["main"]
 
-COMMANDS = [serve, accounts, ban, allow, fingerprint]
+COMMANDS = [serve, accounts, ban, allow, fingerprint, get, identities, known_hosts]
 
 
 def build_parser() -> argparse.ArgumentParser:

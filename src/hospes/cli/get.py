@@ -1,0 +1,536 @@
+"""``hospes get URL``: fetch one Gemini URL; the body to stdout, everything else to stderr."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import codecs
+import getpass
+import os
+import shlex
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from ..client import (
+    CertificateUntrusted,
+    Client,
+    ClientError,
+    ConnectError,
+    FetchTimeout,
+    IdentityError,
+    InvalidRequest,
+    KeyChanged,
+    MalformedResponse,
+    Response,
+    StoreError,
+    TLSFailure,
+    TrustMode,
+    Verdict,
+)
+from ..client.fetch import DEFAULT_MAX_REDIRECTS, DEFAULT_TIMEOUT, IdentityChoice, InputCallback
+from ..client.known_hosts import format_address
+from ..fingerprint import parse_fingerprint
+from ..sanitize import printable
+from ..url import URL
+from .common import EXIT_FAILURE, EXIT_OK, EXIT_USAGE, data_dir_option
+
+__all__ = ["EXIT_CODES", "escape_for_terminal", "register"]
+
+EXIT_INPUT = 3
+EXIT_REDIRECT = 4
+EXIT_TEMPORARY = 5
+EXIT_PERMANENT = 6
+EXIT_CERTIFICATE_REQUIRED = 7
+EXIT_CERTIFICATE_NOT_AUTHORISED = 8
+EXIT_CERTIFICATE_NOT_VALID = 9
+EXIT_CONNECT = 10
+EXIT_TIMEOUT = 11
+EXIT_TLS = 12
+EXIT_KEY_CHANGED = 13
+EXIT_UNTRUSTED = 14
+EXIT_MALFORMED = 15
+
+EXIT_CODES: dict[int, str] = {
+    EXIT_OK: "success (2x); the body was written",
+    EXIT_FAILURE: "local failure (cannot write the output, unreadable known-hosts file, ...)",
+    EXIT_USAGE: "usage error (bad flag or URL, unknown identity, malformed fingerprint)",
+    EXIT_INPUT: "the server asks for input (1x) and none was given",
+    EXIT_REDIRECT: "a redirect (3x) was not followed: too many, a loop, another scheme or host",
+    EXIT_TEMPORARY: "temporary failure (4x)",
+    EXIT_PERMANENT: "permanent failure (5x)",
+    EXIT_CERTIFICATE_REQUIRED: "client certificate required (60)",
+    EXIT_CERTIFICATE_NOT_AUTHORISED: "client certificate not authorised (61)",
+    EXIT_CERTIFICATE_NOT_VALID: "client certificate not valid (62)",
+    EXIT_CONNECT: "cannot connect (unknown host, connection refused, unreachable)",
+    EXIT_TIMEOUT: "timeout (connecting, handshake, header or body)",
+    EXIT_TLS: "TLS failure (handshake failed, connection broken during it)",
+    EXIT_KEY_CHANGED: "the server's key is not the pinned one: refused, nothing was sent",
+    EXIT_UNTRUSTED: "certificate not trusted (--ca validation or --verify-hostname failed)",
+    EXIT_MALFORMED: "malformed or incomplete response (bad header, closed early, broken body)",
+    130: "interrupted",
+}
+
+_ERROR_EXITS: tuple[tuple[type[ClientError], int], ...] = (
+    (KeyChanged, EXIT_KEY_CHANGED),
+    (CertificateUntrusted, EXIT_UNTRUSTED),
+    (ConnectError, EXIT_CONNECT),
+    (FetchTimeout, EXIT_TIMEOUT),
+    (TLSFailure, EXIT_TLS),
+    (MalformedResponse, EXIT_MALFORMED),
+    (InvalidRequest, EXIT_USAGE),
+    (IdentityError, EXIT_USAGE),
+    (StoreError, EXIT_FAILURE),
+)
+
+_PROGRESS_AFTER = 1.0  # seconds before a progress line appears
+_PROGRESS_EVERY = 0.2
+
+
+def _epilog() -> str:
+    lines = ["exit status:"]
+    lines.extend(f"  {code:>3}  {text}" for code, text in EXIT_CODES.items())
+    lines += [
+        "",
+        "The server's key is pinned on first use (TOFU); a renewed certificate with the same",
+        "key is accepted, a different key is refused before anything is sent.",
+        "Files: $HOSPES_DATA_DIR, else $XDG_DATA_HOME/hospes (known hosts, identities).",
+    ]
+    return "\n".join(lines)
+
+
+def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Add ``get`` to the ``hospes`` command."""
+    parser = commands.add_parser(
+        "get",
+        help="fetch a Gemini URL",
+        description="Fetch URL: the body goes to stdout, the header and notes to stderr.",
+        epilog=_epilog(),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        parents=[data_dir_option()],
+    )
+    parser.add_argument("url", metavar="URL", help="a gemini:// URL")
+    parser.add_argument("-o", "--output", type=Path, help="write the body to FILE (atomically)")
+    parser.add_argument("--input", metavar="TEXT", help="answer to a 1x input prompt")
+    who = parser.add_mutually_exclusive_group()
+    who.add_argument(
+        "--identity", metavar="NAME", help="present identity NAME for this URL (see hospes id)"
+    )
+    who.add_argument(
+        "--no-identity", action="store_true", help="present no identity, even where one is scoped"
+    )
+    parser.add_argument(
+        "--max-redirects",
+        type=int,
+        default=DEFAULT_MAX_REDIRECTS,
+        metavar="N",
+        help=f"follow at most N redirects (default {DEFAULT_MAX_REDIRECTS}; 0: none)",
+    )
+    parser.add_argument(
+        "--no-cross-host", action="store_true", help="do not follow a redirect to another host"
+    )
+    parser.add_argument(
+        "--timeout",
+        type=float,
+        default=DEFAULT_TIMEOUT,
+        metavar="SECONDS",
+        help=f"for connect + handshake + header, then per body read (default {DEFAULT_TIMEOUT:g})",
+    )
+    parser.add_argument(
+        "--verify-hostname",
+        action="store_true",
+        help="fail if the certificate does not name the host (TOFU alone does not require it)",
+    )
+    parser.add_argument(
+        "--ca",
+        action="store_true",
+        help="trust certificate authorities (the system's) instead of TOFU pins",
+    )
+    parser.add_argument(
+        "--ca-file", type=Path, metavar="FILE", help="trust the CAs in FILE (implies --ca)"
+    )
+    parser.add_argument(
+        "--accept-key",
+        metavar="FINGERPRINT",
+        help="accept and pin a changed server key, if it is exactly this one",
+    )
+    parser.add_argument(
+        "--raw",
+        action="store_true",
+        help="write the body to a terminal as it is (no escaping, binary allowed)",
+    )
+    parser.add_argument(
+        "-v", "--verbose", action="store_true", help="certificate and trust details"
+    )
+    parser.add_argument("-q", "--quiet", action="store_true", help="only errors on stderr")
+    parser.set_defaults(run=run_get)
+
+
+class _Reporter:
+    """Writes the header, notes and errors to stderr; everything from the server is escaped."""
+
+    def __init__(self, *, verbose: bool, quiet: bool) -> None:
+        self.verbose = verbose and not quiet
+        self.quiet = quiet
+
+    def note(self, message: str) -> None:
+        if not self.quiet:
+            print(f"hospes: {message}", file=sys.stderr)
+
+    def detail(self, message: str) -> None:
+        if self.verbose:
+            print(f"  {message}", file=sys.stderr)
+
+    def error(self, message: str) -> None:
+        print(f"hospes: {message}", file=sys.stderr)
+
+
+def run_get(args: argparse.Namespace) -> int:
+    """Run ``hospes get``; returns the exit status."""
+    report = _Reporter(verbose=args.verbose, quiet=args.quiet)
+    accept_key = None
+    if args.accept_key is not None:
+        try:
+            accept_key = parse_fingerprint(args.accept_key)
+        except ValueError as exc:
+            report.error(str(exc))
+            return EXIT_USAGE
+    if args.max_redirects < 0 or args.timeout <= 0:
+        report.error("--max-redirects must be 0 or more and --timeout more than 0")
+        return EXIT_USAGE
+    try:
+        return asyncio.run(_get(args, report, accept_key))
+    except ClientError as exc:
+        return _client_error(exc, args, report)
+
+
+async def _get(args: argparse.Namespace, report: _Reporter, accept_key: str | None) -> int:
+    mode = TrustMode.CA if args.ca or args.ca_file is not None else TrustMode.TOFU
+    client = Client(
+        data_dir=args.data_dir,
+        mode=mode,
+        ca_file=args.ca_file,
+        verify_hostname=args.verify_hostname,
+        timeout=args.timeout,
+        max_redirects=args.max_redirects,
+        follow_cross_host=not args.no_cross_host,
+    )
+    identity: IdentityChoice = False if args.no_identity else args.identity
+    answer: str | InputCallback | None = args.input
+    if answer is None and sys.stdin.isatty() and sys.stderr.isatty():
+        answer = _ask
+    response = await client.open(args.url, identity=identity, input=answer, accept_key=accept_key)
+    try:
+        _describe(response, report)
+        return await _finish(response, args, report)
+    finally:
+        response.close()
+
+
+def _ask(prompt: str, sensitive: bool, url: URL) -> str | None:
+    """Ask the person at the terminal (the prompt is the server's text: escaped)."""
+    question = f"{printable(prompt, 400) or 'Input'}: "
+    try:
+        if sensitive:
+            return getpass.getpass(question, stream=sys.stderr)
+        sys.stderr.write(question)
+        sys.stderr.flush()
+        line = sys.stdin.readline()
+    except EOFError:
+        return None
+    return line.rstrip("\r\n") if line else None
+
+
+def _describe(response: Response, report: _Reporter) -> None:
+    """Tell what the trust check concluded, the redirects, and the header."""
+    trust = response.trust
+    certificate = trust.certificate
+    address = format_address(response.url.host, response.url.effective_port)
+    for redirect in response.redirects:
+        if redirect.cross_host:
+            report.note(f"redirected to another host: {printable(str(redirect.target), 300)}")
+        else:
+            report.detail(f"redirect {redirect.status} to {printable(str(redirect.target), 300)}")
+    if trust.verdict is Verdict.FIRST_USE:
+        report.note(f"first contact with {address}: trusting key {certificate.key_fingerprint}")
+    elif trust.verdict is Verdict.RENEWED:
+        report.note(
+            f"{address} renewed its certificate (same key): now {certificate.fingerprint}, "
+            f"valid until {certificate.not_after:%Y-%m-%d}"
+        )
+    elif trust.verdict is Verdict.KEY_ACCEPTED:
+        report.note(f"{address}: new key {certificate.key_fingerprint} accepted and pinned")
+    if trust.validity_problem is not None:
+        report.note(f"the certificate of {address} is {trust.validity_problem} (key pinned: used)")
+    report.detail(f"server {address}: {trust.verdict.value}")
+    report.detail(f"key          {certificate.key_fingerprint} ({certificate.key_type})")
+    report.detail(f"certificate  {certificate.fingerprint}")
+    report.detail(f"names        {certificate.label}")
+    report.detail(
+        f"valid        {certificate.not_before:%Y-%m-%d} to {certificate.not_after:%Y-%m-%d}"
+    )
+    if trust.previous is not None:
+        report.detail(
+            f"known since  {trust.previous.first_seen:%Y-%m-%d}, "
+            f"connections before this one: {trust.previous.times_seen}"
+        )
+    report.detail(
+        f"hostname     {'matches' if trust.hostname_matches else 'NOT named in the certificate'}"
+        + ("" if trust.hostname_matches else " (not required: the pin is the trust anchor)")
+    )
+    if response.identity is not None:
+        report.detail(f"identity     {response.identity.name} ({response.identity.fingerprint})")
+    if response.withheld is not None:
+        report.note(
+            f"identity {response.withheld.name} was not sent to "
+            f"{printable(str(response.url), 300)}: outside the URL asked for and its scopes"
+        )
+    if not report.quiet:
+        print(f"{response.status} {printable(response.meta, 1024)}".rstrip(), file=sys.stderr)
+
+
+async def _finish(response: Response, args: argparse.Namespace, report: _Reporter) -> int:
+    status = response.status
+    url = printable(str(response.url), 300)
+    if 20 <= status <= 29:
+        code = await _write_body(response, args, report)
+        if code == EXIT_OK and response.clean_close is False:
+            report.detail("the body ended without TLS close_notify: it may be truncated")
+        return code
+    meta = printable(response.meta, 1024)
+    if 10 <= status <= 19:
+        report.error(f"{url} asks for input ({meta}); answer with --input TEXT")
+        return EXIT_INPUT
+    if 30 <= status <= 39:
+        report.error(f"redirect not followed: {response.stopped or 'unknown reason'}")
+        return EXIT_REDIRECT
+    if 40 <= status <= 49:
+        return EXIT_TEMPORARY
+    if 50 <= status <= 59:
+        return EXIT_PERMANENT
+    return _certificate_status(response, args, report)
+
+
+def _certificate_status(response: Response, args: argparse.Namespace, report: _Reporter) -> int:
+    """Explain a 6x: what to do, with the commands to type."""
+    status = response.status
+    identity = response.identity
+    url = response.url
+    scope = str(url.with_path(url.path[: url.path.rfind("/") + 1] or "/"))
+    data_dir = _data_dir_flag(args)
+    make = (
+        f"create an identity and let it be sent here:\n"
+        f"  hospes id new NAME{data_dir}\n"
+        f"  hospes id scope NAME {shlex.quote(scope)}{data_dir}\n"
+        f"or use one for this request only: hospes get --identity NAME{data_dir} "
+        f"{shlex.quote(str(url))}"
+    )
+    if status == 60:
+        if identity is None:
+            report.error(f"this page requires a client certificate; {make}")
+        else:
+            report.error(f"the server asked for a certificate although {identity.name} was sent")
+        return EXIT_CERTIFICATE_REQUIRED
+    if status == 61:
+        if identity is None:
+            report.error(f"this page requires an authorised client certificate; {make}")
+        else:
+            report.error(
+                f"identity {identity.name} ({identity.fingerprint}) is not authorised here; "
+                "ask the capsule's operator, or use another identity (--identity NAME)"
+            )
+        return EXIT_CERTIFICATE_NOT_AUTHORISED
+    if identity is None:
+        report.error(f"the server says the certificate is not valid; {make}")
+    else:
+        report.error(
+            f"the server does not accept identity {identity.name}: "
+            f"{printable(response.meta, 300)}; see hospes id show {identity.name}"
+        )
+    return EXIT_CERTIFICATE_NOT_VALID
+
+
+def _data_dir_flag(args: argparse.Namespace) -> str:
+    return "" if args.data_dir is None else f" --data-dir {shlex.quote(str(args.data_dir))}"
+
+
+# -- the body ---------------------------------------------------------------------------------
+
+
+async def _write_body(response: Response, args: argparse.Namespace, report: _Reporter) -> int:
+    mime = response.mime_type or ""
+    to_file = args.output is not None and str(args.output) != "-"
+    terminal = not to_file and sys.stdout.isatty() and not args.raw
+    if terminal and not mime.startswith("text/"):
+        report.error(
+            f"not writing a {printable(mime, 100)} body to the terminal; "
+            "use -o FILE, a redirection, or --raw"
+        )
+        return EXIT_FAILURE
+    progress = _Progress(enabled=not report.quiet and not terminal and sys.stderr.isatty())
+    if to_file:
+        return await _write_file(response, args.output, progress, report)
+    if terminal:
+        decoder = _decoder(response.charset)
+        async for chunk in response.chunks():
+            sys.stdout.write(escape_for_terminal(decoder.decode(chunk)))
+        sys.stdout.write(escape_for_terminal(decoder.decode(b"", final=True)))
+        sys.stdout.flush()
+        return EXIT_OK
+    out = sys.stdout.buffer
+    async for chunk in response.chunks():
+        out.write(chunk)
+        progress.update(len(chunk))
+    out.flush()
+    progress.done()
+    return EXIT_OK
+
+
+async def _write_file(
+    response: Response, path: Path, progress: _Progress, report: _Reporter
+) -> int:
+    """Write the body next to ``path`` and rename it into place once complete."""
+    directory = path.parent if str(path.parent) else Path()
+    try:
+        fd, temporary = tempfile.mkstemp(prefix=f".{path.name}.", dir=directory)
+    except OSError as exc:
+        report.error(f"cannot write {path}: {exc.strerror}")
+        return EXIT_FAILURE
+    with os.fdopen(fd, "wb") as handle:
+        try:
+            async for chunk in response.chunks():
+                handle.write(chunk)
+                progress.update(len(chunk))
+            handle.flush()
+            os.fsync(handle.fileno())
+        except OSError as exc:
+            Path(temporary).unlink(missing_ok=True)
+            progress.done()
+            report.error(f"cannot write {path}: {exc.strerror}")
+            return EXIT_FAILURE
+        except BaseException:
+            Path(temporary).unlink(missing_ok=True)
+            progress.done()
+            raise
+    progress.done()
+    try:
+        os.chmod(temporary, 0o666 & ~_umask())
+        os.replace(temporary, path)
+    except OSError as exc:
+        Path(temporary).unlink(missing_ok=True)
+        report.error(f"cannot write {path}: {exc.strerror}")
+        return EXIT_FAILURE
+    return EXIT_OK
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def _decoder(charset: str) -> codecs.IncrementalDecoder:
+    try:
+        return codecs.getincrementaldecoder(charset)(errors="replace")
+    except LookupError:
+        return codecs.getincrementaldecoder("utf-8")(errors="replace")
+
+
+_TERMINAL_UNSAFE = {
+    code: f"\\x{code:02x}"
+    for code in [*range(0x00, 0x20), *range(0x7F, 0xA0)]
+    if code not in (9, 10)
+}
+
+
+def escape_for_terminal(text: str) -> str:
+    """Escape what could drive a terminal (C0 and C1 controls but tab and newline, DEL).
+
+    A text body is the user's to read, so only what a terminal *executes* is
+    escaped: ESC (colours, cursor moves, title and clipboard sequences), CSI,
+    OSC, backspace and carriage return (which overwrite what was shown).
+    """
+    return text.translate(_TERMINAL_UNSAFE)
+
+
+class _Progress:
+    """Bytes received and the rate, on one stderr line (Gemini sends no length: no percentage)."""
+
+    def __init__(self, *, enabled: bool, clock: Callable[[], float] = time.monotonic) -> None:
+        self.enabled = enabled
+        self.clock = clock
+        self.start = clock()
+        self.received = 0
+        self.shown = False
+        self.last = 0.0
+
+    def update(self, size: int) -> None:
+        self.received += size
+        if not self.enabled:
+            return
+        now = self.clock()
+        elapsed = now - self.start
+        if elapsed < _PROGRESS_AFTER or now - self.last < _PROGRESS_EVERY:
+            return
+        self.last = now
+        rate = self.received / elapsed if elapsed > 0 else 0.0
+        sys.stderr.write(f"\r\x1b[K  {_size(self.received)} received, {_size(rate)}/s")
+        sys.stderr.flush()
+        self.shown = True
+
+    def done(self) -> None:
+        if self.shown:
+            sys.stderr.write("\r\x1b[K")
+            sys.stderr.flush()
+            self.shown = False
+
+
+def _size(count: float) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if count < 1024 or unit == "GiB":
+            return f"{count:.0f} {unit}" if unit == "B" else f"{count:.1f} {unit}"
+        count /= 1024
+    return f"{count:.1f} GiB"  # pragma: no cover
+
+
+# -- errors -----------------------------------------------------------------------------------
+
+
+def _client_error(exc: ClientError, args: argparse.Namespace, report: _Reporter) -> int:
+    if isinstance(exc, KeyChanged):
+        report.error(key_changed_message(exc, args.url, _data_dir_flag(args)))
+        return EXIT_KEY_CHANGED
+    report.error(str(exc))
+    for kind, code in _ERROR_EXITS:
+        if isinstance(exc, kind):
+            return code
+    return EXIT_FAILURE
+
+
+def key_changed_message(exc: KeyChanged, url: str, data_dir_flag: str = "") -> str:
+    """What a user must know, and may type, when a server's key changed."""
+    pinned, presented = exc.pinned, exc.presented
+    address = format_address(exc.host, exc.port)
+    lines = [
+        f"REFUSED: {address} presented a different key than the one pinned for it; "
+        "nothing was sent (no request, no client certificate)",
+        f"  pinned key     {pinned.key_fingerprint}",
+        f"                 first seen {pinned.first_seen:%Y-%m-%d %H:%M}, "
+        f"last seen {pinned.last_seen:%Y-%m-%d %H:%M} UTC, {pinned.times_seen} times",
+        f"                 its certificate {pinned.cert_fingerprint}, "
+        f"valid until {pinned.not_after:%Y-%m-%d}",
+        f"  presented key  {presented.key_fingerprint} ({presented.key_type})",
+        f"                 certificate {presented.fingerprint}",
+        f"                 valid {presented.not_before:%Y-%m-%d} to "
+        f"{presented.not_after:%Y-%m-%d}, {presented.label}",
+        "Someone may be intercepting the connection, or the operator replaced the server's key.",
+        "Check the new key with the operator through another channel, then accept it with:",
+        f"  hospes known-hosts trust {shlex.quote(address)} "
+        f"--key {presented.key_fingerprint}{data_dir_flag}",
+        "or with this request: "
+        f"hospes get --accept-key {presented.key_fingerprint}{data_dir_flag} "
+        f"{shlex.quote(printable(url, 1024))}",
+    ]
+    return "\n".join(lines)

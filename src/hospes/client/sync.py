@@ -1,0 +1,134 @@
+"""The client for plain scripts: the same API without ``await``.
+
+>>> from hospes.client import sync
+>>> response = sync.fetch("gemini://example.org/")    # doctest: +SKIP
+>>> response.status, response.meta, response.body      # doctest: +SKIP
+
+A :class:`SyncClient` runs its own event loop (:class:`asyncio.Runner`), so
+it cannot be used from inside a running loop: use :class:`~hospes.client.Client` there.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Iterator
+from types import TracebackType
+from typing import Any
+
+from ..url import URL
+from .fetch import Client, IdentityChoice, InputAnswer, Response
+
+__all__ = ["SyncClient", "SyncResponse", "fetch"]
+
+
+class SyncResponse:
+    """A response whose body is read synchronously; attributes as :class:`Response`."""
+
+    def __init__(self, response: Response, runner: asyncio.Runner) -> None:
+        self.response = response
+        self._runner = runner
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.response, name)
+
+    def iter_chunks(self) -> Iterator[bytes]:
+        """The body, chunk by chunk."""
+        chunks: AsyncIterator[bytes] = self.response.chunks()
+        try:
+            while True:
+                try:
+                    yield self._runner.run(anext(chunks))  # type: ignore[arg-type]
+                except StopAsyncIteration:
+                    return
+        finally:
+            self._runner.run(chunks.aclose())  # type: ignore[attr-defined]
+
+    def read(self) -> bytes:
+        """The whole body."""
+        return self._runner.run(self.response.read())
+
+    def close(self) -> None:
+        """Abandon the body and close the connection."""
+        self.response.close()
+
+    def __enter__(self) -> SyncResponse:
+        return self
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        value: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.close()
+
+
+class SyncClient:
+    """:class:`~hospes.client.Client` for code without an event loop; close it when done."""
+
+    def __init__(self, **options: Any) -> None:
+        self._runner = asyncio.Runner()
+        try:
+            self.client: Client = self._runner.run(_make_client(options))
+        except BaseException:
+            self._runner.close()
+            raise
+
+    def fetch(
+        self,
+        url: str | URL,
+        *,
+        identity: IdentityChoice = None,
+        input: InputAnswer = None,
+        accept_key: str | None = None,
+    ) -> Response:
+        """Fetch ``url`` and read its body into ``response.body``."""
+        return self._runner.run(
+            self.client.fetch(url, identity=identity, input=input, accept_key=accept_key)
+        )
+
+    def open(
+        self,
+        url: str | URL,
+        *,
+        identity: IdentityChoice = None,
+        input: InputAnswer = None,
+        accept_key: str | None = None,
+    ) -> SyncResponse:
+        """Request ``url``; read the body from the returned response (and close it)."""
+        response = self._runner.run(
+            self.client.open(url, identity=identity, input=input, accept_key=accept_key)
+        )
+        return SyncResponse(response, self._runner)
+
+    def close(self) -> None:
+        """Close the event loop."""
+        self._runner.close()
+
+    def __enter__(self) -> SyncClient:
+        return self
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        value: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.close()
+
+
+async def _make_client(options: dict[str, Any]) -> Client:
+    return Client(**options)
+
+
+def fetch(
+    url: str | URL,
+    *,
+    identity: IdentityChoice = None,
+    input: InputAnswer = None,
+    accept_key: str | None = None,
+    **options: Any,
+) -> Response:
+    """Fetch one URL with a client made of ``options`` (see :class:`~hospes.client.Client`)."""
+    with SyncClient(**options) as client:
+        return client.fetch(url, identity=identity, input=input, accept_key=accept_key)
