@@ -8,7 +8,7 @@ import socket
 import ssl
 import subprocess
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -61,10 +61,13 @@ class CertFactory:
         key: PrivateKey | None = None,
         days: float = 365,
         not_before: dt.datetime | None = None,
+        hostnames: Sequence[str] = (),
     ) -> CertFiles:
         self._count += 1
         private_key = key or generate_key(kind, rsa_bits)
-        cert = self_signed_certificate(private_key, name, days=days, not_before=not_before)
+        cert = self_signed_certificate(
+            private_key, name, days=days, not_before=not_before, hostnames=hostnames
+        )
         stem = self.directory / f"{self._count}-{name}"
         cert_path, key_path = stem.with_suffix(".crt"), stem.with_suffix(".key")
         write_certificate(cert_path, cert)

@@ -109,8 +109,6 @@ def run_new(args: argparse.Namespace) -> int:
             store.add_scope(args.name, scope)
     except IdentityError as exc:
         return fail(str(exc), EXIT_USAGE)
-    except ValueError as exc:  # a common name the certificate builder refuses
-        return fail(f"cannot create the certificate: {exc}", EXIT_USAGE)
     print(f"created identity {identity.name} ({identity.key_description})", file=sys.stderr)
     print(f"  certificate {identity.fingerprint}", file=sys.stderr)
     if not scopes:

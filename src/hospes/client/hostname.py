@@ -22,13 +22,13 @@ import ipaddress
 from cryptography import x509
 from cryptography.x509.oid import NameOID
 
-__all__ = ["certificate_names", "match_hostname", "normalize_dns_name"]
+__all__ = ["certificate_names", "dns_name_matches", "match_hostname", "normalize_dns_name"]
 
 
 def normalize_dns_name(name: str) -> str | None:
     """A DNS name as lower-case ASCII without a trailing dot, or None if it cannot be one."""
     name = name.strip()
-    if name.endswith(".") and name != ".":
+    if name.endswith("."):
         name = name[:-1]
     if not name:
         return None
@@ -96,7 +96,7 @@ def match_hostname(cert: x509.Certificate, host: str, *, common_name_fallback: b
     candidates = list(dns)
     if common_name_fallback and common_name is not None and not _has_san(cert):
         candidates.append(common_name)
-    return any(_dns_matches(pattern, wanted) for pattern in candidates)
+    return any(dns_name_matches(pattern, wanted) for pattern in candidates)
 
 
 def _same_address(address: ipaddress.IPv4Address | ipaddress.IPv6Address, text: str) -> bool:
@@ -106,7 +106,8 @@ def _same_address(address: ipaddress.IPv4Address | ipaddress.IPv6Address, text: 
         return False
 
 
-def _dns_matches(pattern_text: str, host: str) -> bool:
+def dns_name_matches(pattern_text: str, host: str) -> bool:
+    """Whether a DNS name from a certificate (maybe a wildcard) names ``host`` (normalised)."""
     pattern = normalize_dns_name(pattern_text)
     if pattern is None:
         return False

@@ -266,14 +266,21 @@ class IdentityStore:
         kind: KeyKind = "ecdsa",
     ) -> Identity:
         """Generate a key and a self-signed certificate (CN defaults to the name)."""
+        check_name(name)
         if days < 1:
             raise IdentityError("an identity must be valid for at least one day")
+        if self.exists(name):
+            raise IdentityError(f"an identity named {name!r} already exists")
         key = generate_key(kind)
-        certificate = self_signed_certificate(key, common_name or name, days=days)
+        try:
+            certificate = self_signed_certificate(key, common_name or name, days=days)
+        except ValueError as exc:  # the common name: empty, too long, or unencodable
+            raise IdentityError(f"cannot create the certificate: {exc}") from None
         return self._add(name, certificate, key)
 
     def import_pem(self, name: str, data: bytes, key_data: bytes | None = None) -> Identity:
         """Add an identity from PEM: a certificate and its key, in one blob or two."""
+        check_name(name)
         match = _PEM_CERT.search(data)
         if match is None:
             raise IdentityError("no PEM certificate found")

@@ -67,12 +67,14 @@ class SyncClient:
     """:class:`~hospes.client.Client` for code without an event loop; close it when done."""
 
     def __init__(self, **options: Any) -> None:
-        self._runner = asyncio.Runner()
         try:
-            self.client: Client = self._runner.run(_make_client(options))
-        except BaseException:
-            self._runner.close()
-            raise
+            asyncio.get_running_loop()
+        except RuntimeError:
+            pass
+        else:
+            raise RuntimeError("SyncClient cannot run inside an event loop: use Client there")
+        self.client = Client(**options)
+        self._runner = asyncio.Runner()
 
     def fetch(
         self,
@@ -115,10 +117,6 @@ class SyncClient:
         traceback: TracebackType | None,
     ) -> None:
         self.close()
-
-
-async def _make_client(options: dict[str, Any]) -> Client:
-    return Client(**options)
 
 
 def fetch(
