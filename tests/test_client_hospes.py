@@ -562,3 +562,24 @@ def test_concurrent_processes_share_the_store(serve, capsule, data_dir):
 def test_connection_refused(data_dir):
     with pytest.raises(ConnectError, match="refused"):
         get("gemini://127.0.0.1:1/")
+
+
+def test_a_closed_pipe_ends_quietly(serve, capsule, data_dir):
+    """``hospes get URL | head -c 10``: no traceback, the failure status, head gets its bytes."""
+    running = start(serve, capsule)
+    head = subprocess.Popen(["head", "-c", "10"], stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+    assert head.stdin is not None
+    hospes = subprocess.Popen(
+        [sys.executable, "-m", "hospes", "get", "-q", running.url("/big")],
+        stdout=head.stdin,
+        stderr=subprocess.PIPE,
+        env={**os.environ, "HOSPES_DATA_DIR": str(data_dir)},
+    )
+    head.stdin.close()
+    assert head.stdout is not None
+    out = head.stdout.read()
+    head.wait(60)
+    _, err = hospes.communicate(timeout=60)
+    assert out == BIG[:10]
+    assert err == b""
+    assert hospes.returncode == 1

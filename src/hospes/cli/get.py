@@ -200,10 +200,19 @@ def run_get(args: argparse.Namespace) -> int:
     if args.max_redirects < 0 or args.timeout <= 0:
         report.error("--max-redirects must be 0 or more and --timeout more than 0")
         return EXIT_USAGE
+    if args.ca_file is not None and not args.ca_file.is_file():
+        report.error(f"--ca-file {args.ca_file}: no such file")
+        return EXIT_USAGE
     try:
         return asyncio.run(_get(args, report, accept_key))
     except ClientError as exc:
         return _client_error(exc, args, report)
+    except BrokenPipeError:
+        # The reader went away (``hospes get URL | head``): not worth a message.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+        return EXIT_FAILURE
 
 
 async def _get(args: argparse.Namespace, report: _Reporter, accept_key: str | None) -> int:

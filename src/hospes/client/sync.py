@@ -11,7 +11,7 @@ it cannot be used from inside a running loop: use :class:`~hospes.client.Client`
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncGenerator, Iterator
 from types import TracebackType
 from typing import Any
 
@@ -33,15 +33,15 @@ class SyncResponse:
 
     def iter_chunks(self) -> Iterator[bytes]:
         """The body, chunk by chunk."""
-        chunks: AsyncIterator[bytes] = self.response.chunks()
+        chunks = self.response.chunks()
         try:
             while True:
-                try:
-                    yield self._runner.run(anext(chunks))  # type: ignore[arg-type]
-                except StopAsyncIteration:
+                chunk = self._runner.run(_next(chunks))
+                if chunk is None:
                     return
+                yield chunk
         finally:
-            self._runner.run(chunks.aclose())  # type: ignore[attr-defined]
+            self._runner.run(chunks.aclose())
 
     def read(self) -> bytes:
         """The whole body."""
@@ -61,6 +61,14 @@ class SyncResponse:
         traceback: TracebackType | None,
     ) -> None:
         self.close()
+
+
+async def _next(chunks: AsyncGenerator[bytes, None]) -> bytes | None:
+    """The next chunk, or None at the end (StopAsyncIteration cannot cross Runner.run)."""
+    try:
+        return await anext(chunks)
+    except StopAsyncIteration:
+        return None
 
 
 class SyncClient:
