@@ -64,6 +64,7 @@ class OpenSSLServer:
         *,
         tls12: bool = False,
         keep_open: bool = False,
+        extra: tuple[str, ...] = (),
     ) -> None:
         self.port = port
         self.response = response
@@ -87,6 +88,7 @@ class OpenSSLServer:
         ]
         if tls12:
             command.append("-tls1_2")
+        command.extend(extra)
         self.process = subprocess.Popen(
             command,
             stdin=subprocess.PIPE,
@@ -505,3 +507,40 @@ def test_not_tls_at_all(data_dir):
         with pytest.raises(TLSFailure, match="handshake"):
             fetch(data_dir, f"gemini://localhost:{port}/", timeout=10)
         thread.join(5)
+
+
+# -- TLS ----------------------------------------------------------------------------------------
+
+
+def test_server_name_indication_is_sent(s_server, certs, data_dir):
+    """s_server presents its second certificate only to a client that sent SNI "localhost"."""
+    port = free_port()
+    default = server_cert(certs, "default.example")
+    named = server_cert(certs)
+    server = s_server(
+        default,
+        port,
+        extra=("-servername", "localhost", "-cert2", str(named.cert), "-key2", str(named.key)),
+    )
+    response = fetch(data_dir, f"gemini://localhost:{port}/")
+    server.stop()
+    assert response.certificate.dns_names == ("localhost",)
+    # An IP address is never sent as SNI (RFC 6066): the default certificate comes back.
+    port = free_port()
+    server = s_server(
+        default,
+        port,
+        extra=("-servername", "localhost", "-cert2", str(named.cert), "-key2", str(named.key)),
+    )
+    response = fetch(data_dir, f"gemini://127.0.0.1:{port}/")
+    server.stop()
+    assert response.certificate.dns_names == ("default.example",)
+
+
+def test_tls_older_than_1_2_is_refused(s_server, certs, data_dir):
+    port = free_port()
+    server = s_server(server_cert(certs), port, extra=("-tls1_1", "-cipher", "DEFAULT:@SECLEVEL=0"))
+    with pytest.raises(TLSFailure, match="protocol"):
+        fetch(data_dir, f"gemini://localhost:{port}/")
+    server.stop()
+    assert not server.received_request()
