@@ -16,7 +16,9 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import os
+import random
 import sqlite3
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from enum import StrEnum
@@ -149,8 +151,7 @@ class KnownHosts:
         except (OSError, sqlite3.Error) as exc:
             raise StoreError(f"cannot open the known-hosts file {self.path}: {exc}") from None
         try:
-            connection.execute("PRAGMA journal_mode=WAL")
-            connection.execute(_SCHEMA)
+            _initialise(connection)
         except sqlite3.Error as exc:
             connection.close()
             raise self._error(exc) from None
@@ -235,6 +236,31 @@ class KnownHosts:
                 "DELETE FROM known_hosts WHERE host = ? AND port = ?", (host, port)
             )
             return cursor.rowcount > 0
+
+
+def _initialise(connection: sqlite3.Connection) -> None:
+    """Switch to WAL and create the table, retrying while another process does the same.
+
+    SQLite does not call the busy handler for every lock these steps take on a
+    new file (switching to WAL needs an exclusive lock), so processes that
+    open a fresh store at the same moment would otherwise see "database is locked".
+    """
+    deadline = time.monotonic() + _BUSY_TIMEOUT
+    while True:
+        try:
+            if connection.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
+                connection.execute("PRAGMA journal_mode=WAL")
+            connection.execute(_SCHEMA)
+            return
+        except sqlite3.OperationalError as exc:
+            if not _is_busy(exc) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.005 + random.random() * 0.02)
+
+
+def _is_busy(exc: sqlite3.OperationalError) -> bool:
+    text = str(exc)
+    return "locked" in text or "busy" in text
 
 
 def _replace(
