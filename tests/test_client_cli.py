@@ -12,7 +12,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from hospes.cli import build_parser, main
-from hospes.cli.get import EXIT_CODES, _Progress, escape_for_terminal
+from hospes.cli.get import EXIT_CODES, _Progress, _TerminalText, escape_for_terminal
 from hospes.request import Request
 from hospes.response import Response
 
@@ -68,7 +68,7 @@ def test_text_to_a_terminal_is_escaped(serve, monkeypatch):
     monkeypatch.setattr(sys, "stdout", terminal)
     assert main(["get", "-q", running.url("/escape")]) == 0
     out = terminal.written()
-    assert out == b"red \\x1b[31mtext\\x1b[0m\\x0d\n\tindented\n\\x9b2J\n"
+    assert out == b"red \\x1b[31mtext\\x1b[0m\n\tindented\n\\x9b2J\n"
 
 
 def test_charset_is_honoured_on_a_terminal(serve, monkeypatch):
@@ -104,6 +104,23 @@ def test_escaped_text_cannot_drive_a_terminal(text):
     assert not re.search(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]", escaped)
     if not re.search(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]", text):
         assert escaped == text
+
+
+@given(st.text(st.sampled_from("ab\r\n\x1bé")), st.lists(st.integers(0, 40)))
+def test_terminal_text_does_not_depend_on_chunking(text, cuts):
+    data = text.encode("utf-8")
+    whole = _TerminalText("utf-8").feed(data, final=True)
+    writer = _TerminalText("utf-8")
+    pieces, start = [], 0
+    for cut in sorted(cut for cut in cuts if cut <= len(data)):
+        pieces.append(writer.feed(data[start:cut]))
+        start = cut
+    pieces.append(writer.feed(data[start:], final=True))
+    assert "".join(pieces) == whole == escape_for_terminal(text)
+
+
+def test_carriage_returns():
+    assert escape_for_terminal("a\r\nb\rc\r") == "a\nb\\x0dc\\x0d"
 
 
 def test_progress_line(capsys):

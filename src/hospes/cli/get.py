@@ -382,10 +382,10 @@ async def _write_body(response: Response, args: argparse.Namespace, report: _Rep
     if to_file:
         return await _write_file(response, args.output, progress, report)
     if terminal:
-        decoder = _decoder(response.charset)
+        text = _TerminalText(response.charset)
         async for chunk in response.chunks():
-            sys.stdout.write(escape_for_terminal(decoder.decode(chunk)))
-        sys.stdout.write(escape_for_terminal(decoder.decode(b"", final=True)))
+            sys.stdout.write(text.feed(chunk))
+        sys.stdout.write(text.feed(b"", final=True))
         sys.stdout.flush()
         return EXIT_OK
     out = sys.stdout.buffer
@@ -459,9 +459,27 @@ def escape_for_terminal(text: str) -> str:
 
     A text body is the user's to read, so only what a terminal *executes* is
     escaped: ESC (colours, cursor moves, title and clipboard sequences), CSI,
-    OSC, backspace and carriage return (which overwrite what was shown).
+    OSC, backspace and a carriage return (which overwrite what was shown).
+    CRLF, a legal gemtext line ending, is shown as a plain newline.
     """
-    return text.translate(_TERMINAL_UNSAFE)
+    return text.replace("\r\n", "\n").translate(_TERMINAL_UNSAFE)
+
+
+class _TerminalText:
+    """Decodes a text body chunk by chunk and escapes it, keeping CRLF split across chunks."""
+
+    def __init__(self, charset: str) -> None:
+        self._decoder = _decoder(charset)
+        self._pending_cr = False
+
+    def feed(self, data: bytes, *, final: bool = False) -> str:
+        text = self._decoder.decode(data, final=final)
+        if self._pending_cr:
+            text = "\r" + text
+        self._pending_cr = text.endswith("\r") and not final
+        if self._pending_cr:
+            text = text[:-1]
+        return escape_for_terminal(text)
 
 
 class _Progress:
@@ -527,7 +545,8 @@ def key_changed_message(exc: KeyChanged, url: str, data_dir_flag: str = "") -> s
         "nothing was sent (no request, no client certificate)",
         f"  pinned key     {pinned.key_fingerprint}",
         f"                 first seen {pinned.first_seen:%Y-%m-%d %H:%M}, "
-        f"last seen {pinned.last_seen:%Y-%m-%d %H:%M} UTC, {pinned.times_seen} times",
+        f"last seen {pinned.last_seen:%Y-%m-%d %H:%M} UTC, "
+        f"{pinned.times_seen} time{'' if pinned.times_seen == 1 else 's'}",
         f"                 its certificate {pinned.cert_fingerprint}, "
         f"valid until {pinned.not_after:%Y-%m-%d}",
         f"  presented key  {presented.key_fingerprint} ({presented.key_type})",
