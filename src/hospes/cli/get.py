@@ -112,7 +112,9 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
         parents=[data_dir_option()],
     )
     parser.add_argument("url", metavar="URL", help="a gemini:// URL")
-    parser.add_argument("-o", "--output", type=Path, help="write the body to FILE (atomically)")
+    parser.add_argument(
+        "-o", "--output", type=Path, metavar="FILE", help="write the body to FILE (atomically)"
+    )
     parser.add_argument("--input", metavar="TEXT", help="answer to a 1x input prompt")
     who = parser.add_mutually_exclusive_group()
     who.add_argument(
