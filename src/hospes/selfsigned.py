@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import datetime as dt
 import ipaddress
-import os
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Literal
@@ -20,6 +18,8 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from cryptography.x509.oid import NameOID
+
+from .files import write_atomically
 
 __all__ = [
     "KeyKind",
@@ -88,35 +88,22 @@ def _general_name(host: str) -> x509.GeneralName:
         return x509.DNSName(host)
 
 
-def _write_atomically(path: Path, data: bytes, mode: int) -> None:
-    """Write ``data`` to ``path`` through a temporary file and a rename, with ``mode``."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, temporary = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        os.fchmod(fd, mode)
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
+def write_private_key(path: Path, key: PrivateKey, *, exclusive: bool = False) -> None:
+    """Write an unencrypted PKCS#8 PEM key readable only by its owner (0600).
 
-
-def write_private_key(path: Path, key: PrivateKey) -> None:
-    """Write an unencrypted PKCS#8 PEM key readable only by its owner (0600)."""
+    ``exclusive``: raise :class:`FileExistsError` rather than replace a key.
+    """
     data = key.private_bytes(
         serialization.Encoding.PEM,
         serialization.PrivateFormat.PKCS8,
         serialization.NoEncryption(),
     )
-    _write_atomically(path, data, 0o600)
+    write_atomically(path, data, mode=0o600, exclusive=exclusive)
 
 
 def write_certificate(path: Path, cert: x509.Certificate) -> None:
     """Write a PEM certificate (0644: certificates are public)."""
-    _write_atomically(path, cert.public_bytes(serialization.Encoding.PEM), 0o644)
+    write_atomically(path, cert.public_bytes(serialization.Encoding.PEM), mode=0o644)
 
 
 def load_certificate(path: Path) -> x509.Certificate:

@@ -9,8 +9,8 @@ Layout of a state directory::
 
 from __future__ import annotations
 
+import contextlib
 import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -75,16 +75,8 @@ def ensure_server_certificate(state_dir: Path, hostname: str) -> CertificatePath
         )
     directory.mkdir(parents=True, exist_ok=True, mode=0o700)
     if not key_path.exists():
-        key = generate_key("ecdsa")
-        handle, temporary = tempfile.mkstemp(prefix=f".{hostname}.", suffix=".key", dir=directory)
-        os.close(handle)
-        try:
-            write_private_key(Path(temporary), key)
-            os.link(temporary, key_path)
-        except FileExistsError:
-            pass
-        finally:
-            Path(temporary).unlink(missing_ok=True)
+        with contextlib.suppress(FileExistsError):  # another process created it first
+            write_private_key(key_path, generate_key("ecdsa"), exclusive=True)
     key = load_private_key(key_path)
     certificate = self_signed_certificate(
         key, hostname, days=SERVER_CERT_DAYS, hostnames=[hostname]

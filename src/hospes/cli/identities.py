@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import os
 import sys
-import tempfile
 from pathlib import Path
 
 from ..client import IdentityStore
 from ..client.identities import DEFAULT_DAYS, Identity, IdentityError, Scope
 from ..client.paths import client_data_dir, identities_dir
+from ..files import write_atomically
 from ..sanitize import printable
 from .common import EXIT_FAILURE, EXIT_OK, EXIT_USAGE, data_dir_option, fail
 
@@ -187,26 +186,11 @@ def run_export(args: argparse.Namespace) -> int:
         sys.stdout.flush()
         return EXIT_OK
     try:
-        _write_private(args.output, data)
+        write_atomically(args.output, data, mode=0o600, exclusive=True)
     except OSError as exc:
         return fail(f"cannot write {args.output}: {exc.strerror}", EXIT_FAILURE)
     print(f"wrote {args.output}", file=sys.stderr)
     return EXIT_OK
-
-
-def _write_private(path: Path, data: bytes) -> None:
-    """Write atomically with mode 0600, refusing to replace an existing file."""
-    directory = path.parent if str(path.parent) else Path()
-    fd, temporary = tempfile.mkstemp(prefix=f".{path.name}.", dir=directory)
-    try:
-        os.fchmod(fd, 0o600)
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.link(temporary, path)
-    finally:
-        Path(temporary).unlink(missing_ok=True)
 
 
 def _read(name: str) -> bytes:

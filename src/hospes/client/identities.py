@@ -14,12 +14,9 @@ removing dot segments, on whole segments: ``/app`` covers ``/app/x`` but not
 
 from __future__ import annotations
 
-import contextlib
 import datetime as dt
-import os
 import re
 import stat
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -27,6 +24,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 
+from ..files import write_atomically
 from ..fingerprint import fingerprint
 from ..identity import describe_key, key_fingerprint
 from ..selfsigned import (
@@ -308,17 +306,11 @@ class IdentityStore:
             self.directory.mkdir(parents=True, exist_ok=True, mode=0o700)
             if cert_path.exists():
                 raise IdentityError(f"an identity named {name!r} already exists")
-            # The key is published with a hard link: of two processes creating the same
-            # name, exactly one succeeds, and nobody ever sees a half-written key.
-            handle, temporary = tempfile.mkstemp(prefix=f".{name}.", dir=self.directory)
-            os.close(handle)
+            # Of two processes creating the same name, exactly one publishes its key.
             try:
-                write_private_key(Path(temporary), key)
-                os.link(temporary, key_path)
+                write_private_key(key_path, key, exclusive=True)
             except FileExistsError:
                 raise IdentityError(f"an identity named {name!r} already exists") from None
-            finally:
-                Path(temporary).unlink(missing_ok=True)
             write_certificate(cert_path, certificate)
         except OSError as exc:
             raise IdentityError(f"cannot write identity {name}: {exc}") from None
@@ -387,17 +379,6 @@ class IdentityStore:
         _, _, path = self._paths(name)
         data = "".join(f"{scope}\n" for scope in scopes).encode("utf-8")
         try:
-            fd, temporary = tempfile.mkstemp(prefix=f".{name}.", dir=self.directory)
-            try:
-                os.fchmod(fd, 0o600)
-                with os.fdopen(fd, "wb") as handle:
-                    handle.write(data)
-                    handle.flush()
-                    os.fsync(handle.fileno())
-                os.replace(temporary, path)
-            except BaseException:
-                with contextlib.suppress(OSError):
-                    os.unlink(temporary)
-                raise
+            write_atomically(path, data, mode=0o600)
         except OSError as exc:
             raise IdentityError(f"cannot write {path}: {exc}") from None
