@@ -110,7 +110,7 @@ def run_serve(args: argparse.Namespace) -> int:
         stream=sys.stderr,
     )
     try:
-        run(config, announce=announce)
+        run(config, announce=announce, reload=lambda: build_config(args))
     except (TLSError, NotADirectoryError) as exc:
         return fail(str(exc), EXIT_USAGE)
     except StoreError as exc:
