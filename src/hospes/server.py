@@ -36,9 +36,11 @@ from OpenSSL import SSL
 from .accesslog import AccessLog
 from .addresses import AddressError, AddressSet, format_group, group, parse_address
 from .dispatch import Dispatcher, Outcome
+from .fingerprint import fingerprint
 from .protocol import GeminiError, RequestReader, Status
 from .ratelimit import Blocks
 from .response import Response
+from .sanitize import printable
 from .tls import ServerContexts, peer_certificate_der
 
 __all__ = ["DEFAULT_TRUSTED", "Limits", "Server", "Stats", "raise_open_file_limit"]
@@ -498,7 +500,7 @@ class _Connection:
                 tls.do_handshake()
                 self.handshaken = True
                 self.phase = "request"
-                self.deadline = self.accepted + self.setup.limits.request_timeout
+                self._set_deadline(self.accepted + self.setup.limits.request_timeout)
             while line is None:
                 line = self.reader.feed(tls.recv(_READ_SIZE))
         except SSL.WantReadError:
@@ -535,8 +537,8 @@ class _Connection:
         status: int | str = "-"
         size = 0
         outcome: Outcome | None = None
+        certificate = peer_certificate_der(self.tls)
         try:
-            certificate = peer_certificate_der(self.tls)
             dispatcher = self.setup.dispatcher
             if error is not None:
                 outcome = dispatcher.reject(error, "-", certificate, address_key=self.key)
@@ -574,14 +576,19 @@ class _Connection:
         finally:
             if outcome is not None:
                 await _close_body(outcome.response.body)
-                server.access_log.record(
-                    remote=f"{self.address}:{self.port}",
-                    fingerprint=outcome.fingerprint,
-                    target=outcome.target,
-                    status=status,
-                    size=size,
-                    seconds=self.loop.time() - start,
-                )
+                who, target = outcome.fingerprint, outcome.target
+            else:
+                # Cancelled (or failed) before the dispatcher answered: log what was asked.
+                who = None if certificate is None else fingerprint(certificate)
+                target = "-" if line is None else printable(line.decode("utf-8", "replace"), 1024)
+            server.access_log.record(
+                remote=f"{self.address}:{self.port}",
+                fingerprint=who,
+                target=target,
+                status=status,
+                size=size,
+                seconds=self.loop.time() - start,
+            )
             self._close()
 
     async def _send_response(self, header: bytes, response: Response, limits: Limits) -> int:
