@@ -375,7 +375,10 @@ def parse_config(raw: Mapping[str, Any], source: Path | None = None) -> Config:
     if "deny" in raw:
         config.deny = _deny(raw["deny"], base, f"{name}: deny")
     if "access_log" in raw:
-        config.access_log = _expect(raw["access_log"], str, f"{name}: access_log", "a string")
+        target = _expect(raw["access_log"], str, f"{name}: access_log", "a string")
+        if target not in ("-", "off"):
+            target = str(_path(target, base, f"{name}: access_log"))
+        config.access_log = target
     if "log_level" in raw:
         level = _expect(raw["log_level"], str, f"{name}: log_level", "a string").lower()
         if level not in ("debug", "info", "warning", "error"):
