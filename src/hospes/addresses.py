@@ -102,6 +102,22 @@ def parse_network(text: str) -> tuple[int, int]:
     return first, last
 
 
+def _without_ipv4(first: int, last: int) -> list[tuple[int, int]]:
+    """An IPv6 range minus ``::ffff:0:0/96``: ``::/0`` must not cover every IPv4 address.
+
+    A range inside ``::ffff:0:0/96`` is kept: written that way, it means IPv4 addresses.
+    """
+    low, high = _MAPPED, _MAPPED | 0xFFFFFFFF
+    if last < low or first > high or (low <= first and last <= high):
+        return [(first, last)]
+    parts = []
+    if first < low:
+        parts.append((first, low - 1))
+    if last > high:
+        parts.append((high + 1, last))
+    return parts
+
+
 class AddressSet:
     """A set of addresses and networks, tested with one binary search."""
 
@@ -110,7 +126,13 @@ class AddressSet:
     def __init__(self, entries: Iterable[str] = ()) -> None:
         """Parse ``entries`` (addresses or CIDR networks); raises :class:`AddressError`."""
         self.entries = tuple(entries)
-        ranges = sorted(parse_network(entry) for entry in self.entries)
+        ranges = sorted(
+            part
+            for entry in self.entries
+            for part in (
+                [parse_network(entry)] if ":" not in entry else _without_ipv4(*parse_network(entry))
+            )
+        )
         merged: list[list[int]] = []
         for first, last in ranges:
             if merged and first <= merged[-1][1] + 1:

@@ -270,9 +270,8 @@ def _rate_rule(raw: Any, where: str) -> RateRule:
     if "burst" in table:
         burst = _positive(table["burst"], f"{where}.burst", integer=True)
     else:
-        # As many at once as the stricter rate allows per its unit ("10/min": 10).
-        stricter = min(given, key=lambda rate: rate[0] / rate[1], default=(1.0, 1.0))
-        burst = max(1.0, stricter[0])
+        # As many at once as a rate's count ("10/min": 10), the smaller of the two.
+        burst = max(1.0, min((count for count, _ in given), default=1.0))
 
     def per_second(key: str) -> float | None:
         rate = rates.get(key)
