@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import datetime as dt
 import os
 import random
 import shutil
@@ -108,36 +107,21 @@ def fetch(port: int, source: str, url: str, timeout: float = 10.0) -> tuple[int,
 
 
 def make_chain(directory: Path, megabytes: int) -> tuple[Path, Path]:
+    """A client certificate followed by ``megabytes`` one-MiB certificates (padded with names)."""
     sys.path.insert(0, str(HERE.parent / "src"))
-    from cryptography import x509  # noqa: PLC0415 - only the chain attack needs it
-    from cryptography.hazmat.primitives import hashes  # noqa: PLC0415
-    from cryptography.x509.oid import NameOID, ObjectIdentifier  # noqa: PLC0415
+    from hospes.selfsigned import (  # noqa: PLC0415 - after the path tweak
+        generate_key,
+        self_signed_certificate,
+        write_certificate,
+        write_private_key,
+    )
 
-    from hospes.selfsigned import generate_key, write_certificate, write_private_key  # noqa: PLC0415
-
-    def build(extra: bytes) -> tuple[x509.Certificate, object]:
-        key = generate_key("ecdsa")
-        name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "soak")])
-        now = dt.datetime.now(dt.UTC)
-        builder = (
-            x509.CertificateBuilder()
-            .subject_name(name)
-            .issuer_name(name)
-            .public_key(key.public_key())
-            .serial_number(x509.random_serial_number())
-            .not_valid_before(now - dt.timedelta(hours=1))
-            .not_valid_after(now + dt.timedelta(days=1))
-        )
-        if extra:
-            oid = ObjectIdentifier("1.3.6.1.4.1.55555.1")
-            builder = builder.add_extension(x509.UnrecognizedExtension(oid, extra), critical=False)
-        return builder.sign(key, hashes.SHA256()), key
-
-    leaf, key = build(b"")
-    padding, _ = build(b"\xaa" * (1024 * 1024))
-    write_certificate(directory / "leaf.pem", leaf)
+    key = generate_key("ecdsa")
+    write_private_key(directory / "leaf.key", key)
+    write_certificate(directory / "leaf.pem", self_signed_certificate(key, "soak"))
+    names = [f"h{index:06d}.example" for index in range(60000)]
+    padding = self_signed_certificate(generate_key("ecdsa"), "padding", hostnames=names)
     write_certificate(directory / "padding.pem", padding)
-    write_private_key(directory / "leaf.key", key)  # type: ignore[arg-type]
     chain = directory / "chain.pem"
     chain.write_bytes(
         (directory / "leaf.pem").read_bytes() + (directory / "padding.pem").read_bytes() * megabytes

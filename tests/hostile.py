@@ -8,18 +8,61 @@ all of 127/8 to the loopback interface, so a test can play many clients.
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
 import os
 import socket
 import ssl
 import struct
 import time
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes
+from cryptography.x509.oid import NameOID, ObjectIdentifier
+
 from helpers import CertFiles, RawResponse
+from hospes.selfsigned import PrivateKey, generate_key, write_certificate, write_private_key
 
 _RESET = struct.pack("ii", 1, 0)
+
+
+def odd_certificate(
+    common_name: str, *, key: PrivateKey | None = None, extra: bytes = b""
+) -> tuple[x509.Certificate, PrivateKey]:
+    """A self-signed certificate with any common name (no length check) and ``extra`` bytes
+    of an unknown extension, which the hospes helpers rightly refuse to make."""
+    key = key or generate_key("ecdsa")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # longer than the 64 characters X.520 allows: on purpose
+        attribute = x509.NameAttribute(NameOID.COMMON_NAME, common_name, _validate=False)
+    name = x509.Name([attribute])
+    now = dt.datetime.now(dt.UTC)
+    builder = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(hours=1))
+        .not_valid_after(now + dt.timedelta(days=30))
+    )
+    if extra:
+        oid = ObjectIdentifier("1.3.6.1.4.1.55555.1")
+        builder = builder.add_extension(x509.UnrecognizedExtension(oid, extra), critical=False)
+    return builder.sign(key, hashes.SHA256()), key
+
+
+def odd_certificate_files(directory: Path, common_name: str, *, extra: bytes = b"") -> CertFiles:
+    """:func:`odd_certificate` written as PEM files in ``directory``."""
+    cert, key = odd_certificate(common_name, extra=extra)
+    stem = directory / f"odd-{len(list(directory.iterdir()))}"
+    files = CertFiles(stem.with_suffix(".crt"), stem.with_suffix(".key"), key)
+    write_certificate(files.cert, cert)
+    write_private_key(files.key, key)
+    return files
 
 
 def client_context(cert: CertFiles | None = None) -> ssl.SSLContext:

@@ -6,21 +6,22 @@ or a page, and a huge chain costs the server a dropped handshake, nothing more.
 from __future__ import annotations
 
 import contextlib
-import datetime as dt
 import logging
 import ssl
 import unicodedata
-import warnings
 from pathlib import Path
 
 import pytest
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes
-from cryptography.x509.oid import NameOID, ObjectIdentifier
 
 from helpers import CertFiles
-from hospes.selfsigned import generate_key, write_certificate, write_private_key
-from hostile import client_context, connect, open_fds, request, wait_for
+from hostile import (
+    client_context,
+    connect,
+    odd_certificate_files,
+    open_fds,
+    request,
+    wait_for,
+)
 
 EVIL = "evil\r\n20 text/gemini\r\n\x1b[2J\x1b]0;pwned\x07\u202eeman\u2066\x00end"
 UNSAFE = {"Cc", "Cf", "Zl", "Zp"}
@@ -30,38 +31,10 @@ def unsafe_characters(text: str, allowed: str = "") -> set[str]:
     return {char for char in text if unicodedata.category(char) in UNSAFE and char not in allowed}
 
 
-def certificate(directory: Path, common_name: str, *, extra: bytes = b"") -> CertFiles:
-    """A self-signed client certificate with any common name (no length check) and padding."""
-    key = generate_key("ecdsa")
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # longer than the 64 characters X.520 allows: on purpose
-        attribute = x509.NameAttribute(NameOID.COMMON_NAME, common_name, _validate=False)
-    name = x509.Name([attribute])
-    now = dt.datetime.now(dt.UTC)
-    builder = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - dt.timedelta(hours=1))
-        .not_valid_after(now + dt.timedelta(days=30))
-    )
-    if extra:
-        oid = ObjectIdentifier("1.3.6.1.4.1.55555.1")
-        builder = builder.add_extension(x509.UnrecognizedExtension(oid, extra), critical=False)
-    cert = builder.sign(key, hashes.SHA256())
-    stem = directory / f"cert-{len(list(directory.iterdir()))}"
-    files = CertFiles(stem.with_suffix(".crt"), stem.with_suffix(".key"), key)
-    write_certificate(files.cert, cert)
-    write_private_key(files.key, key)
-    return files
-
-
 @pytest.mark.parametrize("common_name", [EVIL, EVIL * 300], ids=["controls", "huge"])
 def test_hostile_common_name_never_appears_raw(demo, tmp_path, caplog, common_name):
     caplog.set_level(logging.DEBUG)
-    cert = certificate(tmp_path, common_name)
+    cert = odd_certificate_files(tmp_path, common_name)
     me = request(demo.port, demo.url("/me"), cert=cert)
     assert me.status == 20
     assert not unsafe_characters(me.header)
@@ -106,8 +79,8 @@ def test_hostile_urls_are_escaped_in_the_access_log_and_the_meta(demo, line):
 
 def huge_chain(directory: Path, megabytes: int) -> CertFiles:
     """A client certificate followed by ``megabytes`` one-MiB padded certificates in its chain."""
-    leaf = certificate(directory, "chain")
-    padding = certificate(directory, "padding", extra=b"\xaa" * (1024 * 1024))
+    leaf = odd_certificate_files(directory, "chain")
+    padding = odd_certificate_files(directory, "padding", extra=b"\xaa" * (1024 * 1024))
     chain = leaf.cert.read_bytes() + padding.cert.read_bytes() * megabytes
     path = directory / "chain.pem"
     path.write_bytes(chain)

@@ -8,15 +8,10 @@ Longer runs: ``HOSPES_FUZZ_EXAMPLES=50000 pytest tests/test_hostile_fuzz.py``.
 from __future__ import annotations
 
 import asyncio
-import datetime as dt
 import os
 import unicodedata
-import warnings
 
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.serialization import Encoding
-from cryptography.x509.oid import NameOID
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -28,6 +23,7 @@ from hospes.protocol import MAX_URL_BYTES, GeminiError, RequestReader, Status, p
 from hospes.ratelimit import RateLimits, RateRule
 from hospes.request import Request
 from hospes.selfsigned import generate_key, self_signed_certificate
+from hostile import odd_certificate
 
 FUZZ = settings(
     max_examples=int(os.environ.get("HOSPES_FUZZ_EXAMPLES", "300")),
@@ -191,22 +187,7 @@ names = st.text(alphabet=st.characters(blacklist_categories=("Cs",)), min_size=1
 @FUZZ
 @given(names)
 def test_any_common_name_is_shown_escaped_and_cut(common_name):
-    now = dt.datetime.now(dt.UTC)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # over 64 characters: on purpose
-        attribute = x509.NameAttribute(NameOID.COMMON_NAME, common_name, _validate=False)
-    name = x509.Name([attribute])
-    der = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(KEY.public_key())
-        .serial_number(1)
-        .not_valid_before(now - dt.timedelta(days=1))
-        .not_valid_after(now + dt.timedelta(days=1))
-        .sign(KEY, hashes.SHA256())
-        .public_bytes(Encoding.DER)
-    )
+    der = odd_certificate(common_name, key=KEY)[0].public_bytes(Encoding.DER)
     identity = identify(der)
     assert identity.common_name == common_name
     shown = identity.name
