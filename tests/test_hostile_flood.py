@@ -8,8 +8,12 @@ from __future__ import annotations
 
 import contextlib
 import os
+import resource
 import socket
 import ssl
+import subprocess
+import sys
+import time
 
 import pytest
 
@@ -85,4 +89,52 @@ def test_flood_keeps_memory_bounded_and_leaks_no_descriptor(tmp_path, capsys):
             sock.close()
         code, _, stderr = stop(process)
     assert code == 0, stderr
+    assert "Traceback" not in stderr
+
+
+def test_low_open_file_limit_caps_connections_and_the_server_survives(tmp_path):
+    """With only 100 descriptors, max_connections is lowered to fit and a flood is survived."""
+    capsule = tmp_path / "capsule"
+    capsule.mkdir()
+    (capsule / "index.gmi").write_text("# hello\n")
+    port = free_port()
+
+    def low_limit() -> None:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (100, 100))
+
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "hospes",
+            "serve",
+            "--port",
+            str(port),
+            "--root",
+            str(capsule),
+            "--state",
+            str(tmp_path / "s"),
+            "--access-log",
+            "off",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        preexec_fn=low_limit,  # noqa: PLW1509 - a single-threaded child; only sets a limit
+    )
+    url = f"gemini://localhost:{port}/"
+    held: list[socket.socket] = []
+    try:
+        wait_for_port(port, process)
+        held += [connect(port) for _ in range(150)]
+        assert wait_for(lambda: server_fds(process.pid) < 100)
+        time.sleep(1.1)  # idle for over a second: the oldest may now be displaced
+        assert request(port, url).status == 20
+        assert process.poll() is None
+    finally:
+        for sock in held:
+            sock.close()
+        code, _, stderr = stop(process)
+    assert code == 0, stderr
+    assert "max_connections 1024 does not fit the open-file limit (100); using 75" in stderr
     assert "Traceback" not in stderr

@@ -51,7 +51,8 @@ _LINGER_RESET = struct.pack("ii", 1, 0)
 _ACCEPT_BATCH = 64
 _READ_SIZE = 2048
 _FD_RESERVE = 64
-"""File descriptors kept for listeners, the store, logs and the files being served."""
+"""File descriptors kept for listeners, the store, logs and files being served (at most a
+quarter of the limit)."""
 _EVICT_AGE = 1.0
 """How long a connection must have waited for its request line before a new one displaces it."""
 
@@ -146,9 +147,10 @@ def raise_open_file_limit() -> int:
 def _connection_ceiling(wanted: int) -> int:
     """``wanted`` connections, or fewer if the open-file limit could not hold them."""
     soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if soft == resource.RLIM_INFINITY or wanted <= soft - _FD_RESERVE:
+    reserve = min(_FD_RESERVE, soft // 4)
+    if soft == resource.RLIM_INFINITY or wanted <= soft - reserve:
         return wanted
-    ceiling = max(1, soft - _FD_RESERVE)
+    ceiling = max(1, soft - reserve)
     log.warning(
         "max_connections %d does not fit the open-file limit (%d); using %d",
         wanted,
