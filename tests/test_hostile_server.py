@@ -470,6 +470,7 @@ def test_client_ignoring_44_is_blocked_for_doubling_periods(serve, caplog):
     assert "blocking 127.0.0.2 for 2 s: it kept ignoring 44 (slow down)" in messages
 
 
+@pytest.mark.slow
 def test_a_client_honouring_44_is_never_blocked(serve):
     config = hostile([RateRule("/", per_address=2.0, burst=1)], block_after=1, block_first=60)
     server = serve(make_app(), config=config)
