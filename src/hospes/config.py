@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 import difflib
+import re
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
@@ -17,12 +18,23 @@ from pathlib import Path
 from typing import Any
 
 from .access import AccessRule, Requirement
+from .addresses import AddressError, parse_network, read_address_file
 from .fingerprint import parse_fingerprint
+from .ratelimit import RateRule
 from .server import Limits
 from .state import default_state_dir
 from .url import URLError, parse_url
 
-__all__ = ["Config", "ConfigError", "HostConfig", "load_config", "parse_config", "read_config_file"]
+__all__ = [
+    "DEFAULT_RATE_RULE",
+    "Config",
+    "ConfigError",
+    "HostConfig",
+    "load_config",
+    "parse_config",
+    "parse_rate",
+    "read_config_file",
+]
 
 _TOP_LEVEL = {
     "host": "address(es) to listen on",
@@ -38,10 +50,34 @@ _TOP_LEVEL = {
     "workers": "number of server processes",
     "hosts": "per-hostname settings",
     "access": "access rules",
-    "limits": "deadlines and connection caps",
+    "limits": "deadlines, connection caps and blocking",
+    "rate_limit": "rate limits per path prefix",
+    "deny": "addresses and networks refused at accept",
 }
 _HOST_KEYS = {"cert", "key", "root"}
 _ACCESS_KEYS = {"path", "require", "fingerprints", "lists"}
+_RATE_KEYS = {"path", "per_address", "per_key", "burst"}
+_DENY_KEYS = {"addresses", "files"}
+_RATE = re.compile(r"\A\s*(\d+(?:\.\d+)?)\s*/\s*([a-z]+)\s*\Z")
+_UNITS = {
+    "s": 1,
+    "sec": 1,
+    "second": 1,
+    "m": 60,
+    "min": 60,
+    "minute": 60,
+    "h": 3600,
+    "hour": 3600,
+    "d": 86400,
+    "day": 86400,
+}
+
+DEFAULT_RATE_RULE = RateRule(path="/", per_address=300 / 60, per_key=120 / 60, burst=60)
+"""Applies to every path no ``[[rate_limit]]`` rule covers (unless a rule for "/" replaces it).
+
+Generous, because one address may be a whole NAT of readers and a Gemini page
+is one request: it only stops floods and runaway crawlers.
+"""
 
 
 class ConfigError(ValueError):
@@ -70,6 +106,9 @@ class Config:
     state: Path = field(default_factory=default_state_dir)
     access: list[AccessRule] = field(default_factory=list)
     limits: Limits = field(default_factory=Limits)
+    rate_limits: list[RateRule] = field(default_factory=lambda: [DEFAULT_RATE_RULE])
+    deny: tuple[str, ...] = ()
+    """Addresses and networks refused at accept (the file entries included)."""
     access_log: str = "-"
     log_level: str = "info"
     clock_skew: dt.timedelta = dt.timedelta(minutes=5)
@@ -166,11 +205,114 @@ def _limits(raw: Any, where: str) -> Limits:
     table = _expect(raw, dict, where, "a table")
     names = {item.name: item for item in fields(Limits)}
     _unknown(table, set(names), where)
-    values = {}
+    values: dict[str, Any] = {}
     for key, value in table.items():
-        integer = names[key].type in ("int", int)
-        values[key] = _positive(value, f"{where}.{key}", integer=integer)
+        if key == "trusted":
+            values[key] = tuple(_networks(value, f"{where}.trusted"))
+        elif key == "block_after":
+            number = _expect(value, int, f"{where}.{key}", "a whole number")
+            if number < 0:
+                raise ConfigError(f"{where}.{key}: must not be negative (0 never blocks)")
+            values[key] = number
+        else:
+            integer = names[key].type in ("int", int)
+            values[key] = _positive(value, f"{where}.{key}", integer=integer)
+    if values.get("ipv6_prefix", 64) > 128:
+        raise ConfigError(f"{where}.ipv6_prefix: expected 1 to 128, got {values['ipv6_prefix']}")
     return Limits(**values)
+
+
+def _networks(value: Any, where: str) -> list[str]:
+    entries = _strings(value, where)
+    for index, entry in enumerate(entries):
+        try:
+            parse_network(entry)
+        except AddressError as exc:
+            raise ConfigError(f"{where}[{index}]: {exc}") from None
+    return entries
+
+
+def parse_rate(text: str) -> tuple[float, float] | None:
+    """A rate such as ``10/min`` as (requests, seconds), or None for ``off``.
+
+    Raises :class:`ValueError` with what was expected.
+    """
+    if text.strip().lower() == "off":
+        return None
+    match = _RATE.match(text.lower())
+    if match is None or match[2] not in _UNITS:
+        raise ValueError(
+            f"expected a rate such as '10/min' (per s, min, hour or day) or 'off', got {text!r}"
+        )
+    count = float(match[1])
+    if count <= 0:
+        raise ValueError(f"a rate must be above zero, got {text!r} (use 'off' for no limit)")
+    return count, float(_UNITS[match[2]])
+
+
+def _rate_rule(raw: Any, where: str) -> RateRule:
+    table = _expect(raw, dict, where, "a table")
+    _unknown(table, _RATE_KEYS, where)
+    path = _expect(table.get("path", "/"), str, f"{where}.path", "a path")
+    if not path.startswith("/"):
+        raise ConfigError(f"{where}.path: must start with '/', got {path!r}")
+    rates: dict[str, tuple[float, float] | None] = {}
+    for key in ("per_address", "per_key"):
+        if key in table:
+            text = _expect(table[key], str, f"{where}.{key}", "a rate such as '10/min'")
+            try:
+                rates[key] = parse_rate(text)
+            except ValueError as exc:
+                raise ConfigError(f"{where}.{key}: {exc}") from None
+    if not rates:
+        raise ConfigError(f"{where}: a rate limit needs 'per_address' or 'per_key' (or both)")
+    given = [rate for rate in rates.values() if rate is not None]
+    if "burst" in table:
+        burst = _positive(table["burst"], f"{where}.burst", integer=True)
+    else:
+        # As many at once as a rate's count ("10/min": 10), the smaller of the two.
+        burst = max(1.0, min((count for count, _ in given), default=1.0))
+
+    def per_second(key: str) -> float | None:
+        rate = rates.get(key)
+        return None if rate is None else rate[0] / rate[1]
+
+    return RateRule(
+        path=path,
+        per_address=per_second("per_address"),
+        per_key=per_second("per_key"),
+        burst=float(burst),
+    )
+
+
+def _rate_rules(raw: Any, where: str) -> list[RateRule]:
+    tables = _expect(raw, list, where, "an array of tables ([[rate_limit]])")
+    rules = [_rate_rule(table, f"{where}[{index}]") for index, table in enumerate(tables)]
+    seen: set[str] = set()
+    for index, rule in enumerate(rules):
+        if rule.path in seen:
+            raise ConfigError(f"{where}[{index}].path: {rule.path!r} has a rule already")
+        seen.add(rule.path)
+    if "/" not in seen:
+        rules.append(DEFAULT_RATE_RULE)
+    return rules
+
+
+def _deny(raw: Any, base: Path, where: str) -> tuple[str, ...]:
+    table = _expect(raw, dict, where, "a table")
+    _unknown(table, _DENY_KEYS, where)
+    entries = _networks(table.get("addresses", []), f"{where}.addresses")
+    for index, text in enumerate(_strings(table.get("files", []), f"{where}.files")):
+        path = _path(text, base, f"{where}.files[{index}]")
+        try:
+            entries.extend(read_address_file(path))
+        except OSError as exc:
+            raise ConfigError(
+                f"{where}.files[{index}]: cannot read {path}: {exc.strerror}"
+            ) from None
+        except AddressError as exc:
+            raise ConfigError(f"{where}.files[{index}]: {exc}") from None
+    return tuple(entries)
 
 
 def parse_config(raw: Mapping[str, Any], source: Path | None = None) -> Config:
@@ -227,8 +369,15 @@ def parse_config(raw: Mapping[str, Any], source: Path | None = None) -> Config:
     ]
     if "limits" in raw:
         config.limits = _limits(raw["limits"], f"{name}: limits")
+    if "rate_limit" in raw:
+        config.rate_limits = _rate_rules(raw["rate_limit"], f"{name}: rate_limit")
+    if "deny" in raw:
+        config.deny = _deny(raw["deny"], base, f"{name}: deny")
     if "access_log" in raw:
-        config.access_log = _expect(raw["access_log"], str, f"{name}: access_log", "a string")
+        target = _expect(raw["access_log"], str, f"{name}: access_log", "a string")
+        if target not in ("-", "off"):
+            target = str(_path(target, base, f"{name}: access_log"))
+        config.access_log = target
     if "log_level" in raw:
         level = _expect(raw["log_level"], str, f"{name}: log_level", "a string").lower()
         if level not in ("debug", "info", "warning", "error"):

@@ -1,22 +1,25 @@
 """From a request line and a client certificate to a response: the server's pipeline.
 
-validate (59/53) → canonical path (31) → identity (cached parse) → account →
-access rule (60/61/62) → handler.  This layer knows no sockets and no TLS
-library: the server hands it bytes and the certificate's DER, and gets back an
-:class:`Outcome` to send and to log.
+validate (59/53) → canonical path (31) → identity (cached parse) → rate
+limits (44) → account → access rule (60/61/62) → handler.  This layer knows no
+sockets and no TLS library: the server hands it bytes, the certificate's DER and
+the remote address's group, and gets back an :class:`Outcome` to send and to log.
+Rate limits come before the store and the handler, so a flood costs neither;
+malformed requests and redirects are counted too (under the rule for ``/``).
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import logging
-from collections.abc import Collection
+from collections.abc import Collection, Hashable
 from dataclasses import dataclass
 
 from .access import AccessPolicy, Requirement, check
 from .fingerprint import fingerprint
 from .identity import CertificateError, ClientIdentity, IdentityCache
 from .protocol import GeminiError, Status, check_target, decode_path, parse_request
+from .ratelimit import RateLimiter, RateLimits
 from .request import Request
 from .response import Response
 from .routing import Handler, call_handler
@@ -42,6 +45,8 @@ class Outcome:
     fingerprint: str | None
     """The client certificate's fingerprint, valid or not, or None."""
     request: Request | None = None
+    slowed: float = 0.0
+    """The wait told in a 44 of the rate limits (0.0 when they granted the request)."""
 
 
 class Dispatcher:
@@ -57,6 +62,7 @@ class Dispatcher:
         store: Store | None = None,
         clock_skew: dt.timedelta = dt.timedelta(minutes=5),
         identities: IdentityCache | None = None,
+        rate_limits: RateLimits | None = None,
     ) -> None:
         self.handler = handler
         self.hostnames = frozenset(hostnames)
@@ -65,12 +71,23 @@ class Dispatcher:
         self.store = store
         self.clock_skew = clock_skew
         self.identities = identities or IdentityCache()
+        self.rate_limits = rate_limits
 
     async def respond(
-        self, line: bytes, certificate: bytes | None, remote_address: str, remote_port: int
+        self,
+        line: bytes,
+        certificate: bytes | None,
+        remote_address: str,
+        remote_port: int,
+        *,
+        address_key: Hashable | None = None,
     ) -> Outcome:
-        """Answer one request line; never raises for anything the client or handler did."""
-        presented = None if certificate is None else fingerprint(certificate)
+        """Answer one request line; never raises for anything the client or handler did.
+
+        ``address_key`` is the remote address's group for the rate limits
+        (:func:`hospes.addresses.group`); None for a trusted address, which is
+        not rate-limited.
+        """
         try:
             url = parse_request(line)
             check_target(url, self.hostnames, self.ports)
@@ -78,11 +95,14 @@ class Dispatcher:
             canonical = normalize_path(path)
             query = _decoded_query(url)
         except GeminiError as exc:
-            target = printable(line.decode("utf-8", "replace"), 1024)
-            return Outcome(Response(exc.status, exc.meta), target, presented)
+            escaped = printable(line.decode("utf-8", "replace"), 1024)
+            return self.reject(exc, escaped, certificate, address_key=address_key)
+        presented = None if certificate is None else fingerprint(certificate)
         if canonical != path:
             redirect = str(url.with_path(quote_path(canonical), url.query))
-            return Outcome(Response.redirect(redirect, permanent=True), str(url), presented)
+            outcome = Outcome(Response.redirect(redirect, permanent=True), str(url), presented)
+            self._limit(outcome, canonical, address_key, certificate)
+            return outcome
         identity, problem = self._identify(certificate)
         request = Request(
             url=url,
@@ -98,11 +118,60 @@ class Dispatcher:
         outcome = Outcome(
             Response(Status.TEMPORARY_FAILURE, INTERNAL_ERROR), str(url), presented, request
         )
+        if self._limit(outcome, canonical, address_key, certificate):
+            return outcome
         try:
             outcome.response = await self._handle(request)
         except Exception:
             log.exception("handler failed for %s", printable(str(url)))
         return outcome
+
+    def reject(
+        self,
+        error: GeminiError,
+        target: str,
+        certificate: bytes | None,
+        *,
+        address_key: Hashable | None = None,
+    ) -> Outcome:
+        """The outcome of a request that cannot be read or parsed (59, 53), rate limits applied.
+
+        Malformed requests count under the rule for ``/``, so a flood of them
+        ends in 44 (and a block) like any other.
+        """
+        outcome = Outcome(
+            Response(error.status, error.meta),
+            target,
+            None if certificate is None else fingerprint(certificate),
+        )
+        self._limit(outcome, "/", address_key, certificate)
+        return outcome
+
+    def _limit(
+        self, outcome: Outcome, path: str, address_key: Hashable | None, certificate: bytes | None
+    ) -> bool:
+        """Apply the rate limits; a refused request's outcome becomes ``44 <seconds>``."""
+        if self.rate_limits is None or address_key is None:
+            return False
+        wait = self.rate_limits.take(path, address_key, self._client_key(certificate))
+        if wait == 0.0:
+            return False
+        outcome.response = Response.slow_down(RateLimiter.seconds(wait))
+        outcome.slowed = wait
+        return True
+
+    def _client_key(self, certificate: bytes | None) -> str | None:
+        """The key a client is rate-limited by (None without a certificate).
+
+        Its public key's fingerprint, which survives renewals, or the
+        certificate's own fingerprint when the certificate does not parse.
+        """
+        if certificate is None:
+            return None
+        try:
+            return self.identities.get(certificate).key_fingerprint
+        except CertificateError:
+            return fingerprint(certificate)
 
     def _identify(self, certificate: bytes | None) -> tuple[ClientIdentity | None, str | None]:
         if certificate is None:
@@ -137,3 +206,4 @@ def _decoded_query(url: URL) -> str | None:
         return url.decoded_query()
     except ValueError as exc:
         raise GeminiError(Status.BAD_REQUEST, f"query: {exc}") from None
+

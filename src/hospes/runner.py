@@ -3,6 +3,10 @@
 This is what ``hospes serve`` does, available to programs that bring their own
 application: certificates (created on first run), the store, the handler, the
 dispatcher, the TLS contexts, listening sockets, signals and a clean shutdown.
+
+Signals: SIGINT and SIGTERM shut down gracefully; SIGHUP reloads the
+configuration and certificates (:class:`Reloader`) and reopens the access log;
+SIGUSR1 logs the server's counters.
 """
 
 from __future__ import annotations
@@ -19,22 +23,26 @@ from typing import TextIO
 
 from .access import AccessPolicy
 from .accesslog import AccessLog
-from .config import Config
+from .addresses import AddressError, AddressSet
+from .config import Config, ConfigError
 from .demo import create_app
 from .dispatch import Dispatcher
+from .ratelimit import RateLimits
 from .request import Request
 from .response import Response
 from .routing import Handler, call_handler
-from .server import Server
+from .server import Server, raise_open_file_limit
 from .state import ensure_server_certificate
 from .static import StaticFiles
 from .store import Store
 from .store.sqlite import SQLiteStore
-from .tls import ServerCertificate, ServerContexts, load_server_context
+from .tls import ServerCertificate, ServerContexts, TLSError, load_server_context
 
 __all__ = [
     "ByHost",
     "Prepared",
+    "Reloader",
+    "build_dispatcher",
     "build_handler",
     "load_certificates",
     "open_store",
@@ -69,6 +77,11 @@ class Prepared:
     certificates: dict[str, ServerCertificate]
     created: list[str]
     store: Store | None
+    config: Config
+    handler: Handler | None = None
+    """The application given to :func:`prepare` (None: built from the configuration)."""
+    owns_access_log: bool = True
+    """Whether the access log's stream was opened from the configuration (and may be reopened)."""
 
 
 def load_certificates(config: Config) -> tuple[dict[str, ServerCertificate], list[str]]:
@@ -113,6 +126,25 @@ def _not_found(request: Request) -> Response:
     return Response.not_found()
 
 
+def build_dispatcher(
+    config: Config, handler: Handler, store: Store | None, previous: Dispatcher | None = None
+) -> Dispatcher:
+    """The dispatcher of ``config``; ``previous`` hands over its identity cache and rate buckets."""
+    rate_limits = RateLimits(config.rate_limits)
+    if previous is not None and previous.rate_limits is not None:
+        rate_limits.inherit(previous.rate_limits)
+    return Dispatcher(
+        handler,
+        hostnames=config.hostnames,
+        ports=[config.port],
+        policy=AccessPolicy(config.access),
+        store=store,
+        clock_skew=config.clock_skew,
+        identities=previous.identities if previous is not None else None,
+        rate_limits=rate_limits,
+    )
+
+
 def prepare(
     config: Config, handler: Handler | None = None, access_log: AccessLog | None = None
 ) -> Prepared:
@@ -123,22 +155,90 @@ def prepare(
     """
     certificates, created = load_certificates(config)
     store = open_store(config)
-    if handler is None:
-        handler = build_handler(config, store)
-    dispatcher = Dispatcher(
-        handler,
-        hostnames=config.hostnames,
-        ports=[config.port],
-        policy=AccessPolicy(config.access),
-        store=store,
-        clock_skew=config.clock_skew,
-    )
+    dispatcher = build_dispatcher(config, handler or build_handler(config, store), store)
+    owns_access_log = access_log is None
     if access_log is None:
         access_log = AccessLog(_access_stream(config.access_log))
     server = Server(
-        dispatcher, ServerContexts(certificates), limits=config.limits, access_log=access_log
+        dispatcher,
+        ServerContexts(certificates),
+        limits=config.limits,
+        access_log=access_log,
+        deny=AddressSet(config.deny),
     )
-    return Prepared(server, certificates, created, store)
+    return Prepared(server, certificates, created, store, config, handler, owns_access_log)
+
+
+class Reloader:
+    """Applies a re-read configuration to a running server (what SIGHUP does).
+
+    Everything is built first (certificates, handler, dispatcher, deny list);
+    only if all of it succeeds is it swapped in, for new connections: requests
+    in flight finish on what they started with.  A bad configuration or an
+    unreadable certificate is logged and the running one stays in force.
+    Listening addresses, the port and the state directory cannot change
+    without a restart; a change is logged and ignored.
+    """
+
+    def __init__(self, prepared: Prepared, load: Callable[[], Config]) -> None:
+        self.prepared = prepared
+        self.load = load
+
+    def __call__(self) -> bool:
+        """Reload now; True when the new configuration is in force."""
+        running = self.prepared.config
+        source = running.source or "the command line"
+        try:
+            config = self.load()
+            self._keep_what_needs_a_restart(running, config)
+            certificates, created = load_certificates(config)
+            store = self.prepared.store
+            server = self.prepared.server
+            handler = self.prepared.handler or build_handler(config, store)
+            dispatcher = build_dispatcher(config, handler, store, previous=server.dispatcher)
+            contexts = ServerContexts(certificates)
+            deny = AddressSet(config.deny)
+            server.reconfigure(
+                dispatcher=dispatcher, contexts=contexts, limits=config.limits, deny=deny
+            )
+        except (ConfigError, TLSError, AddressError, OSError, ValueError) as exc:
+            log.error("reload failed, still serving the previous configuration: %s", exc)
+            return False
+        self.prepared.config = config
+        self.prepared.certificates = certificates
+        if self.prepared.owns_access_log:
+            self._reopen_access_log(config.access_log)
+        logging.getLogger().setLevel(config.log_level.upper())
+        for name in created:
+            log.info("created a certificate for %s", name)
+        log.info("reloaded the configuration from %s", source)
+        return True
+
+    @staticmethod
+    def _keep_what_needs_a_restart(running: Config, config: Config) -> None:
+        for what, old, new in (
+            ("listening addresses", running.listen, config.listen),
+            ("port", running.port, config.port),
+            ("state directory", running.state, config.state),
+            ("workers", running.workers, config.workers),
+        ):
+            if old != new:
+                log.warning("%s changed from %s to %s: that needs a restart", what, old, new)
+        config.listen, config.port = running.listen, running.port
+        config.state, config.workers = running.state, running.workers
+
+    def _reopen_access_log(self, target: str) -> None:
+        """Reopen the access log, so a rotated file is let go of (what logrotate expects)."""
+        access_log = self.prepared.server.access_log
+        try:
+            stream = _access_stream(target)
+        except OSError as exc:
+            log.error("cannot reopen the access log %s: %s", target, exc.strerror)
+            return
+        access_log.flush()
+        old, access_log.stream = access_log.stream, stream
+        if old is not sys.stdout:
+            old.close()
 
 
 def _access_stream(target: str) -> TextIO:
@@ -152,23 +252,38 @@ async def serve(
     handler: Handler | None = None,
     *,
     announce: Callable[[Prepared, Config], None] | None = None,
+    reload: Callable[[], Config] | None = None,
 ) -> None:
-    """Run a server for ``config`` until SIGINT or SIGTERM, then shut down gracefully."""
+    """Run a server for ``config`` until SIGINT or SIGTERM, then shut down gracefully.
+
+    ``reload`` re-reads the configuration on SIGHUP (``hospes serve`` re-reads
+    its file and applies its flags again); without it, SIGHUP reloads
+    ``config`` as it is, which still picks up new certificates and files.
+    """
+    raise_open_file_limit()
     prepared = prepare(config, handler)
     server = prepared.server
+    reloader = Reloader(prepared, reload or (lambda: config))
     loop = asyncio.get_running_loop()
     stopping = asyncio.Event()
+    handlers: dict[int, Callable[[], object]] = {
+        signal.SIGINT: stopping.set,
+        signal.SIGTERM: stopping.set,
+        signal.SIGHUP: reloader,
+        signal.SIGUSR1: lambda: log.info("counters: %s", server.stats.summary()),
+    }
     try:
         await server.start(config.listen, config.port)
         if announce is not None:
             announce(prepared, config)
-        for signum in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(signum, stopping.set)
+        for signum, callback in handlers.items():
+            loop.add_signal_handler(signum, callback)
         await stopping.wait()
         log.info("shutting down: finishing in-flight requests")
         await server.shutdown()
+        log.info("counters: %s", server.stats.summary())
     finally:
-        for signum in (signal.SIGINT, signal.SIGTERM):
+        for signum in handlers:
             loop.remove_signal_handler(signum)
         if prepared.store is not None:
             await prepared.store.close()

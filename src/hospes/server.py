@@ -4,10 +4,18 @@ This is the hot path (Gemini opens one TLS connection per request), so it is
 written against raw non-blocking sockets and readiness callbacks rather than
 asyncio streams: OpenSSL reads and writes the socket itself, the handshake and
 the request line are driven by one reader callback, and only the response runs
-as a task (handlers may be coroutines).  Every connection has one deadline
-timer, moved by phase (handshake, request line from accept, response, writes),
-and is counted so that global and per-address caps are enforced before any
-TLS work is done.
+as a task (handlers may be coroutines).
+
+It is also the first line of defence.  Before any TLS work, an accepted
+connection is refused (with a reset) when its address is on the deny list or
+blocked, or over the global or per-address caps; at the global cap, the oldest
+connection that has not yet sent its request (a slowloris) makes way for the
+new one.  Every connection has one deadline timer, moved by phase: the
+handshake and the request line are timed from accept (a trickle of bytes does
+not extend them), the handler has its own timeout, and writes get a budget
+proportional to the response's size with a floor.  Whatever happens is counted
+in :class:`Stats`.  :meth:`Server.reconfigure` swaps in new TLS contexts,
+dispatcher and limits for new connections while open ones finish on theirs.
 """
 
 from __future__ import annotations
@@ -16,50 +24,71 @@ import asyncio
 import contextlib
 import errno
 import logging
+import resource
 import socket
 import struct
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Hashable, Iterable
 from dataclasses import dataclass, field
 
 from OpenSSL import SSL
 
 from .accesslog import AccessLog
+from .addresses import AddressError, AddressSet, format_group, group, parse_address
 from .dispatch import Dispatcher, Outcome
 from .fingerprint import fingerprint
 from .protocol import GeminiError, RequestReader, Status
+from .ratelimit import Blocks
 from .response import Response
+from .sanitize import printable
 from .tls import ServerContexts, peer_certificate_der
 
-__all__ = ["Limits", "Server", "Stats"]
+__all__ = ["DEFAULT_TRUSTED", "Limits", "Server", "Stats", "raise_open_file_limit"]
 
 log = logging.getLogger("hospes.server")
 
 _LINGER_RESET = struct.pack("ii", 1, 0)
 _ACCEPT_BATCH = 64
 _READ_SIZE = 2048
+_FD_RESERVE = 64
+"""File descriptors kept for listeners, the store, logs and files being served (at most a
+quarter of the limit)."""
+_EVICT_AGE = 1.0
+"""How long a connection must have waited for its request line before a new one displaces it."""
+
+DEFAULT_TRUSTED = ("127.0.0.0/8", "::1")
 
 
 @dataclass(frozen=True, slots=True)
 class Limits:
-    """Deadlines and caps of a server (seconds, bytes/second, counts)."""
+    """Deadlines, caps and blocking thresholds of a server (seconds, bytes/second, counts)."""
 
     handshake_timeout: float = 5.0
     """From accept to the end of the TLS handshake."""
     request_timeout: float = 10.0
     """From accept to the complete request line; a trickle of bytes does not extend it."""
     response_timeout: float = 30.0
-    """For the handler to produce its response."""
+    """For the handler to produce its response (and each chunk of a streamed body)."""
     write_timeout: float = 10.0
-    """Floor of the deadline for sending a response..."""
+    """Floor of the time a client may take to read a response..."""
     write_rate: float = 16 * 1024
     """...plus one second per this many bytes of it."""
     max_connections: int = 1024
     """Concurrent connections; more are refused before the handshake."""
     max_connections_per_address: int = 32
-    """Concurrent connections from one remote address."""
+    """Concurrent connections from one address group."""
+    ipv6_prefix: int = 64
+    """IPv6 addresses are capped, rate-limited and blocked by this prefix (a subscriber's /64)."""
+    block_after: int = 10
+    """Requests in a row that ignore a 44 before the address group is blocked (0: never block)."""
+    block_first: float = 60.0
+    """The first block's length; each further block of the same group doubles it..."""
+    block_longest: float = 86400.0
+    """...up to this."""
     shutdown_grace: float = 10.0
     """How long in-flight requests may finish after SIGTERM / Ctrl-C."""
+    trusted: tuple[str, ...] = DEFAULT_TRUSTED
+    """Addresses and networks never capped per address, rate-limited or blocked."""
 
 
 @dataclass(slots=True)
@@ -70,13 +99,69 @@ class Stats:
     refused: Counter[str] = field(default_factory=Counter)
     """Connections refused before the handshake, by reason."""
     dropped: Counter[str] = field(default_factory=Counter)
-    """Connections closed without a response, by reason (timeouts, TLS failures, resets)."""
+    """Connections closed without a (complete) response, by reason."""
     responses: Counter[int] = field(default_factory=Counter)
     """Responses sent, by status."""
+    blocks: int = 0
+    """Address groups blocked for ignoring 44."""
+
+    def summary(self) -> str:
+        """One line for the log: every non-zero counter."""
+        parts = [f"accepted {self.accepted}"]
+        for name, counter in (
+            ("responses", self.responses),
+            ("refused", self.refused),
+            ("dropped", self.dropped),
+        ):
+            if counter:
+                items = ", ".join(f"{key} {value}" for key, value in sorted(counter.items()))
+                parts.append(f"{name}: {items}")
+        if self.blocks:
+            parts.append(f"blocks {self.blocks}")
+        return "; ".join(parts)
+
+
+@dataclass(frozen=True, slots=True)
+class _Setup:
+    """What a connection is served with, fixed at accept: a reload swaps in a new one."""
+
+    dispatcher: Dispatcher
+    contexts: ServerContexts
+    limits: Limits
+    deny: AddressSet
+    trusted: AddressSet
+    max_connections: int
+
+
+def raise_open_file_limit() -> int:
+    """Raise this process's soft limit of open files to the hard limit; returns the new soft one."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard == resource.RLIM_INFINITY or hard > soft:
+        wanted = hard if hard != resource.RLIM_INFINITY else max(soft, 1 << 20)
+        with contextlib.suppress(ValueError, OSError):
+            resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, hard))
+            soft = wanted
+    return soft
+
+
+def _connection_ceiling(wanted: int) -> int:
+    """``wanted`` connections, or fewer if the open-file limit could not hold them."""
+    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    reserve = min(_FD_RESERVE, soft // 4)
+    if soft == resource.RLIM_INFINITY or wanted <= soft - reserve:
+        return wanted
+    ceiling = max(1, soft - reserve)
+    log.warning(
+        "max_connections %d does not fit the open-file limit (%d); using %d",
+        wanted,
+        soft,
+        ceiling,
+    )
+    return ceiling
 
 
 class Server:
-    """A Gemini server: listening sockets, TLS contexts and a dispatcher."""
+    """A Gemini server: listening sockets, TLS contexts, a dispatcher, limits and deny lists."""
 
     def __init__(
         self,
@@ -85,19 +170,79 @@ class Server:
         *,
         limits: Limits | None = None,
         access_log: AccessLog | None = None,
+        deny: AddressSet | None = None,
     ) -> None:
-        self.dispatcher = dispatcher
-        self.contexts = contexts
-        self.limits = limits or Limits()
+        limits = limits or Limits()
+        self._setup = self._make_setup(dispatcher, contexts, limits, deny or AddressSet())
         self.access_log = access_log or AccessLog()
         self.stats = Stats()
+        self.blocks = Blocks(limits.block_after, limits.block_first, limits.block_longest)
         self.sockets: list[socket.socket] = []
         self._connections: set[_Connection] = set()
-        self._per_address: Counter[str] = Counter()
+        self._waiting: dict[_Connection, None] = {}
+        """Connections still in the handshake or the request line, oldest first."""
+        self._per_address: Counter[Hashable] = Counter()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._closing = False
         self._drained = asyncio.Event()
         self._stopped = asyncio.Event()
+
+    @staticmethod
+    def _make_setup(
+        dispatcher: Dispatcher, contexts: ServerContexts, limits: Limits, deny: AddressSet
+    ) -> _Setup:
+        return _Setup(
+            dispatcher,
+            contexts,
+            limits,
+            deny,
+            AddressSet(limits.trusted),
+            _connection_ceiling(limits.max_connections),
+        )
+
+    @property
+    def dispatcher(self) -> Dispatcher:
+        """The dispatcher new connections are answered by."""
+        return self._setup.dispatcher
+
+    @property
+    def contexts(self) -> ServerContexts:
+        """The TLS contexts new connections get."""
+        return self._setup.contexts
+
+    @property
+    def limits(self) -> Limits:
+        """The limits new connections get."""
+        return self._setup.limits
+
+    @property
+    def deny(self) -> AddressSet:
+        """The addresses refused at accept."""
+        return self._setup.deny
+
+    def reconfigure(
+        self,
+        *,
+        dispatcher: Dispatcher | None = None,
+        contexts: ServerContexts | None = None,
+        limits: Limits | None = None,
+        deny: AddressSet | None = None,
+    ) -> None:
+        """Serve new connections with what is given; open connections finish on what they had.
+
+        Blocks in force and connection counts are kept.  Raises
+        :class:`~hospes.addresses.AddressError` (before changing anything) for a
+        malformed trusted network.
+        """
+        old = self._setup
+        limits = limits or old.limits
+        self._setup = self._make_setup(
+            dispatcher or old.dispatcher,
+            contexts or old.contexts,
+            limits,
+            old.deny if deny is None else deny,
+        )
+        self.blocks.configure(limits.block_after, limits.block_first, limits.block_longest)
 
     # -- listening ----------------------------------------------------------------------
 
@@ -129,7 +274,9 @@ class Server:
     def _accept(self, listener: socket.socket) -> None:
         loop = self._loop
         assert loop is not None
-        limits = self.limits
+        setup = self._setup
+        limits = setup.limits
+        connections = self._connections
         for _ in range(_ACCEPT_BATCH):
             try:
                 sock, peer = listener.accept()
@@ -139,23 +286,48 @@ class Server:
                 self._accept_failed(listener, exc)
                 return
             address = peer[0]
-            if len(self._connections) >= limits.max_connections:
+            key: Hashable | None
+            try:
+                value = parse_address(address)
+            except AddressError:
+                key = address
+            else:
+                if setup.deny and value in setup.deny:
+                    self._refuse(sock, "denied")
+                    continue
+                key = None if value in setup.trusted else group(value, limits.ipv6_prefix)
+            if key is not None:
+                if self.blocks.blocked(key):
+                    self._refuse(sock, "blocked")
+                    continue
+                if self._per_address[key] >= limits.max_connections_per_address:
+                    self._refuse(sock, "max_connections_per_address")
+                    continue
+            if len(connections) >= setup.max_connections and not self._evict(loop.time()):
                 self._refuse(sock, "max_connections")
-                continue
-            if self._per_address[address] >= limits.max_connections_per_address:
-                self._refuse(sock, "max_connections_per_address")
                 continue
             self.stats.accepted += 1
             try:
                 sock.setblocking(False)
-                connection = _Connection(self, loop, sock, address, peer[1])
+                connection = _Connection(self, setup, loop, sock, address, peer[1], key)
             except Exception:
                 log.exception("cannot set up a connection from %s", address)
                 sock.close()
                 continue
-            self._connections.add(connection)
-            self._per_address[address] += 1
+            connections.add(connection)
+            self._waiting[connection] = None
+            if key is not None:
+                self._per_address[key] += 1
             connection.start()
+
+    def _evict(self, now: float) -> bool:
+        """Drop the oldest connection still without a request line, if it waited long enough."""
+        for oldest in self._waiting:
+            if now - oldest.accepted < _EVICT_AGE:
+                return False
+            oldest.abort("evicted")
+            return True
+        return False
 
     def _refuse(self, sock: socket.socket, reason: str) -> None:
         """Close a connection at once, with a reset so it costs no TIME_WAIT."""
@@ -180,14 +352,30 @@ class Server:
         if not self._closing and self._loop is not None and listener.fileno() >= 0:
             self._loop.add_reader(listener.fileno(), self._accept, listener)
 
+    def _slowed(self, connection: _Connection, wait: float) -> None:
+        """A request was answered 44 by the rate limits: count a strike against its address."""
+        key = connection.key
+        if key is None:
+            return
+        period = self.blocks.refused(key, wait)
+        if period:
+            self.stats.blocks += 1
+            log.warning(
+                "blocking %s for %d s: it kept ignoring 44 (slow down)",
+                format_group(key, connection.setup.limits.ipv6_prefix),
+                period,
+            )
+
     def _forget(self, connection: _Connection) -> None:
         self._connections.discard(connection)
-        address = connection.address
-        remaining = self._per_address[address] - 1
-        if remaining > 0:
-            self._per_address[address] = remaining
-        else:
-            del self._per_address[address]
+        self._waiting.pop(connection, None)
+        key = connection.key
+        if key is not None:
+            remaining = self._per_address[key] - 1
+            if remaining > 0:
+                self._per_address[key] = remaining
+            else:
+                del self._per_address[key]
         if self._closing and not self._connections:
             self._drained.set()
 
@@ -236,36 +424,48 @@ class _Connection:
         "deadline",
         "fd",
         "handshaken",
+        "key",
         "loop",
+        "phase",
         "port",
         "reader",
+        "reason",
         "server",
+        "setup",
         "sock",
         "task",
         "timer",
         "tls",
+        "write_budget",
     )
 
-    def __init__(
+    def __init__(  # noqa: PLR0917 - private, called from one place
         self,
         server: Server,
+        setup: _Setup,
         loop: asyncio.AbstractEventLoop,
         sock: socket.socket,
         address: str,
         port: int,
+        key: Hashable | None,
     ) -> None:
         self.server = server
+        self.setup = setup
         self.loop = loop
         self.sock = sock
         self.fd = sock.fileno()
         self.address = address
         self.port = port
-        self.tls = server.contexts.connection(sock)
+        self.key = key
+        self.tls = setup.contexts.connection(sock)
         self.reader = RequestReader()
         self.handshaken = False
         self.task: asyncio.Task[None] | None = None
+        self.phase = "handshake"
+        self.reason = ""
+        self.write_budget = 0.0
         self.accepted = loop.time()
-        self.deadline = self.accepted + server.limits.handshake_timeout
+        self.deadline = self.accepted + setup.limits.handshake_timeout
         self.timer: asyncio.TimerHandle | None = loop.call_at(self.deadline, self._on_deadline)
 
     def start(self) -> None:
@@ -289,10 +489,7 @@ class _Connection:
         if self.loop.time() < self.deadline:
             self.timer = self.loop.call_at(self.deadline, self._on_deadline)
             return
-        if self.task is None:
-            self.abort("handshake_timeout" if not self.handshaken else "request_timeout")
-        else:
-            self.task.cancel()
+        self.abort(f"{self.phase}_timeout")
 
     # -- reading the request --------------------------------------------------------------
 
@@ -304,8 +501,8 @@ class _Connection:
             if not self.handshaken:
                 tls.do_handshake()
                 self.handshaken = True
-                limits = self.server.limits
-                self.deadline = self.accepted + limits.request_timeout
+                self.phase = "request"
+                self._set_deadline(self.accepted + self.setup.limits.request_timeout)
             while line is None:
                 line = self.reader.feed(tls.recv(_READ_SIZE))
         except SSL.WantReadError:
@@ -323,6 +520,8 @@ class _Connection:
             self.abort("tls_error" if not self.handshaken else "reset_before_request")
             return
         self.loop.remove_reader(self.fd)
+        self.server._waiting.pop(self, None)
+        self.phase = "response"
         self.task = self.loop.create_task(self._respond(line, error))
 
     def _resume_reading(self) -> None:
@@ -334,25 +533,24 @@ class _Connection:
 
     async def _respond(self, line: bytes | None, error: GeminiError | None) -> None:
         server = self.server
-        limits = server.limits
+        limits = self.setup.limits
         start = self.loop.time()
         self._set_deadline(start + limits.response_timeout)
         status: int | str = "-"
         size = 0
         outcome: Outcome | None = None
+        certificate = peer_certificate_der(self.tls)
         try:
+            dispatcher = self.setup.dispatcher
             if error is not None:
-                certificate = peer_certificate_der(self.tls)
-                outcome = Outcome(
-                    Response(error.status, error.meta),
-                    "-",
-                    None if certificate is None else fingerprint(certificate),
-                )
+                outcome = dispatcher.reject(error, "-", certificate, address_key=self.key)
             else:
                 assert line is not None
-                outcome = await server.dispatcher.respond(
-                    line, peer_certificate_der(self.tls), self.address, self.port
+                outcome = await dispatcher.respond(
+                    line, certificate, self.address, self.port, address_key=self.key
                 )
+            if outcome.slowed:
+                server._slowed(self, outcome.slowed)
             response = outcome.response
             try:
                 header = response.header()
@@ -363,12 +561,14 @@ class _Connection:
                 )
                 header = response.header()
             status = response.status
-            size = await self._send_response(header, response)
+            self.write_budget = limits.write_timeout
+            size = await self._send_response(header, response, limits)
             server.stats.responses[response.status] += 1
             await self._close_notify()
         except asyncio.CancelledError:
-            status = "timeout" if status == "-" else f"{status}+timeout"
-            server.stats.dropped["response_timeout"] += 1
+            reason = self.reason or "cancelled"
+            status = reason if status == "-" else f"{status}+{reason}"
+            server.stats.dropped[reason] += 1
         except (SSL.Error, OSError):
             status = f"{status}+reset" if status != "-" else "reset"
             server.stats.dropped["reset_during_response"] += 1
@@ -378,19 +578,23 @@ class _Connection:
         finally:
             if outcome is not None:
                 await _close_body(outcome.response.body)
-                server.access_log.record(
-                    remote=f"{self.address}:{self.port}",
-                    fingerprint=outcome.fingerprint,
-                    target=outcome.target,
-                    status=status,
-                    size=size,
-                    seconds=self.loop.time() - start,
-                )
+                who, target = outcome.fingerprint, outcome.target
+            else:
+                # Cancelled (or failed) before the dispatcher answered: log what was asked.
+                who = None if certificate is None else fingerprint(certificate)
+                target = "-" if line is None else printable(line.decode("utf-8", "replace"), 1024)
+            server.access_log.record(
+                remote=f"{self.address}:{self.port}",
+                fingerprint=who,
+                target=target,
+                status=status,
+                size=size,
+                seconds=self.loop.time() - start,
+            )
             self._close()
 
-    async def _send_response(self, header: bytes, response: Response) -> int:
+    async def _send_response(self, header: bytes, response: Response, limits: Limits) -> int:
         """Send the header and, for 2x, the body; returns the body size sent."""
-        limits = self.server.limits
         body = response.body if 20 <= response.status <= 29 else None
         if body is None:
             await self._send(header, limits)
@@ -402,24 +606,39 @@ class _Connection:
             return len(body)
         await self._send(header, limits)
         size = 0
-        async for chunk in body:
+        iterator = aiter(body)
+        while True:
+            # The handler has response_timeout to produce each chunk of a streamed body.
+            self.phase = "response"
+            self._set_deadline(self.loop.time() + limits.response_timeout)
+            try:
+                chunk = await anext(iterator)
+            except StopAsyncIteration:
+                return size
             await self._send(chunk, limits)
             size += len(chunk)
-        return size
 
     async def _send(self, data: bytes, limits: Limits) -> None:
-        self._set_deadline(self.loop.time() + limits.write_timeout + len(data) / limits.write_rate)
+        """Send ``data``; the whole response's writes share one budget (see Limits.write_rate)."""
+        loop = self.loop
+        self.phase = "write"
+        self.write_budget += len(data) / limits.write_rate
+        began = loop.time()
+        self._set_deadline(began + self.write_budget)
         view = memoryview(data)
         tls = self.tls
-        while view:
-            try:
-                sent = tls.send(view)
-            except SSL.WantWriteError:
-                await self._wait(writable=True)
-            except SSL.WantReadError:
-                await self._wait(writable=False)
-            else:
-                view = view[sent:]
+        try:
+            while view:
+                try:
+                    sent = tls.send(view)
+                except SSL.WantWriteError:
+                    await self._wait(writable=True)
+                except SSL.WantReadError:
+                    await self._wait(writable=False)
+                else:
+                    view = view[sent:]
+        finally:
+            self.write_budget -= loop.time() - began
 
     async def _close_notify(self) -> None:
         """Send the TLS close_notify that tells the client the response is complete."""
@@ -445,9 +664,12 @@ class _Connection:
     # -- closing --------------------------------------------------------------------------
 
     def abort(self, reason: str) -> None:
-        """Drop the connection without a response (timeouts, TLS failures, shutdown)."""
+        """Drop the connection without a complete response (deadlines, TLS failures, shutdown)."""
         if self.task is not None and not self.task.done():
+            self.reason = reason
             self.task.cancel()
+            return
+        if self.fd < 0:
             return
         self.server.stats.dropped[reason] += 1
         self._close()

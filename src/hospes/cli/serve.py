@@ -65,7 +65,10 @@ def _overrides(args: argparse.Namespace) -> dict[str, Any]:
         if value is not None:
             values[key] = str(value.expanduser().absolute())
     if args.access_log is not None:
-        values["access_log"] = args.access_log
+        target = args.access_log
+        if target not in ("-", "off"):
+            target = str(Path(target).expanduser().absolute())
+        values["access_log"] = target
     if args.log_level is not None:
         values["log_level"] = args.log_level
     return values
@@ -110,7 +113,7 @@ def run_serve(args: argparse.Namespace) -> int:
         stream=sys.stderr,
     )
     try:
-        run(config, announce=announce)
+        run(config, announce=announce, reload=lambda: build_config(args))
     except (TLSError, NotADirectoryError) as exc:
         return fail(str(exc), EXIT_USAGE)
     except StoreError as exc:

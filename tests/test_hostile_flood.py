@@ -1,0 +1,140 @@
+"""A flood against a real ``hospes serve`` process: idle and half-open connections, garbage,
+many-megabyte certificate chains, while good clients keep being served; memory stays bounded
+and no file descriptor is leaked.  The figures are printed (``pytest -s``), not asserted
+beyond generous bounds.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import resource
+import socket
+import ssl
+import subprocess
+import sys
+import time
+
+import pytest
+
+from hostile import Memory, client_context, client_hello, connect, request, tls_connect, wait_for
+from test_hostile_certs import huge_chain
+from test_serve_command import free_port, start, stop, wait_for_port
+
+pytestmark = pytest.mark.slow
+
+
+def server_fds(pid: int) -> int:
+    return len(os.listdir(f"/proc/{pid}/fd"))
+
+
+def test_flood_keeps_memory_bounded_and_leaks_no_descriptor(tmp_path, capsys):
+    capsule = tmp_path / "capsule"
+    capsule.mkdir()
+    (capsule / "index.gmi").write_text("# hello\n")
+    port = free_port()
+    args = ["serve", "--port", str(port), "--root", str(capsule), "--state", str(tmp_path / "s")]
+    process = start([*args, "--access-log", "off"])
+    url = f"gemini://localhost:{port}/"
+    held: list[socket.socket] = []
+    try:
+        wait_for_port(port, process)
+        for _ in range(20):
+            assert request(port, url).status == 20
+        base = Memory.of(process.pid)
+        fds_before = server_fds(process.pid)
+        chain = huge_chain(tmp_path, 8)
+        hello = client_hello()
+        good = 0
+        for round_number in range(10):
+            held += [connect(port) for _ in range(30)]  # idle: never a byte
+            for _ in range(20):  # half a ClientHello, then silence
+                sock = connect(port)
+                sock.sendall(hello[: len(hello) // 2])
+                held.append(sock)
+            held += [tls_connect(port) for _ in range(10)]  # handshake done, no request
+            for index in range(10):  # garbage, closed at once
+                with contextlib.closing(connect(port)) as sock, contextlib.suppress(OSError):
+                    sock.sendall(os.urandom(100 + 50 * index))
+            if round_number % 2 == 0:  # an 8 MiB certificate chain
+                with (
+                    contextlib.closing(connect(port)) as sock,
+                    contextlib.suppress(ssl.SSLError, OSError),
+                ):
+                    tls = client_context(chain).wrap_socket(sock, server_hostname="localhost")
+                    tls.sendall(url.encode() + b"\r\n")
+                    tls.recv(10)
+            for _ in range(10):
+                assert request(port, url).status == 20
+                good += 1
+        assert len(held) == 600
+        peak = Memory.of(process.pid)
+        for sock in held:
+            sock.close()
+        held.clear()
+        assert wait_for(lambda: server_fds(process.pid) == fds_before, 10)
+        assert process.poll() is None
+        assert request(port, url).status == 20
+        grown = (peak.peak - base.rss) / 1024
+        with capsys.disabled():
+            print(
+                f"\nflood: 600 held connections, 100 garbage, 5 chains of 8 MiB, {good} good "
+                f"requests; server RSS {base.rss / 1024:.1f} MiB before, peak "
+                f"{peak.peak / 1024:.1f} MiB (+{grown:.1f}), "
+                f"fds {fds_before} before and after"
+            )
+        assert grown < 150, "a generous bound: 600 connections cost tens of MiB, not hundreds"
+    finally:
+        for sock in held:
+            sock.close()
+        code, _, stderr = stop(process)
+    assert code == 0, stderr
+    assert "Traceback" not in stderr
+
+
+def test_low_open_file_limit_caps_connections_and_the_server_survives(tmp_path):
+    """With only 100 descriptors, max_connections is lowered to fit and a flood is survived."""
+    capsule = tmp_path / "capsule"
+    capsule.mkdir()
+    (capsule / "index.gmi").write_text("# hello\n")
+    port = free_port()
+
+    def low_limit() -> None:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (100, 100))
+
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "hospes",
+            "serve",
+            "--port",
+            str(port),
+            "--root",
+            str(capsule),
+            "--state",
+            str(tmp_path / "s"),
+            "--access-log",
+            "off",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        preexec_fn=low_limit,  # noqa: PLW1509 - a single-threaded child; only sets a limit
+    )
+    url = f"gemini://localhost:{port}/"
+    held: list[socket.socket] = []
+    try:
+        wait_for_port(port, process)
+        held += [connect(port) for _ in range(150)]
+        assert wait_for(lambda: server_fds(process.pid) < 100)
+        time.sleep(1.1)  # idle for over a second: the oldest may now be displaced
+        assert request(port, url).status == 20
+        assert process.poll() is None
+    finally:
+        for sock in held:
+            sock.close()
+        code, _, stderr = stop(process)
+    assert code == 0, stderr
+    assert "max_connections 1024 does not fit the open-file limit (100); using 75" in stderr
+    assert "Traceback" not in stderr

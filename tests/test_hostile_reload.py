@@ -1,0 +1,195 @@
+"""SIGHUP on a real ``hospes serve --config`` process: the new configuration and certificates
+take effect for new connections, in-flight requests finish on the old ones, a bad
+configuration is refused with a clear message and the old one stays in force.
+"""
+
+from __future__ import annotations
+
+import signal
+import ssl
+import threading
+from pathlib import Path
+
+import pytest
+
+from hospes.fingerprint import fingerprint
+from hospes.selfsigned import (
+    generate_key,
+    self_signed_certificate,
+    write_certificate,
+    write_private_key,
+)
+from hostile import client_context, connect, read_all, request, tls_connect, wait_for
+from test_serve_command import free_port, start, stop, wait_for_port
+
+pytestmark = pytest.mark.slow
+
+
+class Serving:
+    """A ``hospes serve --config`` process with its stderr collected line by line."""
+
+    def __init__(self, config: Path, port: int) -> None:
+        self.config = config
+        self.port = port
+        self.process = start(["serve", "--config", str(config)])
+        self.lines: list[str] = []
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+        wait_for_port(port, self.process)
+
+    def _read(self) -> None:
+        assert self.process.stderr is not None
+        for line in self.process.stderr:
+            self.lines.append(line.rstrip("\n"))
+
+    def get(self, path: str = "/") -> tuple[int, bytes]:
+        response = request(self.port, f"gemini://localhost:{self.port}{path}")
+        return response.status, response.body
+
+    def reload(self, text: str | None = None) -> None:
+        if text is not None:
+            self.config.write_text(text)
+        seen = len(self.lines)
+        self.process.send_signal(signal.SIGHUP)
+        assert wait_for(lambda: any("reload" in line for line in self.lines[seen:]), 5), self.lines[
+            seen:
+        ]
+
+    def said(self, text: str) -> bool:
+        return any(text in line for line in self.lines)
+
+    def stop(self) -> int:
+        if self.process.poll() is not None:
+            return self.process.returncode
+        self.process.send_signal(signal.SIGTERM)
+        self.process.wait(15)
+        self._reader.join(5)
+        return self.process.returncode
+
+
+def capsule(directory: Path, text: str) -> Path:
+    directory.mkdir()
+    (directory / "index.gmi").write_text(text)
+    (directory / "secret").mkdir()
+    (directory / "secret" / "index.gmi").write_text(f"secret {text}")
+    return directory
+
+
+def test_sighup_reloads_root_and_rules_keeps_inflight_and_refuses_bad_config(tmp_path):
+    capsule(tmp_path / "a", "A\n")
+    capsule(tmp_path / "b", "B\n")
+    port = free_port()
+    base = f'port = {port}\nstate = "state"\naccess_log = "off"\nlog_level = "info"\n'
+    config = tmp_path / "hospes.toml"
+    config.write_text(base + 'root = "a"\n')
+    serving = Serving(config, port)
+    try:
+        assert serving.get() == (20, b"A\n")
+        assert serving.get("/secret/") == (20, b"secret A\n")
+        inflight = tls_connect(port)  # accepted, handshake done, request not sent yet
+
+        serving.reload(
+            base + 'root = "b"\n[[access]]\npath = "/secret/"\nrequire = "certificate"\n'
+        )
+        assert serving.said(f"reloaded the configuration from {config}")
+        assert serving.get() == (20, b"B\n")
+        assert serving.get("/secret/")[0] == 60
+
+        # The connection accepted before the reload is answered by the old configuration.
+        with inflight:
+            inflight.sendall(f"gemini://localhost:{port}/\r\n".encode())
+            assert read_all(inflight).endswith(b"\r\nA\n")
+
+        serving.reload(base + 'root = "b"\n[limits]\nrequest_timout = 3\n')
+        assert serving.said("reload failed, still serving the previous configuration")
+        assert serving.said("limits: unknown setting 'request_timout'")
+        assert serving.get("/secret/")[0] == 60
+
+        serving.reload("port = [\n")
+        assert serving.said("not valid TOML")
+        assert serving.get() == (20, b"B\n")
+
+        serving.reload(base + 'root = "missing"\n')
+        assert serving.said("capsule root")
+        assert serving.get() == (20, b"B\n")
+
+        serving.reload(base.replace(str(port), str(port + 1)) + 'root = "a"\n')
+        assert serving.said(f"port changed from {port} to {port + 1}: that needs a restart")
+        assert serving.get() == (20, b"A\n")
+        assert serving.process.poll() is None
+    finally:
+        assert serving.stop() == 0
+
+
+def server_certificate(directory: Path) -> tuple[Path, Path, str]:
+    key = generate_key("ecdsa")
+    cert = self_signed_certificate(key, "localhost", hostnames=["localhost"])
+    write_certificate(directory / "server.crt", cert)
+    write_private_key(directory / "server.key", key)
+    der = (directory / "server.crt").read_text()
+    return (
+        directory / "server.crt",
+        directory / "server.key",
+        fingerprint(ssl.PEM_cert_to_DER_cert(der)),
+    )
+
+
+def presented(port: int) -> str:
+    with (
+        connect(port) as sock,
+        client_context().wrap_socket(sock, server_hostname="localhost") as tls,
+    ):
+        der = tls.getpeercert(binary_form=True)
+    assert der is not None
+    return fingerprint(der)
+
+
+def test_sighup_picks_up_a_renewed_certificate_and_reopens_the_access_log(tmp_path):
+    capsule(tmp_path / "a", "A\n")
+    cert, key, first = server_certificate(tmp_path)
+    port = free_port()
+    config = tmp_path / "hospes.toml"
+    config.write_text(
+        f'port = {port}\nstate = "state"\nroot = "a"\naccess_log = "access.log"\n'
+        f'cert = "{cert}"\nkey = "{key}"\n'
+    )
+    log = tmp_path / "access.log"
+    serving = Serving(config, port)
+    try:
+        assert presented(port) == first
+        assert serving.get() == (20, b"A\n")
+        assert wait_for(lambda: log.exists() and log.read_text().count("\n") == 1)
+
+        log.rename(tmp_path / "access.log.1")  # as logrotate does
+        _, _, second = server_certificate(tmp_path)  # renewed in place
+        assert second != first
+        serving.reload()
+        assert presented(port) == second
+        assert serving.get() == (20, b"A\n")
+        assert wait_for(lambda: log.exists() and " 20 " in log.read_text())
+        assert (tmp_path / "access.log.1").read_text().count("\n") == 1
+
+        key.write_text("not a key\n")
+        serving.reload()
+        assert serving.said(f"reload failed, still serving the previous configuration: {key}")
+        assert presented(port) == second
+    finally:
+        assert serving.stop() == 0
+
+
+def test_sighup_without_a_config_file_reloads_the_command_line(tmp_path):
+    root = capsule(tmp_path / "a", "A\n")
+    port = free_port()
+    process = start(
+        ["serve", "--port", str(port), "--root", str(root), "--state", str(tmp_path / "s")]
+    )
+    try:
+        wait_for_port(port, process)
+        process.send_signal(signal.SIGHUP)
+        process.send_signal(signal.SIGUSR1)
+        assert request(port, f"gemini://localhost:{port}/").body == b"A\n"
+    finally:
+        code, _, stderr = stop(process)
+    assert code == 0
+    assert "reloaded the configuration from the command line" in stderr
+    assert "counters: accepted " in stderr
