@@ -12,7 +12,7 @@ from hospes.accounts import AccountLimits, account_app
 from hospes.config import Config, HostConfig
 from hospes.request import Request
 from hospes.routing import Application
-from hospes.runner import Prepared, run
+from hospes.runner import Started, run
 
 
 def members(request: Request) -> str:
@@ -20,7 +20,7 @@ def members(request: Request) -> str:
     return f"# Hello {request.account.name}\n"
 
 
-def ready(prepared: Prepared, config: Config) -> None:
+def ready(started: Started, config: Config) -> None:
     print("ready", flush=True)
 
 

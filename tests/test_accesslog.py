@@ -61,3 +61,23 @@ def test_write_errors_are_reported_once_and_not_fatal(caplog):
     errors = [record for record in caplog.records if "access log" in record.getMessage()]
     assert len(errors) == 1
     assert "No space left" in errors[0].getMessage()
+
+
+def test_batches_are_written_in_whole_lines_of_at_most_pipe_buf():
+    writes: list[str] = []
+
+    class Recorder:
+        def write(self, text: str) -> int:
+            writes.append(text)
+            return len(text)
+
+        def flush(self) -> None:
+            return None
+
+    access = AccessLog(Recorder())  # type: ignore[arg-type]
+    access._lines = [f"line {index} " + "é" * 40 + "\n" for index in range(500)]
+    access.flush()
+    assert len(writes) > 1
+    assert all(len(chunk.encode()) <= 4096 for chunk in writes)
+    assert all(chunk.endswith("\n") for chunk in writes)
+    assert "".join(writes) == "".join(f"line {index} " + "é" * 40 + "\n" for index in range(500))

@@ -121,7 +121,7 @@ def start(serve, capsule, cert: CertFiles | None = None, hosts=("localhost",)) -
 def reload_certificate(running: RunningServer, cert: CertFiles) -> None:
     """What an operator's reload does: new connections get the new certificate."""
     contexts = ServerContexts({"localhost": load_server_context(cert.cert, cert.key)})
-    running.call(lambda: setattr(running.server, "contexts", contexts))
+    running.call(lambda: running.server.reconfigure(contexts=contexts))
 
 
 def get(url: str, **options):

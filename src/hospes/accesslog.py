@@ -16,6 +16,7 @@ import asyncio
 import logging
 import sys
 import time
+from collections.abc import Iterator
 from typing import TextIO
 
 from .fingerprint import short_fingerprint
@@ -24,6 +25,9 @@ from .sanitize import printable
 __all__ = ["AccessLog"]
 
 log = logging.getLogger("hospes.server")
+
+ATOMIC_WRITE = 4096
+"""PIPE_BUF on Linux: the largest write to a pipe that is never split."""
 
 
 class AccessLog:
@@ -75,11 +79,31 @@ class AccessLog:
             return
         lines, self._lines = self._lines, []
         try:
-            self.stream.write("".join(lines))
-            self.stream.flush()
+            for chunk in _chunks(lines):
+                self.stream.write(chunk)
+                self.stream.flush()
         except (OSError, ValueError) as exc:
             # A full disk must not stop the server: say so (once a minute), drop the lines.
             now = time.monotonic()
             if now - self._last_error >= 60:
                 self._last_error = now
                 log.error("cannot write the access log (%s); %d lines dropped", exc, len(lines))
+
+
+def _chunks(lines: list[str], limit: int = ATOMIC_WRITE) -> Iterator[str]:
+    """Whole lines joined into writes of at most ``limit`` bytes (one line may exceed it).
+
+    Writes up to PIPE_BUF are atomic on a pipe: several workers sharing one
+    stdout never interleave parts of their lines.
+    """
+    chunk: list[str] = []
+    size = 0
+    for line in lines:
+        length = len(line.encode("utf-8"))
+        if chunk and size + length > limit:
+            yield "".join(chunk)
+            chunk, size = [], 0
+        chunk.append(line)
+        size += length
+    if chunk:
+        yield "".join(chunk)

@@ -206,4 +206,3 @@ def _decoded_query(url: URL) -> str | None:
         return url.decoded_query()
     except ValueError as exc:
         raise GeminiError(Status.BAD_REQUEST, f"query: {exc}") from None
-

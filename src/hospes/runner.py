@@ -16,10 +16,10 @@ import logging
 import os
 import signal
 import sys
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Coroutine, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TextIO
+from typing import Any, TextIO
 
 from .access import AccessPolicy
 from .accesslog import AccessLog
@@ -31,17 +31,20 @@ from .ratelimit import RateLimits
 from .request import Request
 from .response import Response
 from .routing import Handler, call_handler
-from .server import Server, raise_open_file_limit
+from .server import Server, bind, raise_open_file_limit
 from .state import ensure_server_certificate
 from .static import StaticFiles
 from .store import Store
 from .store.sqlite import SQLiteStore
+from .supervisor import supervise
 from .tls import ServerCertificate, ServerContexts, TLSError, load_server_context
 
 __all__ = [
+    "Announce",
     "ByHost",
     "Prepared",
     "Reloader",
+    "Started",
     "build_dispatcher",
     "build_handler",
     "load_certificates",
@@ -247,18 +250,34 @@ def _access_stream(target: str) -> TextIO:
     return open(os.devnull if target == "off" else Path(target), "a", encoding="utf-8")
 
 
+@dataclass(frozen=True, slots=True)
+class Started:
+    """What the operator is told once the server listens."""
+
+    certificates: dict[str, ServerCertificate]
+    created: list[str]
+    """Hostnames whose certificate was created by this start."""
+    addresses: list[tuple[str, int]]
+    workers: int = 1
+
+
+Announce = Callable[[Started, Config], None]
+
+
 async def serve(
     config: Config,
     handler: Handler | None = None,
     *,
-    announce: Callable[[Prepared, Config], None] | None = None,
+    announce: Announce | None = None,
     reload: Callable[[], Config] | None = None,
+    reuse_port: bool = False,
 ) -> None:
     """Run a server for ``config`` until SIGINT or SIGTERM, then shut down gracefully.
 
     ``reload`` re-reads the configuration on SIGHUP (``hospes serve`` re-reads
     its file and applies its flags again); without it, SIGHUP reloads
     ``config`` as it is, which still picks up new certificates and files.
+    ``reuse_port`` lets several worker processes listen on the same port.
     """
     raise_open_file_limit()
     prepared = prepare(config, handler)
@@ -273,11 +292,13 @@ async def serve(
         signal.SIGUSR1: lambda: log.info("counters: %s", server.stats.summary()),
     }
     try:
-        await server.start(config.listen, config.port)
-        if announce is not None:
-            announce(prepared, config)
+        # Signals are handled before the port opens: a SIGHUP sent as soon as the
+        # port answers must reload, not kill the process with the default action.
         for signum, callback in handlers.items():
             loop.add_signal_handler(signum, callback)
+        await server.start(config.listen, config.port, reuse_port=reuse_port)
+        if announce is not None:
+            announce(Started(prepared.certificates, prepared.created, server.addresses), config)
         await stopping.wait()
         log.info("shutting down: finishing in-flight requests")
         await server.shutdown()
@@ -289,11 +310,53 @@ async def serve(
             await prepared.store.close()
 
 
-def run(config: Config, handler: Handler | None = None, **kwargs: object) -> None:
-    """Run :func:`serve` on the fastest available event loop (uvloop when installed)."""
+def run(
+    config: Config,
+    handler: Handler | None = None,
+    *,
+    announce: Announce | None = None,
+    reload: Callable[[], Config] | None = None,
+) -> int:
+    """Run the server until a signal stops it; returns the exit status.
+
+    With ``config.workers`` above 1, the port is checked and the certificates
+    created here, then :func:`~hospes.supervisor.supervise` forks the workers,
+    each running :func:`serve` on its own ``SO_REUSEPORT`` socket.
+    """
+    if config.workers == 1:
+        _run_loop(serve(config, handler, announce=announce, reload=reload))
+        return 0
+    if config.port == 0:
+        raise ValueError("several workers need a fixed port (port = 0 would give each its own)")
+    certificates, created = load_certificates(config)
+    addresses = _check_addresses(config)
+    if announce is not None:
+        announce(Started(certificates, created, addresses, config.workers), config)
+
+    def worker(index: int) -> int:
+        _run_loop(serve(config, handler, reload=reload, reuse_port=True))
+        return 0
+
+    return supervise(config.workers, worker)
+
+
+def _check_addresses(config: Config) -> list[tuple[str, int]]:
+    """Bind (and release) every listening address, so a taken port fails before any fork."""
+    sockets = []
+    try:
+        for host in config.listen:
+            sockets.extend(bind(host, config.port, reuse_port=True))
+        return [listener.getsockname()[:2] for listener in sockets]
+    finally:
+        for listener in sockets:
+            listener.close()
+
+
+def _run_loop(main: Coroutine[Any, Any, None]) -> None:
+    """Run ``main`` on the fastest available event loop (uvloop when installed)."""
     try:
         import uvloop  # noqa: PLC0415 - optional: not available on every platform
     except ImportError:
-        asyncio.run(serve(config, handler, **kwargs))  # type: ignore[arg-type]
+        asyncio.run(main)
     else:
-        uvloop.run(serve(config, handler, **kwargs))  # type: ignore[arg-type]
+        uvloop.run(main)

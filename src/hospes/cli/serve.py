@@ -10,10 +10,10 @@ from typing import Any
 
 from .. import __version__
 from ..config import Config, ConfigError, load_config, parse_config
-from ..runner import Prepared, run
+from ..runner import Started, run
 from ..store import StoreError
 from ..tls import TLSError
-from .common import EXIT_FAILURE, EXIT_OK, EXIT_USAGE, fail
+from .common import EXIT_FAILURE, EXIT_USAGE, fail
 
 __all__ = ["register"]
 
@@ -48,6 +48,9 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     parser.add_argument("--key", type=Path, help="private key (PEM) of the first hostname")
     parser.add_argument("--access-log", help="'-' for stdout (default), a file, or 'off'")
     parser.add_argument("--log-level", choices=["debug", "info", "warning", "error"])
+    parser.add_argument(
+        "--workers", type=int, help="server processes sharing the port (default 1; one per core)"
+    )
     parser.set_defaults(run=run_serve)
 
 
@@ -71,6 +74,8 @@ def _overrides(args: argparse.Namespace) -> dict[str, Any]:
         values["access_log"] = target
     if args.log_level is not None:
         values["log_level"] = args.log_level
+    if args.workers is not None:
+        values["workers"] = args.workers
     return values
 
 
@@ -82,24 +87,26 @@ def build_config(args: argparse.Namespace) -> Config:
     return parse_config(overrides) if overrides else Config()
 
 
-def announce(prepared: Prepared, config: Config) -> None:
-    """Tell the operator where the capsule is and which certificate it presents."""
-    server = prepared.server
+def announce(started: Started, config: Config) -> None:
+    """Tell the operator where the capsule is, which certificate it presents, and where state is."""
     what = "the demo capsule" if config.root is None else str(config.root)
-    print(f"hospes {__version__} serving {what}", file=sys.stderr)
-    default_port = "" if config.port == 1965 else f":{server.addresses[0][1]}"
-    for name, certificate in prepared.certificates.items():
+    port = started.addresses[0][1] if started.addresses else config.port
+    suffix = "" if port == 1965 else f":{port}"
+    lines = [f"hospes {__version__} serving {what}"]
+    for name, certificate in started.certificates.items():
         host = f"[{name}]" if ":" in name else name
-        state = " (created now)" if name in prepared.created else ""
-        print(f"  gemini://{host}{default_port}/", file=sys.stderr)
-        print(f"    certificate {certificate.fingerprint}{state}", file=sys.stderr)
-        print(f"    key         {certificate.key_fingerprint}", file=sys.stderr)
+        created = " (created now)" if name in started.created else ""
+        lines += [
+            f"  gemini://{host}{suffix}/",
+            f"    certificate {certificate.fingerprint}{created}",
+            f"    key         {certificate.key_fingerprint}",
+        ]
     listening = ", ".join(
-        f"[{host}]:{port}" if ":" in host else f"{host}:{port}" for host, port in server.addresses
+        f"[{host}]:{port}" if ":" in host else f"{host}:{port}" for host, port in started.addresses
     )
-    print(f"  listening on {listening}", file=sys.stderr)
-    print(f"  state in {config.state}", file=sys.stderr)
-    sys.stderr.flush()
+    workers = f" with {started.workers} workers" if started.workers > 1 else ""
+    lines += [f"  listening on {listening}{workers}", f"  state in {config.state}"]
+    print("\n".join(lines), file=sys.stderr, flush=True)
 
 
 def run_serve(args: argparse.Namespace) -> int:
@@ -113,11 +120,10 @@ def run_serve(args: argparse.Namespace) -> int:
         stream=sys.stderr,
     )
     try:
-        run(config, announce=announce, reload=lambda: build_config(args))
+        return run(config, announce=announce, reload=lambda: build_config(args))
     except (TLSError, NotADirectoryError) as exc:
         return fail(str(exc), EXIT_USAGE)
     except StoreError as exc:
         return fail(f"cannot start: {exc}", EXIT_FAILURE)
-    except OSError as exc:
+    except (OSError, ValueError) as exc:
         return fail(f"cannot start: {exc}", EXIT_FAILURE)
-    return EXIT_OK

@@ -1,0 +1,108 @@
+"""``hospes serve --workers N``: several processes on one port, supervised."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from helpers import raw_request
+from test_serve_command import free_port, start, stop, wait_for_port
+
+pytestmark = pytest.mark.slow
+
+
+def children(pid: int) -> set[int]:
+    found = set()
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rpartition(")")[2].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid:
+            found.add(int(entry.name))
+    return found
+
+
+def listeners(port: int) -> int:
+    """Listening TCP sockets on ``port`` (each worker has its own, with SO_REUSEPORT)."""
+    count = 0
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        for line in Path(table).read_text().splitlines()[1:]:
+            local, state = line.split()[1], line.split()[3]
+            if state == "0A" and int(local.rpartition(":")[2], 16) == port:
+                count += 1
+    return count
+
+
+def wait_until(condition, timeout: float = 10.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(0.05)
+    return False
+
+
+def test_workers_serve_restart_reload_and_stop(tmp_path):
+    port = free_port()
+    process = start(["serve", "--port", str(port), "--state", str(tmp_path), "--workers", "2"])
+    try:
+        wait_for_port(port, process)
+        assert wait_until(lambda: len(children(process.pid)) == 2 and listeners(port) == 2)
+        for _ in range(6):
+            assert raw_request(port, f"gemini://localhost:{port}/").status == 20
+        process.send_signal(signal.SIGHUP)
+        victim = min(children(process.pid))
+        time.sleep(0.5)
+        os.kill(victim, signal.SIGKILL)
+        assert wait_until(
+            lambda: (
+                victim not in children(process.pid)
+                and len(children(process.pid)) == 2
+                and listeners(port) == 2
+            )
+        )
+        assert raw_request(port, f"gemini://localhost:{port}/").status == 20
+        # A reload sent while a worker is starting must not kill it.
+        victim = min(children(process.pid))
+        os.kill(victim, signal.SIGKILL)
+        assert wait_until(lambda: victim not in children(process.pid))
+        time.sleep(1.05)
+        process.send_signal(signal.SIGHUP)
+        assert wait_until(lambda: listeners(port) == 2)
+        assert raw_request(port, f"gemini://localhost:{port}/").status == 20
+        assert process.poll() is None
+    finally:
+        code, _, stderr = stop(process)
+    assert code == 0
+    assert "with 2 workers" in stderr
+    assert stderr.count(" exited with status -9; starting a new one") == 2  # only our kills
+    assert stderr.count("reloaded the configuration") >= 3
+    assert not children(process.pid)
+
+
+def test_workers_refuse_a_taken_port_before_forking(tmp_path):
+    with socket.socket() as blocker:
+        blocker.bind(("127.0.0.1", 0))
+        blocker.listen()
+        port = blocker.getsockname()[1]
+        command = [sys.executable, "-m", "hospes", "serve", "--port", str(port)]
+        result = subprocess.run(
+            [*command, "--state", str(tmp_path), "--workers", "3"],
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=False,
+        )
+    assert result.returncode == 1
+    assert "cannot start" in result.stderr
+    assert "Traceback" not in result.stderr
