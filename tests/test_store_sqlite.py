@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import sqlite3
 import stat
 
@@ -9,7 +10,7 @@ import pytest
 
 from hospes.store import BanKind, StoreError
 from hospes.store.migrations import MIGRATIONS, SchemaError, statements
-from hospes.store.sqlite import _ACTIVE_BAN, _RECOGNISE, SQLiteStore
+from hospes.store.sqlite import _ACTIVE_BAN, _RECOGNISE, LAST_SEEN_INTERVAL, SQLiteStore
 from test_store import NOW, identity, run
 
 
@@ -132,3 +133,46 @@ def test_migration_statements_split():
     assert list(statements("SELECT ';\n';\nSELECT 2;")) == ["SELECT ';\n';", "SELECT 2;"]
     with pytest.raises(SchemaError):
         list(statements("SELECT 1;\nCREATE TABLE x (a"))
+
+
+def test_hot_path_answers_are_cached_until_the_database_changes(tmp_path):
+    """A second store (the admin CLI, another worker) writes; the first sees it at once."""
+    path = tmp_path / "hospes.sqlite3"
+    server, admin = SQLiteStore(path), SQLiteStore(path)
+    alice = identity()
+    try:
+        assert run(server.recognise(alice, NOW)) is None
+        assert alice.fingerprint in server._hot.recognised  # answered from memory next time
+        account = run(admin.register("alice", alice, NOW))
+        assert run(server.recognise(alice, NOW)) == account
+        assert run(server.active_ban(alice, account, NOW)) is None
+        run(admin.ban(BanKind.ACCOUNT, str(account.id), "spam", NOW))
+        ban = run(server.active_ban(alice, account, NOW))
+        assert ban is not None and ban.reason == "spam"
+        assert not run(server.is_allowed(["friends"], alice))
+        run(admin.allow("friends", alice.key_fingerprint))
+        assert run(server.is_allowed(["friends"], alice))
+        run(admin.unban(BanKind.ACCOUNT, str(account.id)))
+        assert run(server.active_ban(alice, account, NOW)) is None
+    finally:
+        run(server.close())
+        run(admin.close())
+
+
+def test_cached_answers_expire_with_time(tmp_path):
+    store = SQLiteStore(tmp_path / "hospes.sqlite3")
+    alice = identity()
+    try:
+        account = run(store.register("alice", alice, NOW))
+        until = NOW + dt.timedelta(hours=1)
+        run(store.ban(BanKind.CERTIFICATE, alice.fingerprint, "cool off", NOW, until))
+        assert run(store.active_ban(alice, account, NOW)) is not None
+        assert run(store.active_ban(alice, account, until)) is None
+        # last_seen is written again once it is an interval old, cache or not.
+        later = NOW + LAST_SEEN_INTERVAL + dt.timedelta(minutes=1)
+        assert run(store.recognise(alice, NOW)) == account
+        assert run(store.recognise(alice, later)) == account
+        (record,) = run(store.certificates(account.id))
+        assert record.last_seen == later
+    finally:
+        run(store.close())

@@ -117,6 +117,60 @@ def _canonical(fingerprint: str) -> str:
         raise StoreError(str(exc)) from None
 
 
+_Entry = tuple[T, dt.datetime | None]
+
+
+class _HotCache:
+    """Answers of the request path's reads, kept until the database changes.
+
+    ``PRAGMA data_version`` on a connection of its own changes whenever any
+    other connection (this store's worker, the admin CLI, another worker
+    process) commits; reading it costs a few microseconds and no I/O (it
+    reads the WAL index in shared memory), so a request with a known
+    certificate costs that instead of a round trip to the worker thread.
+    Entries may also expire by time (a ban's end, the next ``last_seen``
+    update).  Used only on the event loop's thread.
+    """
+
+    def __init__(self, path: Path, size: int = 8192) -> None:
+        self._watch = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        self._watch.execute("PRAGMA query_only = ON")
+        self._version: int | None = None
+        self._size = size
+        self.recognised: dict[str, _Entry[Account | None]] = {}
+        self.bans: dict[tuple[str, str, int | None], _Entry[Ban | None]] = {}
+        self.allowed: dict[tuple[tuple[str, ...], str, str], _Entry[bool]] = {}
+
+    def refresh(self) -> None:
+        """Forget every answer if the database changed since the last call."""
+        try:
+            version = self._watch.execute("PRAGMA data_version").fetchone()[0]
+        except sqlite3.Error as exc:
+            raise StoreError(f"identity store: {exc}") from None
+        if version != self._version:
+            self._version = version
+            self.recognised.clear()
+            self.bans.clear()
+            self.allowed.clear()
+
+    def get(self, table: dict[Any, _Entry[T]], key: Any, now: dt.datetime) -> _Entry[T] | None:
+        """The entry for ``key`` if it has not expired."""
+        entry = table.get(key)
+        if entry is None or (entry[1] is not None and now >= entry[1]):
+            return None
+        return entry
+
+    def put(self, table: dict[Any, _Entry[T]], key: Any, entry: _Entry[T]) -> None:
+        """Remember an answer (a full table starts over: simpler than LRU, and rare)."""
+        if len(table) >= self._size:
+            table.clear()
+        table[key] = entry
+
+    def close(self) -> None:
+        """Close the watching connection."""
+        self._watch.close()
+
+
 class SQLiteStore(Store):
     """The :class:`~hospes.store.base.Store` in one SQLite file (created with mode 0600).
 
@@ -134,6 +188,11 @@ class SQLiteStore(Store):
         self._lock = threading.Lock()
         try:
             self._executor.submit(self._open, create).result()
+            self._hot = _HotCache(path)
+        except sqlite3.Error as exc:
+            self._executor.submit(self._close).result()
+            self._executor.shutdown(wait=True)
+            raise StoreError(f"cannot open {path}: {exc}") from None
         except BaseException:
             self._executor.shutdown(wait=True)
             raise
@@ -205,15 +264,22 @@ class SQLiteStore(Store):
 
     async def recognise(self, identity: ClientIdentity, now: dt.datetime) -> Account | None:
         """The account of the certificate or of its key (a renewal, recorded on the way)."""
-        return await self._run(self._recognise, identity, now)
+        self._hot.refresh()
+        cached = self._hot.get(self._hot.recognised, identity.fingerprint, now)
+        if cached is not None:
+            return cached[0]
+        entry = await self._run(self._recognise, identity, now)
+        self._hot.put(self._hot.recognised, identity.fingerprint, entry)
+        return entry[0]
 
-    def _recognise(self, identity: ClientIdentity, now: dt.datetime) -> Account | None:
+    def _recognise(self, identity: ClientIdentity, now: dt.datetime) -> _Entry[Account | None]:
+        """The account, and until when that answer needs no write (the next last_seen update)."""
         connection = self._db()
         row = connection.execute(
             _RECOGNISE, (identity.fingerprint, identity.key_fingerprint)
         ).fetchone()
         if row is None:
-            return None
+            return None, None
         account = _account(row)
         last_seen = row[4]
         if last_seen is None:
@@ -223,7 +289,7 @@ class SQLiteStore(Store):
                     (identity.key_fingerprint,),
                 ).fetchone()
                 if owner is None or owner[0] != account.id:
-                    return None  # the key was removed between the two statements
+                    return None, None  # the key was removed between the two statements
                 self._insert_certificate(connection, account.id, identity, now, ignore=True)
         elif last_seen < _text(now - LAST_SEEN_INTERVAL):
             with self._write():
@@ -231,13 +297,26 @@ class SQLiteStore(Store):
                     "UPDATE certificates SET last_seen = ? WHERE fingerprint = ? AND last_seen < ?",
                     (_text(now), identity.fingerprint, _text(now)),
                 )
-        return account
+        else:
+            return account, _time(last_seen) + LAST_SEEN_INTERVAL
+        return account, now + LAST_SEEN_INTERVAL
 
     async def active_ban(
         self, identity: ClientIdentity, account: Account | None, now: dt.datetime
     ) -> Ban | None:
         """The newest ban in force on the certificate, its key or the account."""
-        return await self._run(self._active_ban, identity, account, now)
+        self._hot.refresh()
+        key = (
+            identity.fingerprint,
+            identity.key_fingerprint,
+            None if account is None else account.id,
+        )
+        cached = self._hot.get(self._hot.bans, key, now)
+        if cached is not None:
+            return cached[0]
+        ban = await self._run(self._active_ban, identity, account, now)
+        self._hot.put(self._hot.bans, key, (ban, None if ban is None else ban.until))
+        return ban
 
     def _active_ban(
         self, identity: ClientIdentity, account: Account | None, now: dt.datetime
@@ -261,7 +340,14 @@ class SQLiteStore(Store):
         """Whether the certificate or its key is on one of ``lists``."""
         if not lists:
             return False
-        return await self._run(self._is_allowed, tuple(lists), identity)
+        self._hot.refresh()
+        key = (tuple(lists), identity.fingerprint, identity.key_fingerprint)
+        cached = self._hot.get(self._hot.allowed, key, dt.datetime.now(dt.UTC))
+        if cached is not None:
+            return cached[0]
+        allowed = await self._run(self._is_allowed, key[0], identity)
+        self._hot.put(self._hot.allowed, key, (allowed, None))
+        return allowed
 
     def _is_allowed(self, lists: tuple[str, ...], identity: ClientIdentity) -> bool:
         marks = ", ".join("?" * len(lists))
@@ -634,6 +720,7 @@ class SQLiteStore(Store):
             future = self._executor.submit(self._close)
         await asyncio.wrap_future(future)
         self._executor.shutdown(wait=True)
+        self._hot.close()
 
     def _close(self) -> None:
         if self._connection is not None:
