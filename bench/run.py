@@ -227,19 +227,28 @@ def main() -> int:
             server.stop()
     print()
     print(f"{'server':14} {'rps':>8} {'req/cpu-s':>10} {'gemload cpu':>12} {'errors':>7}")
-    medians = {}
     for server in servers:
-        medians[server.name] = (statistics.median(server.rps), statistics.median(server.per_cpu))
         print(
-            f"{server.name:14} {medians[server.name][0]:8.0f} {medians[server.name][1]:10.0f} "
+            f"{server.name:14} {statistics.median(server.rps):8.0f} "
+            f"{statistics.median(server.per_cpu):10.0f} "
             f"{statistics.median(server.load_cpu):12.2f} {server.errors:7d}"
         )
-    if "hospes" in medians:
+    by_name = {server.name: server for server in servers}
+    if "hospes" in by_name:
+        hospes = by_name["hospes"]
         for reference in ("reference-bio", "reference-fd"):
-            if reference in medians:
-                rps = medians["hospes"][0] / medians[reference][0]
-                per_cpu = medians["hospes"][1] / medians[reference][1]
-                print(f"hospes / {reference}: rps x{rps:.2f}, req/cpu-s x{per_cpu:.2f}")
+            if reference not in by_name:
+                continue
+            other = by_name[reference]
+            # Ratios of the same round, measured back to back, share the machine's noise.
+            rps = statistics.median(a / b for a, b in zip(hospes.rps, other.rps, strict=True))
+            per_cpu = statistics.median(
+                a / b for a, b in zip(hospes.per_cpu, other.per_cpu, strict=True)
+            )
+            print(
+                f"hospes / {reference} (median of per-round ratios): "
+                f"rps x{rps:.2f}, req/cpu-s x{per_cpu:.2f}"
+            )
     shutil.rmtree(work, ignore_errors=True)
     return 0
 

@@ -6,6 +6,7 @@ from helpers import raw_request
 from hospes.access import AccessRule, Requirement
 from hospes.config import Config, HostConfig
 from hospes.routing import Application
+from hospes.static import StaticFiles
 
 
 def test_store_outage(serve, certs):
@@ -25,3 +26,18 @@ def test_store_outage(serve, certs):
     guarded = raw_request(server.port, server.url("/members/page"), cert=alice)
     assert guarded.status == 40
     assert "identity store is unavailable" in guarded.meta
+
+
+def test_static_capsule_never_asks_the_store(serve, certs, tmp_path):
+    """Files are the same for everyone: no account lookup per request (uses_accounts)."""
+    (tmp_path / "root").mkdir()
+    (tmp_path / "root" / "index.gmi").write_text("# files\n")
+    server = serve(StaticFiles(tmp_path / "root"))
+    store = server.server.dispatcher.store
+    assert raw_request(server.port, server.url("/"), cert=certs.make()).status == 20
+    assert store._hot.recognised == {}
+    app = Application()
+    app.add_route("/", lambda request: f"{request.account}\n")
+    other = serve(app)
+    assert raw_request(other.port, other.url("/"), cert=certs.make()).body == b"None\n"
+    assert len(other.server.dispatcher.store._hot.recognised) == 1

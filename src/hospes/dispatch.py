@@ -72,6 +72,8 @@ class Dispatcher:
         self.clock_skew = clock_skew
         self.identities = identities or IdentityCache()
         self.rate_limits = rate_limits
+        self.resolve_accounts: bool = getattr(handler, "uses_accounts", True)
+        """Whether handlers may read ``request.account`` (a static capsule does not)."""
 
     async def respond(
         self,
@@ -97,13 +99,12 @@ class Dispatcher:
         except GeminiError as exc:
             escaped = printable(line.decode("utf-8", "replace"), 1024)
             return self.reject(exc, escaped, certificate, address_key=address_key)
-        presented = None if certificate is None else fingerprint(certificate)
+        identity, problem, presented = self._identify(certificate)
         if canonical != path:
             redirect = str(url.with_path(quote_path(canonical), url.query))
             outcome = Outcome(Response.redirect(redirect, permanent=True), str(url), presented)
             self._limit(outcome, canonical, address_key, certificate)
             return outcome
-        identity, problem = self._identify(certificate)
         request = Request(
             url=url,
             path=path,
@@ -173,20 +174,28 @@ class Dispatcher:
         except CertificateError:
             return fingerprint(certificate)
 
-    def _identify(self, certificate: bytes | None) -> tuple[ClientIdentity | None, str | None]:
+    def _identify(
+        self, certificate: bytes | None
+    ) -> tuple[ClientIdentity | None, str | None, str | None]:
+        """The valid identity, or why the certificate is not valid; and its fingerprint."""
         if certificate is None:
-            return None, None
+            return None, None, None
         try:
             identity = self.identities.get(certificate)
         except CertificateError as exc:
-            return None, str(exc)
+            return None, str(exc), fingerprint(certificate)
         problem = identity.problem(dt.datetime.now(dt.UTC), self.clock_skew)
-        return (identity, None) if problem is None else (None, problem)
+        if problem is not None:
+            return None, problem, identity.fingerprint
+        return identity, None, identity.fingerprint
 
     async def _handle(self, request: Request) -> Response:
         now = dt.datetime.now(dt.UTC)
         rule = self.policy.rule_for(request.path) if self.policy else None
-        if self.store is not None and request.identity is not None:
+        needs_account = self.resolve_accounts or (
+            rule is not None and rule.require is not Requirement.CERTIFICATE
+        )
+        if self.store is not None and request.identity is not None and needs_account:
             try:
                 request.account = await self.store.recognise(request.identity, now)
             except StoreError as exc:

@@ -15,6 +15,10 @@ functions mount inside each other freely::
         return f"You are {request.identity.name}\\n"
 
     app.mount("/files/", StaticFiles("capsule/files"))
+
+The server looks up the visitor's account (``request.account``) before calling
+a handler; a handler object that never reads it can say ``uses_accounts =
+False`` (static files do) and spare the store that lookup.
 """
 
 from __future__ import annotations

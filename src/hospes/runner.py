@@ -66,6 +66,9 @@ class ByHost:
     def __init__(self, handlers: Mapping[str, Handler], default: Handler) -> None:
         self.handlers = handlers
         self.default = default
+        self.uses_accounts = any(
+            getattr(handler, "uses_accounts", True) for handler in (*handlers.values(), default)
+        )
 
     async def __call__(self, request: Request) -> Response:
         """Answer with the handler of the request's hostname, or the default one."""
@@ -120,13 +123,18 @@ def build_handler(config: Config, store: Store | None) -> Handler:
     """The handler serving ``config``: static roots per host, or the bundled demo capsule."""
     if config.root is None and all(host.root is None for host in config.hosts):
         return create_app(store)
-    default: Handler = StaticFiles(config.root) if config.root is not None else _not_found
+    default: Handler = StaticFiles(config.root) if config.root is not None else _NotFound()
     per_host = {host.name: StaticFiles(host.root) for host in config.hosts if host.root is not None}
     return ByHost(per_host, default) if per_host else default
 
 
-def _not_found(request: Request) -> Response:
-    return Response.not_found()
+class _NotFound:
+    """The default handler of a server whose capsules are all per hostname."""
+
+    uses_accounts = False
+
+    def __call__(self, request: Request) -> Response:
+        return Response.not_found()
 
 
 def build_dispatcher(

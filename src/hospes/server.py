@@ -10,10 +10,14 @@ It is also the first line of defence.  Before any TLS work, an accepted
 connection is refused (with a reset) when its address is on the deny list or
 blocked, or over the global or per-address caps; at the global cap, the oldest
 connection that has not yet sent its request (a slowloris) makes way for the
-new one.  Every connection has one deadline timer, moved by phase: the
+new one.  Every connection has one deadline, moved by phase: the
 handshake and the request line are timed from accept (a trickle of bytes does
 not extend them), the handler has its own timeout, and writes get a budget
-proportional to the response's size with a floor.  Whatever happens is counted
+proportional to the response's size with a floor.  Deadlines are checked by
+one sweep over the open connections four times a second rather than by a
+timer per connection: creating and cancelling timers was a measurable part
+of each request's cost, and a timeout may well fire a quarter of a second
+late.  Whatever happens is counted
 in :class:`Stats`.  :meth:`Server.reconfigure` swaps in new TLS contexts,
 dispatcher and limits for new connections while open ones finish on theirs.
 """
@@ -53,6 +57,8 @@ _READ_SIZE = 2048
 _FD_RESERVE = 64
 """File descriptors kept for listeners, the store, logs and files being served (at most a
 quarter of the limit)."""
+_SWEEP_INTERVAL = 0.25
+"""Seconds between two checks of every connection's deadline."""
 _EVICT_AGE = 1.0
 """How long a connection must have waited for its request line before a new one displaces it."""
 
@@ -184,6 +190,7 @@ class Server:
         self._per_address: Counter[Hashable] = Counter()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._closing = False
+        self._sweeper: asyncio.TimerHandle | None = None
         self._drained = asyncio.Event()
         self._stopped = asyncio.Event()
 
@@ -265,6 +272,16 @@ class Server:
             listener.setblocking(False)
             self._loop.add_reader(listener.fileno(), self._accept, listener)
             self.sockets.append(listener)
+        if self._sweeper is None:
+            self._sweeper = self._loop.call_later(_SWEEP_INTERVAL, self._sweep)
+
+    def _sweep(self) -> None:
+        """Drop every connection whose deadline has passed, then come back in a while."""
+        assert self._loop is not None
+        now = self._loop.time()
+        for connection in [c for c in self._connections if c.deadline <= now]:
+            connection.abort(f"{connection.phase}_timeout")
+        self._sweeper = self._loop.call_later(_SWEEP_INTERVAL, self._sweep)
 
     @property
     def addresses(self) -> list[tuple[str, int]]:
@@ -406,6 +423,9 @@ class Server:
                 )
         for connection in list(self._connections):
             connection.abort("shutdown")
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+            self._sweeper = None
         await asyncio.sleep(0)
         self.access_log.flush()
         self._stopped.set()
@@ -434,7 +454,6 @@ class _Connection:
         "setup",
         "sock",
         "task",
-        "timer",
         "tls",
         "write_budget",
     )
@@ -466,30 +485,11 @@ class _Connection:
         self.write_budget = 0.0
         self.accepted = loop.time()
         self.deadline = self.accepted + setup.limits.handshake_timeout
-        self.timer: asyncio.TimerHandle | None = loop.call_at(self.deadline, self._on_deadline)
 
     def start(self) -> None:
         self.loop.add_reader(self.fd, self._on_readable)
         # The ClientHello has usually arrived by the time the connection is accepted.
         self._on_readable()
-
-    # -- deadlines ----------------------------------------------------------------------
-
-    def _set_deadline(self, when: float) -> None:
-        """Move the deadline; the timer is rescheduled only when it has to fire earlier."""
-        earlier = when < self.deadline
-        self.deadline = when
-        if earlier or self.timer is None:
-            if self.timer is not None:
-                self.timer.cancel()
-            self.timer = self.loop.call_at(when, self._on_deadline)
-
-    def _on_deadline(self) -> None:
-        self.timer = None
-        if self.loop.time() < self.deadline:
-            self.timer = self.loop.call_at(self.deadline, self._on_deadline)
-            return
-        self.abort(f"{self.phase}_timeout")
 
     # -- reading the request --------------------------------------------------------------
 
@@ -502,7 +502,7 @@ class _Connection:
                 tls.do_handshake()
                 self.handshaken = True
                 self.phase = "request"
-                self._set_deadline(self.accepted + self.setup.limits.request_timeout)
+                self.deadline = self.accepted + self.setup.limits.request_timeout
             while line is None:
                 line = self.reader.feed(tls.recv(_READ_SIZE))
         except SSL.WantReadError:
@@ -535,7 +535,7 @@ class _Connection:
         server = self.server
         limits = self.setup.limits
         start = self.loop.time()
-        self._set_deadline(start + limits.response_timeout)
+        self.deadline = start + limits.response_timeout
         status: int | str = "-"
         size = 0
         outcome: Outcome | None = None
@@ -610,7 +610,7 @@ class _Connection:
         while True:
             # The handler has response_timeout to produce each chunk of a streamed body.
             self.phase = "response"
-            self._set_deadline(self.loop.time() + limits.response_timeout)
+            self.deadline = self.loop.time() + limits.response_timeout
             try:
                 chunk = await anext(iterator)
             except StopAsyncIteration:
@@ -624,7 +624,7 @@ class _Connection:
         self.phase = "write"
         self.write_budget += len(data) / limits.write_rate
         began = loop.time()
-        self._set_deadline(began + self.write_budget)
+        self.deadline = began + self.write_budget
         view = memoryview(data)
         tls = self.tls
         try:
@@ -677,9 +677,6 @@ class _Connection:
     def _close(self) -> None:
         if self.fd < 0:
             return
-        if self.timer is not None:
-            self.timer.cancel()
-            self.timer = None
         loop = self.loop
         loop.remove_reader(self.fd)
         loop.remove_writer(self.fd)

@@ -66,6 +66,9 @@ class StaticFiles:
     goes through the full resolution (and its checks) again.
     """
 
+    uses_accounts = False
+    """Files are the same for everyone: the server need not look up the visitor's account."""
+
     def __init__(
         self,
         root: str | os.PathLike[str],
