@@ -17,9 +17,9 @@ import time
 
 import pytest
 
+from helpers import free_port, start, stop, wait_for_port
 from hostile import Memory, client_context, client_hello, connect, request, tls_connect, wait_for
 from test_hostile_certs import huge_chain
-from test_serve_command import free_port, start, stop, wait_for_port
 
 pytestmark = pytest.mark.slow
 

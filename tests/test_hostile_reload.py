@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from helpers import free_port, start, stop, wait_for_port
 from hospes.fingerprint import fingerprint
 from hospes.selfsigned import (
     generate_key,
@@ -20,7 +21,6 @@ from hospes.selfsigned import (
     write_private_key,
 )
 from hostile import client_context, connect, read_all, request, tls_connect, wait_for
-from test_serve_command import free_port, start, stop, wait_for_port
 
 pytestmark = pytest.mark.slow
 

@@ -12,8 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from helpers import raw_request
-from test_serve_command import free_port, start, stop, wait_for_port
+from helpers import free_port, raw_request, start, stop, wait_for_port
 
 pytestmark = pytest.mark.slow
 
