@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import time
 from collections.abc import Collection, Hashable
 from dataclasses import dataclass
 
@@ -73,6 +74,7 @@ class Dispatcher:
         self.identities = identities or IdentityCache()
         self.rate_limits = rate_limits
         self.resolve_accounts: bool = getattr(handler, "uses_accounts", True)
+        self._store_error_at = -60.0
         """Whether handlers may read ``request.account`` (a static capsule does not)."""
 
     async def respond(
@@ -189,6 +191,13 @@ class Dispatcher:
             return None, problem, identity.fingerprint
         return identity, None, identity.fingerprint
 
+    def _store_failed(self, error: StoreError) -> None:
+        """Log a store failure, once a minute at most: an outage must not flood the log."""
+        now = time.monotonic()
+        if now - self._store_error_at >= 60:
+            self._store_error_at = now
+            log.error("identity store unavailable: %s", error)
+
     async def _handle(self, request: Request) -> Response:
         now = dt.datetime.now(dt.UTC)
         rule = self.policy.rule_for(request.path) if self.policy else None
@@ -200,7 +209,7 @@ class Dispatcher:
                 request.account = await self.store.recognise(request.identity, now)
             except StoreError as exc:
                 # Public pages stay up when the store is unavailable; pages that need it wait.
-                log.error("identity store unavailable: %s", exc)
+                self._store_failed(exc)
                 if rule is not None and rule.require is not Requirement.CERTIFICATE:
                     return Response(Status.TEMPORARY_FAILURE, STORE_UNAVAILABLE)
         if rule is not None:
