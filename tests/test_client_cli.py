@@ -149,3 +149,20 @@ def test_usage_errors(capsys):
     err = capsys.readouterr().err
     assert "not a SHA-256 fingerprint" in err
     assert "user name" in err
+
+
+def refusals(request: Request) -> Response:
+    if request.path == "/gone":
+        return Response.permanent_failure("gone for good", 52)
+    return Response(61, "banned: testing bans")
+
+
+def test_quiet_still_says_why_a_request_failed(serve, capsys, certs, tmp_path):
+    server = serve(refusals)
+    assert main(["get", "-q", server.url("/gone")]) == 6
+    assert "52 gone for good" in capsys.readouterr().err
+    key = certs.make("bob")
+    assert main(["id", "import", "bob", str(key.cert), str(key.key)]) == 0
+    assert main(["get", "-q", "--identity", "bob", server.url("/club")]) == 8
+    error = capsys.readouterr().err
+    assert "not authorised here (banned: testing bans)" in error

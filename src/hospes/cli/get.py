@@ -317,10 +317,10 @@ async def _finish(response: Response, args: argparse.Namespace, report: _Reporte
     if 30 <= status <= 39:
         report.error(f"redirect not followed: {response.stopped or 'unknown reason'}")
         return EXIT_REDIRECT
-    if 40 <= status <= 49:
-        return EXIT_TEMPORARY
-    if 50 <= status <= 59:
-        return EXIT_PERMANENT
+    if 40 <= status <= 59:
+        if report.quiet:  # otherwise the header line already said it
+            report.error(f"{url}: {status} {meta}".rstrip())
+        return EXIT_TEMPORARY if status < 50 else EXIT_PERMANENT
     return _certificate_status(response, args, report)
 
 
@@ -349,8 +349,9 @@ def _certificate_status(response: Response, args: argparse.Namespace, report: _R
             report.error(f"this page requires an authorised client certificate; {make}")
         else:
             report.error(
-                f"identity {identity.name} ({identity.fingerprint}) is not authorised here; "
-                "ask the capsule's operator, or use another identity (--identity NAME)"
+                f"identity {identity.name} ({identity.fingerprint}) is not authorised here "
+                f"({printable(response.meta, 300)}); ask the capsule's operator, "
+                "or use another identity (--identity NAME)"
             )
         return EXIT_CERTIFICATE_NOT_AUTHORISED
     if identity is None:
