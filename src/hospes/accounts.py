@@ -166,6 +166,18 @@ class AccountPages:
         )
         return await check(rule, request, _now())
 
+    async def _member(self, request: Request) -> tuple[Store, ClientIdentity, Account] | Response:
+        """The store, certificate and account of a member; for anyone else, what to answer."""
+        store, identity, account = request.store, request.identity, request.account
+        assert identity is not None
+        if store is None:
+            return _unavailable()
+        denied = await self._members_only(request)
+        if denied is not None:
+            return denied
+        assert account is not None
+        return store, identity, account
+
     def _already(self, request: Request, account: Account) -> str:
         return (
             "# You already have an account\n\n"
@@ -292,14 +304,10 @@ class AccountPages:
 
     async def certificates(self, request: Request) -> Response | str:
         """The account's certificates, each removable but the one in use."""
-        store, identity, account = request.store, request.identity, request.account
-        assert identity is not None
-        if store is None:
-            return _unavailable()
-        denied = await self._members_only(request)
-        if denied is not None:
-            return denied
-        assert account is not None
+        member = await self._member(request)
+        if isinstance(member, Response):
+            return member
+        store, identity, account = member
         records = await store.certificates(account.id)
         lines = [f"# Certificates of {printable(account.name, 32)}", ""]
         for record in records:
@@ -331,14 +339,10 @@ class AccountPages:
 
     async def remove(self, request: Request) -> Response | str:
         """Remove one of the account's other certificates once the user typed ``yes``."""
-        store, identity, account = request.store, request.identity, request.account
-        assert identity is not None
-        if store is None:
-            return _unavailable()
-        denied = await self._members_only(request)
-        if denied is not None:
-            return denied
-        assert account is not None
+        member = await self._member(request)
+        if isinstance(member, Response):
+            return member
+        store, identity, account = member
         try:
             target = parse_fingerprint(request.params["fingerprint"])
         except ValueError:

@@ -192,7 +192,6 @@ class Server:
         self._closing = False
         self._sweeper: asyncio.TimerHandle | None = None
         self._drained = asyncio.Event()
-        self._stopped = asyncio.Event()
 
     @staticmethod
     def _make_setup(
@@ -428,11 +427,6 @@ class Server:
             self._sweeper = None
         await asyncio.sleep(0)
         self.access_log.flush()
-        self._stopped.set()
-
-    async def serve_forever(self) -> None:
-        """Run until :meth:`shutdown` completes."""
-        await self._stopped.wait()
 
 
 class _Connection:
