@@ -21,7 +21,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from hospes.identity import ClientIdentity
+from hospes.gemini.identity import ClientIdentity
 from hospes.store.sqlite import SQLiteStore
 
 NOW = dt.datetime.now(dt.UTC)

@@ -9,9 +9,9 @@ import sys
 from pathlib import Path
 
 from hospes.accounts import AccountLimits, account_app
+from hospes.app.request import Request
+from hospes.app.routing import Application
 from hospes.config import Config, HostConfig
-from hospes.request import Request
-from hospes.routing import Application
 from hospes.runner import Started, run
 
 

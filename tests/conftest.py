@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from helpers import CertFactory, RunningServer, start_server
-from hospes.routing import Handler
+from hospes.app.routing import Handler
 
 
 @pytest.fixture

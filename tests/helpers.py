@@ -18,10 +18,9 @@ from pathlib import Path
 
 from cryptography.hazmat.primitives.serialization import Encoding
 
-from hospes.accesslog import AccessLog
+from hospes.app.routing import Handler
 from hospes.config import Config, HostConfig
-from hospes.identity import ClientIdentity, identify
-from hospes.routing import Handler
+from hospes.gemini.identity import ClientIdentity, identify
 from hospes.runner import prepare
 from hospes.selfsigned import (
     KeyKind,
@@ -33,6 +32,7 @@ from hospes.selfsigned import (
     write_private_key,
 )
 from hospes.server import Limits, Server
+from hospes.server.accesslog import AccessLog
 
 try:
     import uvloop

@@ -8,9 +8,9 @@ import datetime as dt
 import pytest
 
 from helpers import identity_of
-from hospes.access import AccessPolicy, AccessRule, Requirement, check, path_matches
-from hospes.request import Request
-from hospes.url import parse_url
+from hospes.app.access import AccessPolicy, AccessRule, Requirement, check, path_matches
+from hospes.app.request import Request
+from hospes.gemini.url import parse_url
 
 NOW = dt.datetime.now(dt.UTC)
 

@@ -6,7 +6,7 @@ import io
 import logging
 import re
 
-from hospes.accesslog import AccessLog
+from hospes.server.accesslog import AccessLog
 
 LINE = re.compile(
     r'\A\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z 192\.0\.2\.1:5000 (SHA256:[0-9a-f]{12}|-) "(.*)" '

@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 from helpers import raw_request
 from hospes.cli import main
 from hospes.cli.ban import parse_until
-from hospes.identity import identify
+from hospes.gemini.identity import identify
 from hospes.store.sqlite import SQLiteStore
 from test_store import NOW, identity, run
 

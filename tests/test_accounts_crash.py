@@ -16,7 +16,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 
 from helpers import CertFiles, raw_request
-from hospes.fingerprint import fingerprint
+from hospes.gemini.fingerprint import fingerprint
 from hospes.store.sqlite import SQLiteStore
 from test_store import run
 

@@ -10,8 +10,8 @@ import pytest
 
 from helpers import raw_request
 from hospes import Application, Request, Response, StaticFiles
-from hospes.routing import call_handler
-from hospes.url import parse_url
+from hospes.app.routing import call_handler
+from hospes.gemini.url import parse_url
 
 
 def build_app(tmp_path) -> Application:

@@ -11,10 +11,10 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from hospes.app.request import Request
+from hospes.app.response import Response
 from hospes.cli import build_parser, main
 from hospes.cli.get import EXIT_CODES, _Progress, _TerminalText, escape_for_terminal
-from hospes.request import Request
-from hospes.response import Response
 
 DOCS = Path(__file__).resolve().parent.parent / "docs" / "client.md"
 

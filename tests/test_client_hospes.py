@@ -16,6 +16,8 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.x509.oid import NameOID
 
 from helpers import CertFactory, CertFiles, RunningServer
+from hospes.app.request import Request
+from hospes.app.response import Response
 from hospes.cli import main
 from hospes.client import (
     CertificateUntrusted,
@@ -32,10 +34,8 @@ from hospes.client import (
     fetch,
 )
 from hospes.config import Config, HostConfig
-from hospes.request import Request
-from hospes.response import Response
 from hospes.selfsigned import generate_key, write_certificate, write_private_key
-from hospes.tls import ServerContexts, load_server_context
+from hospes.server.tls import ServerContexts, load_server_context
 
 BIG = bytes(range(256)) * 4096 * 3  # 3 MiB
 

@@ -18,8 +18,8 @@ from hospes.client.hostname import (
     match_hostname,
     normalize_dns_name,
 )
+from hospes.gemini.url import parse_url
 from hospes.selfsigned import generate_key
-from hospes.url import parse_url
 
 KEY = generate_key("ecdsa")
 NOW = dt.datetime.now(dt.UTC)

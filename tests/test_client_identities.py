@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 
 from hospes.cli import main
 from hospes.client import Identity, IdentityError, IdentityStore, Scope
-from hospes.url import parse_url, quote_path
+from hospes.gemini.url import parse_url, quote_path
 
 
 @pytest.fixture(autouse=True)

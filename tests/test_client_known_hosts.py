@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from hospes.client import KeyChanged, KnownHosts, ServerCertificate, StoreError, Verdict
+from hospes.client import ClientFileError, KeyChanged, KnownHosts, ServerCertificate, Verdict
 
 NOW = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
 
@@ -109,9 +109,9 @@ def test_reading_creates_nothing_and_the_file_is_private(store):
 def test_a_damaged_file_is_reported_and_kept(store):
     store.path.parent.mkdir(parents=True)
     store.path.write_bytes(b"this is not SQLite, but someone's pins might be in here\n" * 100)
-    with pytest.raises(StoreError, match="not a known-hosts file"):
+    with pytest.raises(ClientFileError, match="not a known-hosts file"):
         store.get("example.org", 1965)
-    with pytest.raises(StoreError, match="move it away"):
+    with pytest.raises(ClientFileError, match="move it away"):
         store.record("example.org", 1965, seen(1, 1))
     assert store.path.read_bytes().startswith(b"this is not SQLite")
 

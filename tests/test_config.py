@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from hospes.access import Requirement
+from hospes.app.access import Requirement
 from hospes.config import ConfigError, load_config, parse_config
 
 FP = "SHA256:" + "ab" * 32

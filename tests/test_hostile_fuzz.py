@@ -15,14 +15,14 @@ from cryptography.hazmat.primitives.serialization import Encoding
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from hospes.accesslog import AccessLog
-from hospes.dispatch import Dispatcher
-from hospes.fingerprint import fingerprint
-from hospes.identity import CertificateError, identify
-from hospes.protocol import MAX_URL_BYTES, GeminiError, RequestReader, Status, parse_header
-from hospes.ratelimit import RateLimits, RateRule
-from hospes.request import Request
+from hospes.app.dispatch import Dispatcher
+from hospes.app.request import Request
+from hospes.gemini.fingerprint import fingerprint
+from hospes.gemini.identity import CertificateError, identify
+from hospes.gemini.protocol import MAX_URL_BYTES, GeminiError, RequestReader, Status, parse_header
+from hospes.policy.ratelimit import RateLimits, RateRule
 from hospes.selfsigned import generate_key, self_signed_certificate
+from hospes.server.accesslog import AccessLog
 from hostile import odd_certificate
 
 FUZZ = settings(

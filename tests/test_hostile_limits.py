@@ -11,7 +11,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from hospes.addresses import (
+from hospes.config import DEFAULT_RATE_RULE, ConfigError, load_config, parse_config, parse_rate
+from hospes.policy.addresses import (
     AddressError,
     AddressSet,
     format_address,
@@ -21,8 +22,7 @@ from hospes.addresses import (
     parse_network,
     read_address_file,
 )
-from hospes.config import DEFAULT_RATE_RULE, ConfigError, load_config, parse_config, parse_rate
-from hospes.ratelimit import Blocks, RateLimits, RateRule
+from hospes.policy.ratelimit import Blocks, RateLimits, RateRule
 from hospes.server import DEFAULT_TRUSTED, Limits
 
 

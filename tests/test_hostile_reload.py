@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from helpers import free_port, start, stop, wait_for_port
-from hospes.fingerprint import fingerprint
+from hospes.gemini.fingerprint import fingerprint
 from hospes.selfsigned import (
     generate_key,
     self_signed_certificate,

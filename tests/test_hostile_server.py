@@ -19,11 +19,11 @@ import time
 
 import pytest
 
+from hospes.app.request import Request
+from hospes.app.response import Response
+from hospes.app.routing import Application
 from hospes.config import Config, HostConfig
-from hospes.ratelimit import RateRule
-from hospes.request import Request
-from hospes.response import Response
-from hospes.routing import Application
+from hospes.policy.ratelimit import RateRule
 from hospes.server import Limits, Stats
 from hostile import (
     client_hello,

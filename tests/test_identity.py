@@ -13,8 +13,8 @@ from cryptography.x509.oid import NameOID
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from hospes.fingerprint import fingerprint, parse_fingerprint, short_fingerprint
-from hospes.identity import CertificateError, IdentityCache, identify
+from hospes.gemini.fingerprint import fingerprint, parse_fingerprint, short_fingerprint
+from hospes.gemini.identity import CertificateError, IdentityCache, identify
 from hospes.selfsigned import generate_key, self_signed_certificate
 
 NOW = dt.datetime.now(dt.UTC)

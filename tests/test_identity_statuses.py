@@ -12,11 +12,11 @@ import datetime as dt
 import pytest
 
 from helpers import CertFactory, CertFiles, identity_of
-from hospes.access import AccessRule, Requirement
+from hospes.app.access import AccessRule, Requirement
+from hospes.app.request import Request
+from hospes.app.routing import Application
 from hospes.client import SyncClient
 from hospes.config import Config, HostConfig
-from hospes.request import Request
-from hospes.routing import Application
 
 
 def whoami(request: Request) -> str:

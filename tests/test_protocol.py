@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from hospes.protocol import (
+from hospes.gemini.protocol import (
     MAX_URL_BYTES,
     GeminiError,
     HeaderReader,
@@ -19,7 +19,7 @@ from hospes.protocol import (
     parse_header,
     parse_request,
 )
-from hospes.url import parse_url
+from hospes.gemini.url import parse_url
 
 # -- RequestReader -----------------------------------------------------------------------------
 

@@ -18,7 +18,7 @@ from cryptography.hazmat.primitives.serialization import Encoding
 
 from helpers import free_port, raw_request, start, stop, wait_for_port
 from hospes.demo import CAPSULE
-from hospes.fingerprint import fingerprint
+from hospes.gemini.fingerprint import fingerprint
 
 pytestmark = pytest.mark.slow
 

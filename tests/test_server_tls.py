@@ -14,11 +14,11 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.x509.oid import NameOID
 
 from helpers import CertFactory, CertFiles, identity_of, raw_request, s_client
-from hospes.access import AccessRule, Requirement
+from hospes.app.access import AccessRule, Requirement
+from hospes.app.request import Request
+from hospes.app.routing import Application
 from hospes.config import Config, HostConfig
-from hospes.fingerprint import fingerprint
-from hospes.request import Request
-from hospes.routing import Application
+from hospes.gemini.fingerprint import fingerprint
 from hospes.selfsigned import generate_key, write_certificate, write_private_key
 from hospes.server import Limits
 

@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 
 from helpers import raw_request
-from hospes.request import Request
-from hospes.static import SMALL_FILE, StaticFiles, guess_mime
-from hospes.url import parse_url
+from hospes.app.request import Request
+from hospes.app.static import SMALL_FILE, StaticFiles, guess_mime
+from hospes.gemini.url import parse_url
 
 SECRET = b"the secret outside the capsule\n"
 

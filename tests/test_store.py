@@ -16,7 +16,7 @@ from typing import TypeVar
 
 import pytest
 
-from hospes.identity import ClientIdentity
+from hospes.gemini.identity import ClientIdentity
 from hospes.store import (
     AlreadyRegistered,
     BanKind,

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from helpers import raw_request
-from hospes.access import AccessRule, Requirement
+from hospes.app.access import AccessRule, Requirement
+from hospes.app.routing import Application
+from hospes.app.static import StaticFiles
 from hospes.config import Config, HostConfig
-from hospes.routing import Application
-from hospes.static import StaticFiles
 
 
 def test_store_outage(serve, certs):

@@ -6,8 +6,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from hospes.protocol import GeminiError, parse_request
-from hospes.url import URL, URLError, normalize_path, parse_url, percent_decode, quote_path
+from hospes.gemini.protocol import GeminiError, parse_request
+from hospes.gemini.url import URL, URLError, normalize_path, parse_url, percent_decode, quote_path
 
 LABEL = st.from_regex(r"\A[a-z0-9]([a-z0-9-]{0,10}[a-z0-9])?\Z")
 HOST = st.lists(LABEL, min_size=1, max_size=4).map(".".join)

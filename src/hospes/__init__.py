@@ -4,13 +4,13 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
-from .access import AccessRule, Requirement
-from .identity import ClientIdentity
-from .protocol import Status
-from .request import Request
-from .response import Response
-from .routing import Application
-from .static import StaticFiles
+from .app.access import AccessRule, Requirement
+from .app.request import Request
+from .app.response import Response
+from .app.routing import Application
+from .app.static import StaticFiles
+from .gemini.identity import ClientIdentity
+from .gemini.protocol import Status
 
 __all__ = [
     "AccessRule",

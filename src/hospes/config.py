@@ -17,13 +17,13 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from .access import AccessRule, Requirement
-from .addresses import AddressError, parse_network, read_address_file
-from .fingerprint import parse_fingerprint
-from .ratelimit import RateRule
-from .server import Limits
-from .state import default_state_dir
-from .url import URLError, parse_url
+from .app.access import AccessRule, Requirement
+from .gemini.fingerprint import parse_fingerprint
+from .gemini.url import URLError, parse_url
+from .paths import default_state_dir
+from .policy.addresses import AddressError, parse_network, read_address_file
+from .policy.ratelimit import RateRule
+from .server.server import Limits
 
 __all__ = [
     "DEFAULT_RATE_RULE",

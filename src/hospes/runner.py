@@ -21,23 +21,23 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
 
-from .access import AccessPolicy
-from .accesslog import AccessLog
-from .addresses import AddressError, AddressSet
+from .app.access import AccessPolicy
+from .app.dispatch import Dispatcher
+from .app.request import Request
+from .app.response import Response
+from .app.routing import Handler, call_handler
+from .app.static import StaticFiles
 from .config import Config, ConfigError
 from .demo import create_app
-from .dispatch import Dispatcher
-from .ratelimit import RateLimits
-from .request import Request
-from .response import Response
-from .routing import Handler, call_handler
-from .server import Server, bind, raise_open_file_limit
-from .state import ensure_server_certificate
-from .static import StaticFiles
+from .policy.addresses import AddressError, AddressSet
+from .policy.ratelimit import RateLimits
+from .server.accesslog import AccessLog
+from .server.server import Server, bind, raise_open_file_limit
+from .server.state import ensure_server_certificate
+from .server.supervisor import supervise
+from .server.tls import HostCertificate, ServerContexts, TLSError, load_server_context
 from .store import Store
 from .store.sqlite import SQLiteStore
-from .supervisor import supervise
-from .tls import ServerCertificate, ServerContexts, TLSError, load_server_context
 
 __all__ = [
     "Announce",
@@ -80,7 +80,7 @@ class Prepared:
     """A server ready to start, with what the operator should be told about it."""
 
     server: Server
-    certificates: dict[str, ServerCertificate]
+    certificates: dict[str, HostCertificate]
     created: list[str]
     store: Store | None
     config: Config
@@ -90,9 +90,9 @@ class Prepared:
     """Whether the access log's stream was opened from the configuration (and may be reopened)."""
 
 
-def load_certificates(config: Config) -> tuple[dict[str, ServerCertificate], list[str]]:
+def load_certificates(config: Config) -> tuple[dict[str, HostCertificate], list[str]]:
     """Load (or create on first run) each hostname's certificate and TLS context."""
-    certificates: dict[str, ServerCertificate] = {}
+    certificates: dict[str, HostCertificate] = {}
     created = []
     for host in config.hosts:
         if host.cert is not None and host.key is not None:
@@ -161,7 +161,7 @@ def prepare(
 ) -> Prepared:
     """Build (but do not start) the server for ``config``.
 
-    Raises :class:`~hospes.tls.TLSError`, :class:`OSError` or
+    Raises :class:`~hospes.server.tls.TLSError`, :class:`OSError` or
     :class:`NotADirectoryError` with a message for the operator.
     """
     certificates, created = load_certificates(config)
@@ -262,7 +262,7 @@ def _access_stream(target: str) -> TextIO:
 class Started:
     """What the operator is told once the server listens."""
 
-    certificates: dict[str, ServerCertificate]
+    certificates: dict[str, HostCertificate]
     created: list[str]
     """Hostnames whose certificate was created by this start."""
     addresses: list[tuple[str, int]]
@@ -328,7 +328,7 @@ def run(
     """Run the server until a signal stops it; returns the exit status.
 
     With ``config.workers`` above 1, the port is checked and the certificates
-    created here, then :func:`~hospes.supervisor.supervise` forks the workers,
+    created here, then :func:`~hospes.server.supervisor.supervise` forks the workers,
     each running :func:`serve` on its own ``SO_REUSEPORT`` socket.
     """
     if config.workers == 1:

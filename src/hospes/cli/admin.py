@@ -20,8 +20,8 @@ from pathlib import Path
 from typing import Any
 
 from ..config import Config, ConfigError, load_config
+from ..gemini.escape import printable
 from ..runner import store_path
-from ..sanitize import printable
 from ..store import Account, Ban, InvalidName, Store, StoreError, UnknownAccount
 from ..store.sqlite import SQLiteStore
 from .common import EXIT_FAILURE, EXIT_USAGE, fail

@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 import re
 
-from ..fingerprint import parse_fingerprint
+from ..gemini.fingerprint import parse_fingerprint
 from ..store import Store
 from .admin import (
     Usage,

@@ -12,8 +12,8 @@ import argparse
 import datetime as dt
 import re
 
-from ..fingerprint import parse_fingerprint
-from ..sanitize import printable
+from ..gemini.escape import printable
+from ..gemini.fingerprint import parse_fingerprint
 from ..store import Ban, BanKind, Store
 from .admin import (
     Usage,

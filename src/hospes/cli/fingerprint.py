@@ -13,8 +13,8 @@ from pathlib import Path
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 
-from ..identity import CertificateError, ClientIdentity, identify
-from ..sanitize import printable
+from ..gemini.escape import printable
+from ..gemini.identity import CertificateError, ClientIdentity, identify
 from .admin import emit_json, moment, usage
 
 __all__ = ["read_certificate", "register"]

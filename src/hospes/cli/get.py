@@ -18,23 +18,23 @@ from ..client import (
     CertificateUntrusted,
     Client,
     ClientError,
+    ClientFileError,
+    ClientResponse,
     ConnectError,
     FetchTimeout,
     IdentityError,
     InvalidRequest,
     KeyChanged,
     MalformedResponse,
-    Response,
-    StoreError,
     TLSFailure,
     TrustMode,
     Verdict,
 )
 from ..client.fetch import DEFAULT_MAX_REDIRECTS, DEFAULT_TIMEOUT, IdentityChoice, InputCallback
 from ..client.known_hosts import format_address
-from ..fingerprint import parse_fingerprint
-from ..sanitize import printable
-from ..url import URL
+from ..gemini.escape import printable
+from ..gemini.fingerprint import parse_fingerprint
+from ..gemini.url import URL
 from .common import EXIT_FAILURE, EXIT_OK, EXIT_USAGE, data_dir_option
 
 __all__ = ["EXIT_CODES", "escape_for_terminal", "register"]
@@ -82,7 +82,7 @@ _ERROR_EXITS: tuple[tuple[type[ClientError], int], ...] = (
     (MalformedResponse, EXIT_MALFORMED),
     (InvalidRequest, EXIT_USAGE),
     (IdentityError, EXIT_USAGE),
-    (StoreError, EXIT_FAILURE),
+    (ClientFileError, EXIT_FAILURE),
 )
 
 _PROGRESS_AFTER = 1.0  # seconds before a progress line appears
@@ -254,7 +254,7 @@ def _ask(prompt: str, sensitive: bool, url: URL) -> str | None:
     return line.rstrip("\r\n") if line else None
 
 
-def _describe(response: Response, report: _Reporter) -> None:
+def _describe(response: ClientResponse, report: _Reporter) -> None:
     """Tell what the trust check concluded, the redirects, and the header."""
     trust = response.trust
     certificate = trust.certificate
@@ -302,7 +302,7 @@ def _describe(response: Response, report: _Reporter) -> None:
         print(f"{response.status} {printable(response.meta, 1024)}".rstrip(), file=sys.stderr)
 
 
-async def _finish(response: Response, args: argparse.Namespace, report: _Reporter) -> int:
+async def _finish(response: ClientResponse, args: argparse.Namespace, report: _Reporter) -> int:
     status = response.status
     url = printable(str(response.url), 300)
     if 20 <= status <= 29:
@@ -324,7 +324,9 @@ async def _finish(response: Response, args: argparse.Namespace, report: _Reporte
     return _certificate_status(response, args, report)
 
 
-def _certificate_status(response: Response, args: argparse.Namespace, report: _Reporter) -> int:
+def _certificate_status(
+    response: ClientResponse, args: argparse.Namespace, report: _Reporter
+) -> int:
     """Explain a 6x: what to do, with the commands to type."""
     status = response.status
     identity = response.identity
@@ -371,7 +373,7 @@ def _data_dir_flag(args: argparse.Namespace) -> str:
 # -- the body ---------------------------------------------------------------------------------
 
 
-async def _write_body(response: Response, args: argparse.Namespace, report: _Reporter) -> int:
+async def _write_body(response: ClientResponse, args: argparse.Namespace, report: _Reporter) -> int:
     mime = response.mime_type or ""
     to_file = args.output is not None and str(args.output) != "-"
     terminal = not to_file and sys.stdout.isatty() and not args.raw
@@ -401,7 +403,7 @@ async def _write_body(response: Response, args: argparse.Namespace, report: _Rep
 
 
 async def _write_file(
-    response: Response, path: Path, progress: _Progress, report: _Reporter
+    response: ClientResponse, path: Path, progress: _Progress, report: _Reporter
 ) -> int:
     """Write the body next to ``path`` and rename it into place once complete."""
     directory = path.parent if str(path.parent) else Path()

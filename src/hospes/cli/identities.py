@@ -11,7 +11,7 @@ from ..client import IdentityStore
 from ..client.identities import DEFAULT_DAYS, Identity, IdentityError, Scope
 from ..client.paths import client_data_dir, identities_dir
 from ..files import write_atomically
-from ..sanitize import printable
+from ..gemini.escape import printable
 from .common import EXIT_FAILURE, EXIT_OK, EXIT_USAGE, data_dir_option, fail
 
 __all__ = ["register"]

@@ -9,8 +9,8 @@ import sys
 from ..client import Client, ClientError, KnownHosts
 from ..client.known_hosts import format_address
 from ..client.paths import client_data_dir, known_hosts_path
-from ..fingerprint import parse_fingerprint
-from ..url import URLError, parse_url
+from ..gemini.fingerprint import parse_fingerprint
+from ..gemini.url import URLError, parse_url
 from .common import EXIT_FAILURE, EXIT_OK, EXIT_USAGE, data_dir_option, fail
 
 __all__ = ["parse_address", "register"]

@@ -11,8 +11,8 @@ from typing import Any
 from .. import __version__
 from ..config import Config, ConfigError, load_config, parse_config
 from ..runner import Started, run
+from ..server.tls import TLSError
 from ..store import StoreError
-from ..tls import TLSError
 from .common import EXIT_FAILURE, EXIT_USAGE, fail
 
 __all__ = ["register"]

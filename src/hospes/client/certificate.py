@@ -8,9 +8,9 @@ from dataclasses import dataclass
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
-from ..fingerprint import fingerprint
-from ..identity import describe_key, key_fingerprint
-from ..sanitize import printable
+from ..gemini.escape import printable
+from ..gemini.fingerprint import fingerprint
+from ..gemini.identity import describe_key, key_fingerprint
 from .hostname import certificate_names
 
 __all__ = ["ServerCertificate"]

@@ -15,12 +15,12 @@ if TYPE_CHECKING:
 __all__ = [
     "CertificateUntrusted",
     "ClientError",
+    "ClientFileError",
     "ConnectError",
     "FetchTimeout",
     "InvalidRequest",
     "KeyChanged",
     "MalformedResponse",
-    "StoreError",
     "TLSFailure",
 ]
 
@@ -33,7 +33,7 @@ class InvalidRequest(ClientError):
     """The URL (or the input to send) cannot be requested: not gemini:, too long, no host."""
 
 
-class StoreError(ClientError):
+class ClientFileError(ClientError):
     """A file of the client (known hosts, identities) cannot be read or written."""
 
 

@@ -20,8 +20,8 @@ from pathlib import Path
 from types import TracebackType
 from urllib.parse import quote
 
-from ..protocol import MAX_URL_BYTES, HeaderReader, ResponseHeaderError, parse_header
-from ..url import URL, URLError, parse_url
+from ..gemini.protocol import MAX_URL_BYTES, HeaderReader, ResponseHeaderError, parse_header
+from ..gemini.url import URL, URLError, parse_url
 from .certificate import ServerCertificate
 from .connection import TLSStream
 from .errors import InvalidRequest, MalformedResponse, TLSFailure
@@ -34,11 +34,11 @@ __all__ = [
     "DEFAULT_MAX_REDIRECTS",
     "DEFAULT_TIMEOUT",
     "Client",
+    "ClientResponse",
     "IdentityChoice",
     "InputAnswer",
     "InputCallback",
     "Redirect",
-    "Response",
     "Trust",
     "request_url",
 ]
@@ -96,7 +96,7 @@ def request_url(text: str | URL) -> URL:
     return url
 
 
-class Response:
+class ClientResponse:
     """A response: status, meta, the server's certificate, and (for 2x) a body to read once.
 
     Use it as an async context manager, or call :meth:`close`, when the body is
@@ -199,7 +199,7 @@ class Response:
             self._stream.close()
             self._stream = None
 
-    async def __aenter__(self) -> Response:
+    async def __aenter__(self) -> ClientResponse:
         return self
 
     async def __aexit__(
@@ -257,8 +257,8 @@ class Client:
         identity: IdentityChoice = None,
         input: InputAnswer = None,
         accept_key: str | None = None,
-    ) -> Response:
-        """Like :meth:`open`, with the body read into :attr:`Response.body`."""
+    ) -> ClientResponse:
+        """Like :meth:`open`, with the body read into :attr:`ClientResponse.body`."""
         response = await self.open(url, identity=identity, input=input, accept_key=accept_key)
         await response.read()
         return response
@@ -270,7 +270,7 @@ class Client:
         identity: IdentityChoice = None,
         input: InputAnswer = None,
         accept_key: str | None = None,
-    ) -> Response:
+    ) -> ClientResponse:
         """Request ``url``, following redirects and answering input; the body is left to read.
 
         ``identity``: see :data:`IdentityChoice`.  A named identity is sent to
@@ -357,7 +357,7 @@ class Client:
 
     async def _exchange(
         self, url: URL, identity: Identity | None, accept_key: str | None
-    ) -> Response:
+    ) -> ClientResponse:
         """One request on one connection, up to the end of the header."""
         loop = asyncio.get_running_loop()
         host, port = url.host, url.effective_port
@@ -401,7 +401,7 @@ class Client:
         except BaseException:
             stream.close()
             raise
-        return Response(
+        return ClientResponse(
             url,
             status=status,
             meta=meta,

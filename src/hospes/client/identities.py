@@ -25,8 +25,9 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 
 from ..files import write_atomically
-from ..fingerprint import fingerprint
-from ..identity import describe_key, key_fingerprint
+from ..gemini.fingerprint import fingerprint
+from ..gemini.identity import describe_key, key_fingerprint
+from ..gemini.url import URL, URLError, normalize_path, parse_url, percent_decode, quote_path
 from ..selfsigned import (
     KeyKind,
     PrivateKey,
@@ -35,8 +36,7 @@ from ..selfsigned import (
     write_certificate,
     write_private_key,
 )
-from ..url import URL, URLError, normalize_path, parse_url, percent_decode, quote_path
-from .errors import StoreError
+from .errors import ClientFileError
 
 __all__ = [
     "DEFAULT_DAYS",
@@ -57,7 +57,7 @@ _PEM_KEY = re.compile(
 )
 
 
-class IdentityError(StoreError):
+class IdentityError(ClientFileError):
     """An identity that does not exist, already exists, or cannot be read or used."""
 
 

@@ -25,7 +25,7 @@ from enum import StrEnum
 from pathlib import Path
 
 from .certificate import ServerCertificate
-from .errors import KeyChanged, StoreError
+from .errors import ClientFileError, KeyChanged
 
 __all__ = ["KnownHost", "KnownHosts", "Verdict", "format_address", "judge"]
 
@@ -149,7 +149,7 @@ class KnownHosts:
                     os.close(os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
             connection = sqlite3.connect(self.path, timeout=_BUSY_TIMEOUT, isolation_level=None)
         except (OSError, sqlite3.Error) as exc:
-            raise StoreError(f"cannot open the known-hosts file {self.path}: {exc}") from None
+            raise ClientFileError(f"cannot open the known-hosts file {self.path}: {exc}") from None
         try:
             _initialise(connection)
         except sqlite3.Error as exc:
@@ -157,13 +157,13 @@ class KnownHosts:
             raise self._error(exc) from None
         return connection
 
-    def _error(self, exc: sqlite3.Error) -> StoreError:
+    def _error(self, exc: sqlite3.Error) -> ClientFileError:
         if isinstance(exc, sqlite3.DatabaseError) and "not a database" in str(exc):
-            return StoreError(
+            return ClientFileError(
                 f"{self.path} is not a known-hosts file (not SQLite); "
                 "move it away to start a new one (every pin in it would be lost)"
             )
-        return StoreError(f"known-hosts file {self.path}: {exc}")
+        return ClientFileError(f"known-hosts file {self.path}: {exc}")
 
     def get(self, host: str, port: int) -> KnownHost | None:
         """The pin of ``host:port``, or None on first contact."""
@@ -307,4 +307,4 @@ def _known_host(row: tuple[object, ...]) -> KnownHost:
             times_seen=int(str(times)),
         )
     except ValueError as exc:
-        raise StoreError(f"damaged known-hosts entry for {host}:{port}: {exc}") from None
+        raise ClientFileError(f"damaged known-hosts entry for {host}:{port}: {exc}") from None

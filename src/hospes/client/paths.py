@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from ..state import default_data_dir
+from ..paths import default_data_dir
 
 __all__ = ["DATA_DIR_VARIABLE", "client_data_dir", "identities_dir", "known_hosts_path"]
 

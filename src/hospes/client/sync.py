@@ -15,16 +15,16 @@ from collections.abc import AsyncGenerator, Iterator
 from types import TracebackType
 from typing import Any
 
-from ..url import URL
-from .fetch import Client, IdentityChoice, InputAnswer, Response
+from ..gemini.url import URL
+from .fetch import Client, ClientResponse, IdentityChoice, InputAnswer
 
 __all__ = ["SyncClient", "SyncResponse", "fetch"]
 
 
 class SyncResponse:
-    """A response whose body is read synchronously; attributes as :class:`Response`."""
+    """A response whose body is read synchronously; attributes as :class:`ClientResponse`."""
 
-    def __init__(self, response: Response, runner: asyncio.Runner) -> None:
+    def __init__(self, response: ClientResponse, runner: asyncio.Runner) -> None:
         self.response = response
         self._runner = runner
 
@@ -91,7 +91,7 @@ class SyncClient:
         identity: IdentityChoice = None,
         input: InputAnswer = None,
         accept_key: str | None = None,
-    ) -> Response:
+    ) -> ClientResponse:
         """Fetch ``url`` and read its body into ``response.body``."""
         return self._runner.run(
             self.client.fetch(url, identity=identity, input=input, accept_key=accept_key)
@@ -134,7 +134,7 @@ def fetch(
     input: InputAnswer = None,
     accept_key: str | None = None,
     **options: Any,
-) -> Response:
+) -> ClientResponse:
     """Fetch one URL with a client made of ``options`` (see :class:`~hospes.client.Client`)."""
     with SyncClient(**options) as client:
         return client.fetch(url, identity=identity, input=input, accept_key=accept_key)

@@ -9,10 +9,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..accounts import account_app
-from ..request import Request
-from ..routing import Application
-from ..static import StaticFiles
+from ..accounts.pages import account_app
+from ..app.request import Request
+from ..app.routing import Application
+from ..app.static import StaticFiles
 from ..store import Store
 
 __all__ = ["CAPSULE", "create_app"]

@@ -13,7 +13,7 @@ import datetime as dt
 import re
 from collections.abc import Sequence
 
-from ..identity import ClientIdentity
+from ..gemini.identity import ClientIdentity
 from .models import Account, Ban, BanKind, CertificateRecord
 
 __all__ = [

@@ -28,8 +28,8 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, TypeVar
 
-from ..fingerprint import parse_fingerprint
-from ..identity import ClientIdentity
+from ..gemini.fingerprint import parse_fingerprint
+from ..gemini.identity import ClientIdentity
 from .base import (
     AlreadyRegistered,
     LastCertificate,

@@ -21,8 +21,8 @@ from cryptography.hazmat.primitives.asymmetric import dsa, ec, ed448, ed25519, r
 from cryptography.hazmat.primitives.asymmetric.types import CertificatePublicKeyTypes
 from cryptography.x509.oid import NameOID
 
+from .escape import printable
 from .fingerprint import fingerprint
-from .sanitize import printable
 
 __all__ = [
     "CertificateError",

@@ -37,14 +37,14 @@ from dataclasses import dataclass, field
 
 from OpenSSL import SSL
 
+from ..app.dispatch import Dispatcher, Outcome
+from ..app.response import Response
+from ..gemini.escape import printable
+from ..gemini.fingerprint import fingerprint
+from ..gemini.protocol import GeminiError, RequestReader, Status
+from ..policy.addresses import AddressError, AddressSet, format_group, group, parse_address
+from ..policy.ratelimit import Blocks
 from .accesslog import AccessLog
-from .addresses import AddressError, AddressSet, format_group, group, parse_address
-from .dispatch import Dispatcher, Outcome
-from .fingerprint import fingerprint
-from .protocol import GeminiError, RequestReader, Status
-from .ratelimit import Blocks
-from .response import Response
-from .sanitize import printable
 from .tls import ServerContexts, peer_certificate_der
 
 __all__ = ["DEFAULT_TRUSTED", "Limits", "Server", "Stats", "raise_open_file_limit"]
@@ -237,7 +237,7 @@ class Server:
         """Serve new connections with what is given; open connections finish on what they had.
 
         Blocks in force and connection counts are kept.  Raises
-        :class:`~hospes.addresses.AddressError` (before changing anything) for a
+        :class:`~hospes.policy.addresses.AddressError` (before changing anything) for a
         malformed trusted network.
         """
         old = self._setup

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterable
 from dataclasses import dataclass
 
-from .protocol import Status, format_header
+from ..gemini.protocol import Status, format_header
 
 __all__ = ["GEMTEXT", "Body", "Response", "as_response"]
 

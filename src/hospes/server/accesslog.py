@@ -19,8 +19,8 @@ import time
 from collections.abc import Iterator
 from typing import TextIO
 
-from .fingerprint import short_fingerprint
-from .sanitize import printable
+from ..gemini.escape import printable
+from ..gemini.fingerprint import short_fingerprint
 
 __all__ = ["AccessLog"]
 

@@ -1,4 +1,4 @@
-"""Where hospes keeps its state, and the server certificates it creates there on first run.
+"""The server's own certificates in its state directory, created on first run.
 
 Layout of a state directory::
 
@@ -10,11 +10,10 @@ Layout of a state directory::
 from __future__ import annotations
 
 import contextlib
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from .selfsigned import (
+from ..selfsigned import (
     generate_key,
     load_private_key,
     self_signed_certificate,
@@ -24,24 +23,10 @@ from .selfsigned import (
 
 __all__ = [
     "CertificatePaths",
-    "default_data_dir",
-    "default_state_dir",
     "ensure_server_certificate",
 ]
 
 SERVER_CERT_DAYS = 20 * 365
-
-
-def default_state_dir() -> Path:
-    """``$XDG_STATE_HOME/hospes``, by default ``~/.local/state/hospes``."""
-    base = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
-    return Path(base) / "hospes"
-
-
-def default_data_dir() -> Path:
-    """``$XDG_DATA_HOME/hospes``, by default ``~/.local/share/hospes`` (the client's files)."""
-    base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
-    return Path(base) / "hospes"
 
 
 @dataclass(frozen=True, slots=True)

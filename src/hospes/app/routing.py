@@ -1,6 +1,6 @@
 """Applications: routes with path parameters, per-route access requirements, and mounts.
 
-An application is just something you call with a :class:`~hospes.request.Request`
+An application is just something you call with a :class:`~hospes.app.request.Request`
 and that returns a response, so applications, static directories and plain
 functions mount inside each other freely::
 
@@ -29,11 +29,11 @@ import re
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 
+from ..gemini.fingerprint import parse_fingerprint
+from ..gemini.url import quote_path
 from .access import AccessRule, Requirement, check, path_matches
-from .fingerprint import parse_fingerprint
 from .request import Request
 from .response import Response, as_response
-from .url import quote_path
 
 __all__ = ["Application", "Handler", "call_handler"]
 

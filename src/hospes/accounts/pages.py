@@ -15,7 +15,7 @@ Routes, relative to the mount point:
 Gemini has only the query to carry an answer and no POST, so every change is
 the answer to a 10 prompt: a crawler following links changes nothing, and a
 destructive action asks for the word ``yes``.  Everything a client sent (names,
-common names) is passed through :func:`~hospes.sanitize.printable` before it
+common names) is passed through :func:`~hospes.gemini.escape.printable` before it
 is shown.  Link codes are 50 random bits in an alphabet without look-alike
 characters, stored only as a SHA-256 hash, live for ten minutes, and are
 redeemed under a strict per-address and per-key rate limit.
@@ -24,20 +24,18 @@ redeemed under a strict per-address and per-key rate limit.
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
-import secrets
 from dataclasses import dataclass, field
 
-from .access import AccessRule, Requirement, check
-from .fingerprint import PREFIX, parse_fingerprint, short_fingerprint
-from .identity import ClientIdentity
-from .protocol import Status
-from .ratelimit import RateLimiter
-from .request import Request
-from .response import Response
-from .routing import Application
-from .sanitize import printable
-from .store import (
+from ..app.access import AccessRule, Requirement, check
+from ..app.request import Request
+from ..app.response import Response
+from ..app.routing import Application
+from ..gemini.escape import printable
+from ..gemini.fingerprint import PREFIX, parse_fingerprint, short_fingerprint
+from ..gemini.identity import ClientIdentity
+from ..gemini.protocol import Status
+from ..policy.ratelimit import RateLimiter
+from ..store import (
     NAME_RULE,
     Account,
     AlreadyRegistered,
@@ -48,45 +46,13 @@ from .store import (
     StoreError,
     check_name,
 )
+from .codes import CODE_LENGTH, code_hash, new_link_code, normalize_code
 
 __all__ = [
-    "CODE_ALPHABET",
     "AccountLimits",
     "AccountPages",
     "account_app",
-    "code_hash",
-    "new_link_code",
-    "normalize_code",
 ]
-
-CODE_ALPHABET = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
-"""Crockford's base 32: no I, L, O or U, so nothing reads as something else."""
-CODE_LENGTH = 10
-"""Characters of a link code: 50 bits."""
-_LOOKALIKES = str.maketrans({"O": "0", "I": "1", "L": "1"})
-
-
-def new_link_code() -> str:
-    """A fresh link code, grouped for reading: ``7KX2M-Q9DFA``."""
-    raw = "".join(secrets.choice(CODE_ALPHABET) for _ in range(CODE_LENGTH))
-    return f"{raw[:5]}-{raw[5:]}"
-
-
-def normalize_code(text: str) -> str | None:
-    """A typed code in canonical form, or None if it cannot be one.
-
-    Case, spaces and hyphens do not matter, and the letters people confuse
-    with digits (O, I, L) are read as those digits.
-    """
-    cleaned = "".join(text.split()).replace("-", "").upper().translate(_LOOKALIKES)
-    if len(cleaned) != CODE_LENGTH or any(char not in CODE_ALPHABET for char in cleaned):
-        return None
-    return cleaned
-
-
-def code_hash(code: str) -> bytes:
-    """What the store keeps of a (canonical) code: a high-entropy secret needs no slow hash."""
-    return hashlib.sha256(code.encode("ascii")).digest()
 
 
 @dataclass(slots=True)
@@ -389,7 +355,7 @@ def _name_prompt(lead: str, default: str | None) -> str:
 
 
 def account_app(members_url: str = "/members/", limits: AccountLimits | None = None) -> Application:
-    """The account pages as an :class:`~hospes.routing.Application` to mount (``/account/``).
+    """The account pages as an :class:`~hospes.app.routing.Application` to mount (``/account/``).
 
     ``members_url`` is where a new or newly linked member is sent; each
     application has its own rate limiters.

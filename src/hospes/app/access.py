@@ -14,10 +14,10 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from enum import StrEnum
 
-from .protocol import Status
+from ..gemini.escape import printable
+from ..gemini.protocol import Status
 from .request import Request
 from .response import Response
-from .sanitize import printable
 
 __all__ = ["AccessPolicy", "AccessRule", "Requirement", "check", "path_matches"]
 

@@ -143,7 +143,7 @@ def parse_request(line: bytes) -> URL:
 def check_target(url: URL, hostnames: Collection[str], ports: Collection[int]) -> None:
     """Refuse (53) a request for a host or port this server does not answer for.
 
-    ``hostnames`` must already be normalised as :func:`hospes.url.parse_url`
+    ``hostnames`` must already be normalised as :func:`hospes.gemini.url.parse_url`
     normalises hosts (lower case, IDNA, no trailing dot).
     """
     if url.host not in hostnames:

@@ -16,17 +16,17 @@ import time
 from collections.abc import Collection, Hashable
 from dataclasses import dataclass
 
+from ..gemini.escape import printable
+from ..gemini.fingerprint import fingerprint
+from ..gemini.identity import CertificateError, ClientIdentity, IdentityCache
+from ..gemini.protocol import GeminiError, Status, check_target, decode_path, parse_request
+from ..gemini.url import URL, normalize_path, quote_path
+from ..policy.ratelimit import RateLimiter, RateLimits
+from ..store import Store, StoreError
 from .access import AccessPolicy, Requirement, check
-from .fingerprint import fingerprint
-from .identity import CertificateError, ClientIdentity, IdentityCache
-from .protocol import GeminiError, Status, check_target, decode_path, parse_request
-from .ratelimit import RateLimiter, RateLimits
 from .request import Request
 from .response import Response
 from .routing import Handler, call_handler
-from .sanitize import printable
-from .store import Store, StoreError
-from .url import URL, normalize_path, quote_path
 
 __all__ = ["Dispatcher", "Outcome"]
 
@@ -89,7 +89,7 @@ class Dispatcher:
         """Answer one request line; never raises for anything the client or handler did.
 
         ``address_key`` is the remote address's group for the rate limits
-        (:func:`hospes.addresses.group`); None for a trusted address, which is
+        (:func:`hospes.policy.addresses.group`); None for a trusted address, which is
         not rate-limited.
         """
         try:

@@ -4,7 +4,7 @@ The standard library's ``ssl`` module cannot accept an unknown self-signed
 client certificate (its verification cannot be overridden), which is the
 whole point of Gemini identities; pyOpenSSL lets a verification callback
 accept every certificate of the chain.  hospes then judges the certificate
-itself (see :mod:`hospes.identity`) and answers 62 instead of failing the
+itself (see :mod:`hospes.gemini.identity`) and answers 62 instead of failing the
 handshake, so the client learns *why*.
 
 One :class:`OpenSSL.SSL.Context` is built per hostname at start-up (or
@@ -21,8 +21,8 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from OpenSSL import SSL, crypto
 
-from .fingerprint import fingerprint
-from .identity import key_fingerprint
+from ..gemini.fingerprint import fingerprint
+from ..gemini.identity import key_fingerprint
 
 __all__ = ["ServerContexts", "TLSError", "load_server_context", "peer_certificate_der"]
 
@@ -45,7 +45,7 @@ def _accept_any(
 
 
 @dataclass(frozen=True, slots=True)
-class ServerCertificate:
+class HostCertificate:
     """A loaded certificate with what the operator needs to see of it."""
 
     context: SSL.Context
@@ -54,7 +54,7 @@ class ServerCertificate:
     key_fingerprint: str
 
 
-def load_server_context(cert_path: Path, key_path: Path) -> ServerCertificate:
+def load_server_context(cert_path: Path, key_path: Path) -> HostCertificate:
     """Build the TLS context serving ``cert_path`` (PEM, chain allowed) with ``key_path``.
 
     Raises :class:`TLSError` naming the file and the problem when the files are
@@ -90,7 +90,7 @@ def load_server_context(cert_path: Path, key_path: Path) -> ServerCertificate:
         raise TLSError(f"{key_path} is not the private key of {cert_path}") from None
     context.set_verify(SSL.VERIFY_PEER | SSL.VERIFY_CLIENT_ONCE, _accept_any)
     context.set_session_id(_SESSION_ID_CONTEXT)
-    return ServerCertificate(
+    return HostCertificate(
         context=context,
         certificate=certificate,
         fingerprint=fingerprint(certificate.public_bytes(serialization.Encoding.DER)),
@@ -106,7 +106,7 @@ class ServerContexts:
     later, by the protocol layer (53).
     """
 
-    def __init__(self, certificates: Mapping[str, ServerCertificate]) -> None:
+    def __init__(self, certificates: Mapping[str, HostCertificate]) -> None:
         if not certificates:
             raise ValueError("a server needs at least one certificate")
         self.certificates = dict(certificates)

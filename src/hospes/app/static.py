@@ -19,9 +19,9 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..gemini.url import quote_path
 from .request import Request
 from .response import GEMTEXT, Response
-from .url import quote_path
 
 __all__ = ["FileBody", "StaticFiles", "guess_mime"]
 

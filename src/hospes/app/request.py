@@ -5,11 +5,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from .identity import ClientIdentity
-from .url import URL
+from ..gemini.identity import ClientIdentity
+from ..gemini.url import URL
 
 if TYPE_CHECKING:
-    from .store import Account, Store
+    from ..store import Account, Store
 
 __all__ = ["Request"]
 

@@ -1,0 +1,5 @@
+"""Who may connect, and how often.
+
+Remote addresses and their groups, address sets, rate limits and blocks: pure
+bookkeeping, shared by the server's admission and the application's pages.
+"""
