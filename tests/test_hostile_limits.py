@@ -22,8 +22,8 @@ from hospes.policy.addresses import (
     parse_network,
     read_address_file,
 )
+from hospes.policy.limits import DEFAULT_TRUSTED, Limits
 from hospes.policy.ratelimit import Blocks, RateLimits, RateRule
-from hospes.server import DEFAULT_TRUSTED, Limits
 
 
 class Clock:

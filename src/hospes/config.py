@@ -22,8 +22,8 @@ from .gemini.fingerprint import parse_fingerprint
 from .gemini.url import URLError, parse_url
 from .paths import default_state_dir
 from .policy.addresses import AddressError, parse_network, read_address_file
+from .policy.limits import Limits
 from .policy.ratelimit import RateRule
-from .server.server import Limits
 
 __all__ = [
     "DEFAULT_RATE_RULE",
