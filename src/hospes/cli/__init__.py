@@ -1,18 +1,26 @@
-"""The ``hospes`` command: one sub-command per module of this package.
+"""The ``hospes`` command: one module per command group, and what they share.
+
+Command groups: ``serve``, ``accounts``, ``ban`` (``ban``, ``unban``,
+``bans``), ``allow``, ``fingerprint``, ``get``, ``id`` (:mod:`.identities`)
+and ``known-hosts``.  Shared: :mod:`.errors` (exit statuses, the error
+printer), :mod:`.output` (lines, tables, JSON), :mod:`.store` (the server's
+store for the admin commands), :mod:`.data_dir` (the client commands'
+``--data-dir``).
 
 Exit status: 0 success, 1 failure at run time, 2 a usage or configuration
-mistake (bad flag, unknown name, malformed fingerprint).  Sub-commands with
-their own codes (``hospes get``) document them in their help.
+mistake (bad flag, unknown name, malformed fingerprint), 130 interrupted.
+``hospes get`` has its own statuses for what the server answered, listed in
+its help.
 """
 
 from __future__ import annotations
 
 import argparse
-import sys
 from collections.abc import Sequence
 
 from .. import __version__
 from . import accounts, allow, ban, fingerprint, get, identities, known_hosts, serve
+from .errors import EXIT_INTERRUPTED, EXIT_USAGE, Usage, fail
 
 __all__ = ["main"]
 
@@ -38,6 +46,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         return int(args.run(args))
+    except Usage as exc:
+        return fail(str(exc), EXIT_USAGE)
     except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        return 130
+        return fail("interrupted", EXIT_INTERRUPTED)

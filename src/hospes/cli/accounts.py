@@ -7,18 +7,9 @@ import datetime as dt
 import sys
 
 from ..store import Account, Ban, BanKind, CertificateRecord, NameTaken, Store
-from .admin import (
-    Usage,
-    add_store_arguments,
-    ban_json,
-    emit_json,
-    failure,
-    find_account,
-    moment,
-    run_with_store,
-    say,
-    table,
-)
+from .errors import Usage, fail
+from .output import ban_json, emit_json, moment, say, table
+from .store import add_store_arguments, find_account, run_with_store
 
 __all__ = ["register"]
 
@@ -196,7 +187,7 @@ def run_rename(args: argparse.Namespace) -> int:
         try:
             account = await store.rename(old.name, args.new_name)
         except NameTaken as exc:
-            return failure(str(exc))
+            return fail(str(exc))
         if args.json:
             emit_json({"id": account.id, "old_name": old.name, "name": account.name})
             return 0
@@ -217,7 +208,7 @@ def run_delete(args: argparse.Namespace) -> int:
                 "Type its name to confirm: "
             )
             if answer.strip().lower() != account.name.lower():
-                return failure("not deleted")
+                return fail("not deleted")
         await store.delete(account.name)
         return say(f"deleted account {account.name} and {len(records)} certificate(s)")
 

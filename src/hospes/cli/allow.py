@@ -12,16 +12,9 @@ import re
 
 from ..gemini.fingerprint import parse_fingerprint
 from ..store import Store
-from .admin import (
-    Usage,
-    add_store_arguments,
-    emit_json,
-    failure,
-    run_with_store,
-    say,
-    table,
-    usage,
-)
+from .errors import Usage, fail
+from .output import emit_json, say, table
+from .store import add_store_arguments, run_with_store
 
 __all__ = ["check_list_name", "register"]
 
@@ -61,6 +54,7 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
 
 
 def _arguments(args: argparse.Namespace) -> tuple[str, str]:
+    """(list, fingerprint) of ``allow add`` and ``remove``, checked before the store is opened."""
     try:
         fingerprint = parse_fingerprint(args.fingerprint)
     except ValueError as exc:
@@ -69,10 +63,7 @@ def _arguments(args: argparse.Namespace) -> tuple[str, str]:
 
 
 def run_add(args: argparse.Namespace) -> int:
-    try:
-        list_name, fingerprint = _arguments(args)
-    except Usage as exc:
-        return usage(str(exc))
+    list_name, fingerprint = _arguments(args)
 
     async def action(store: Store) -> int:
         added = await store.allow(list_name, fingerprint)
@@ -88,10 +79,7 @@ def run_add(args: argparse.Namespace) -> int:
 
 
 def run_remove(args: argparse.Namespace) -> int:
-    try:
-        list_name, fingerprint = _arguments(args)
-    except Usage as exc:
-        return usage(str(exc))
+    list_name, fingerprint = _arguments(args)
 
     async def action(store: Store) -> int:
         removed = await store.disallow(list_name, fingerprint)
@@ -99,7 +87,7 @@ def run_remove(args: argparse.Namespace) -> int:
             emit_json({"list": list_name, "fingerprint": fingerprint, "removed": removed})
             return 0 if removed else 1
         if not removed:
-            return failure(f"{fingerprint} is not on {list_name}")
+            return fail(f"{fingerprint} is not on {list_name}")
         return say(f"removed {fingerprint} from {list_name}")
 
     return run_with_store(args, action)

@@ -15,19 +15,9 @@ import re
 from ..gemini.escape import printable
 from ..gemini.fingerprint import parse_fingerprint
 from ..store import Ban, BanKind, Store
-from .admin import (
-    Usage,
-    add_store_arguments,
-    ban_json,
-    emit_json,
-    failure,
-    find_account,
-    moment,
-    run_with_store,
-    say,
-    table,
-    usage,
-)
+from .errors import Usage, fail
+from .output import ban_json, emit_json, moment, say, table
+from .store import add_store_arguments, find_account, run_with_store
 
 __all__ = ["parse_until", "register"]
 
@@ -133,16 +123,13 @@ def run_ban(args: argparse.Namespace) -> int:
     try:
         until = None if args.until is None else parse_until(args.until, now)
     except ValueError as exc:
-        return usage(str(exc))
+        raise Usage(str(exc)) from None
     reason = " ".join(args.reason.split())
     if not reason:
-        return usage("--reason must not be empty")
+        raise Usage("--reason must not be empty")
     if len(reason) > MAX_REASON or printable(reason, MAX_REASON) != reason:
-        return usage(f"--reason: at most {MAX_REASON} printable characters (it goes in a 61 line)")
-    try:
-        checked = _fingerprint_target(args)
-    except Usage as exc:
-        return usage(str(exc))
+        raise Usage(f"--reason: at most {MAX_REASON} printable characters (it goes in a 61 line)")
+    checked = _fingerprint_target(args)
 
     async def action(store: Store) -> int:
         kind, value, what = await _target(store, args, checked)
@@ -157,10 +144,7 @@ def run_ban(args: argparse.Namespace) -> int:
 
 
 def run_unban(args: argparse.Namespace) -> int:
-    try:
-        checked = _fingerprint_target(args)
-    except Usage as exc:
-        return usage(str(exc))
+    checked = _fingerprint_target(args)
 
     async def action(store: Store) -> int:
         kind, value, what = await _target(store, args, checked)
@@ -169,7 +153,7 @@ def run_unban(args: argparse.Namespace) -> int:
             emit_json({"kind": kind.value, "value": value, "lifted": count})
             return 0 if count else 1
         if not count:
-            return failure(f"no ban on {what}")
+            return fail(f"no ban on {what}")
         return say(f"lifted {count} ban(s) on {what}")
 
     return run_with_store(args, action)

@@ -15,7 +15,8 @@ from cryptography.hazmat.primitives.serialization import Encoding
 
 from ..gemini.escape import printable
 from ..gemini.identity import CertificateError, ClientIdentity, identify
-from .admin import emit_json, moment, usage
+from .errors import Usage
+from .output import emit_json, moment
 
 __all__ = ["read_certificate", "register"]
 
@@ -58,7 +59,7 @@ def run_fingerprint(args: argparse.Namespace) -> int:
     try:
         identities = [(path, read_certificate(path)) for path in args.files]
     except ValueError as exc:
-        return usage(str(exc))
+        raise Usage(str(exc)) from None
     if args.json:
         emit_json(
             [

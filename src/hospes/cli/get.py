@@ -4,12 +4,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import codecs
 import getpass
 import os
 import shlex
 import sys
-import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -32,12 +30,14 @@ from ..client import (
 )
 from ..client.fetch import DEFAULT_MAX_REDIRECTS, DEFAULT_TIMEOUT, IdentityChoice, InputCallback
 from ..client.known_hosts import format_address
-from ..gemini.escape import printable
+from ..files import UMASK, atomic_writer
+from ..gemini.escape import TerminalText, printable
 from ..gemini.fingerprint import parse_fingerprint
 from ..gemini.url import URL
-from .common import EXIT_FAILURE, EXIT_OK, EXIT_USAGE, data_dir_option
+from .data_dir import data_dir_option
+from .errors import EXIT_FAILURE, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, fail
 
-__all__ = ["EXIT_CODES", "escape_for_terminal", "register"]
+__all__ = ["EXIT_CODES", "register"]
 
 EXIT_INPUT = 3
 EXIT_REDIRECT = 4
@@ -70,7 +70,7 @@ EXIT_CODES: dict[int, str] = {
     EXIT_KEY_CHANGED: "the server's key is not the pinned one: refused, nothing was sent",
     EXIT_UNTRUSTED: "certificate not trusted (--ca validation or --verify-hostname failed)",
     EXIT_MALFORMED: "malformed or incomplete response (bad header, closed early, broken body)",
-    130: "interrupted",
+    EXIT_INTERRUPTED: "interrupted",
 }
 
 _ERROR_EXITS: tuple[tuple[type[ClientError], int], ...] = (
@@ -171,7 +171,7 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
 
 
 class _Reporter:
-    """Writes the header, notes and errors to stderr; everything from the server is escaped."""
+    """Writes the header and notes to stderr (errors go through :func:`fail`)."""
 
     def __init__(self, *, verbose: bool, quiet: bool) -> None:
         self.verbose = verbose and not quiet
@@ -185,9 +185,6 @@ class _Reporter:
         if self.verbose:
             print(f"  {message}", file=sys.stderr)
 
-    def error(self, message: str) -> None:
-        print(f"hospes: {message}", file=sys.stderr)
-
 
 def run_get(args: argparse.Namespace) -> int:
     """Run ``hospes get``; returns the exit status."""
@@ -197,18 +194,15 @@ def run_get(args: argparse.Namespace) -> int:
         try:
             accept_key = parse_fingerprint(args.accept_key)
         except ValueError as exc:
-            report.error(str(exc))
-            return EXIT_USAGE
+            return fail(str(exc), EXIT_USAGE)
     if args.max_redirects < 0 or args.timeout <= 0:
-        report.error("--max-redirects must be 0 or more and --timeout more than 0")
-        return EXIT_USAGE
+        return fail("--max-redirects must be 0 or more and --timeout more than 0", EXIT_USAGE)
     if args.ca_file is not None and not args.ca_file.is_file():
-        report.error(f"--ca-file {args.ca_file}: no such file")
-        return EXIT_USAGE
+        return fail(f"--ca-file {args.ca_file}: no such file", EXIT_USAGE)
     try:
         return asyncio.run(_get(args, report, accept_key))
     except ClientError as exc:
-        return _client_error(exc, args, report)
+        return _client_failure(exc, args)
     except BrokenPipeError:
         # The reader went away (``hospes get URL | head``): not worth a message.
         devnull = os.open(os.devnull, os.O_WRONLY)
@@ -312,21 +306,18 @@ async def _finish(response: ClientResponse, args: argparse.Namespace, report: _R
         return code
     meta = printable(response.meta, 1024)
     if 10 <= status <= 19:
-        report.error(f"{url} asks for input ({meta}); answer with --input TEXT")
-        return EXIT_INPUT
+        return fail(f"{url} asks for input ({meta}); answer with --input TEXT", EXIT_INPUT)
     if 30 <= status <= 39:
-        report.error(f"redirect not followed: {response.stopped or 'unknown reason'}")
-        return EXIT_REDIRECT
+        return fail(f"redirect not followed: {response.stopped or 'unknown reason'}", EXIT_REDIRECT)
     if 40 <= status <= 59:
+        code = EXIT_TEMPORARY if status < 50 else EXIT_PERMANENT
         if report.quiet:  # otherwise the header line already said it
-            report.error(f"{url}: {status} {meta}".rstrip())
-        return EXIT_TEMPORARY if status < 50 else EXIT_PERMANENT
-    return _certificate_status(response, args, report)
+            return fail(f"{url}: {status} {meta}".rstrip(), code)
+        return code
+    return _certificate_status(response, args)
 
 
-def _certificate_status(
-    response: ClientResponse, args: argparse.Namespace, report: _Reporter
-) -> int:
+def _certificate_status(response: ClientResponse, args: argparse.Namespace) -> int:
     """Explain a 6x: what to do, with the commands to type."""
     status = response.status
     identity = response.identity
@@ -342,28 +333,28 @@ def _certificate_status(
     )
     if status == 60:
         if identity is None:
-            report.error(f"this page requires a client certificate; {make}")
+            message = f"this page requires a client certificate; {make}"
         else:
-            report.error(f"the server asked for a certificate although {identity.name} was sent")
-        return EXIT_CERTIFICATE_REQUIRED
+            message = f"the server asked for a certificate although {identity.name} was sent"
+        return fail(message, EXIT_CERTIFICATE_REQUIRED)
     if status == 61:
         if identity is None:
-            report.error(f"this page requires an authorised client certificate; {make}")
+            message = f"this page requires an authorised client certificate; {make}"
         else:
-            report.error(
+            message = (
                 f"identity {identity.name} ({identity.fingerprint}) is not authorised here "
                 f"({printable(response.meta, 300)}); ask the capsule's operator, "
                 "or use another identity (--identity NAME)"
             )
-        return EXIT_CERTIFICATE_NOT_AUTHORISED
+        return fail(message, EXIT_CERTIFICATE_NOT_AUTHORISED)
     if identity is None:
-        report.error(f"the server says the certificate is not valid; {make}")
+        message = f"the server says the certificate is not valid; {make}"
     else:
-        report.error(
+        message = (
             f"the server does not accept identity {identity.name}: "
             f"{printable(response.meta, 300)}; see hospes id show {identity.name}"
         )
-    return EXIT_CERTIFICATE_NOT_VALID
+    return fail(message, EXIT_CERTIFICATE_NOT_VALID)
 
 
 def _data_dir_flag(args: argparse.Namespace) -> str:
@@ -378,113 +369,46 @@ async def _write_body(response: ClientResponse, args: argparse.Namespace, report
     to_file = args.output is not None and str(args.output) != "-"
     terminal = not to_file and sys.stdout.isatty() and not args.raw
     if terminal and not mime.startswith("text/"):
-        report.error(
+        return fail(
             f"not writing a {printable(mime, 100)} body to the terminal; "
             "use -o FILE, a redirection, or --raw"
         )
-        return EXIT_FAILURE
-    progress = _Progress(enabled=not report.quiet and not terminal and sys.stderr.isatty())
-    if to_file:
-        return await _write_file(response, args.output, progress, report)
     if terminal:
-        text = _TerminalText(response.charset)
+        text = TerminalText(response.charset)
         async for chunk in response.chunks():
             sys.stdout.write(text.feed(chunk))
         sys.stdout.write(text.feed(b"", final=True))
         sys.stdout.flush()
         return EXIT_OK
-    out = sys.stdout.buffer
-    async for chunk in response.chunks():
-        out.write(chunk)
-        progress.update(len(chunk))
-    out.flush()
-    progress.done()
-    return EXIT_OK
-
-
-async def _write_file(
-    response: ClientResponse, path: Path, progress: _Progress, report: _Reporter
-) -> int:
-    """Write the body next to ``path`` and rename it into place once complete."""
-    directory = path.parent if str(path.parent) else Path()
+    progress = _Progress(enabled=not report.quiet and sys.stderr.isatty())
     try:
-        fd, temporary = tempfile.mkstemp(prefix=f".{path.name}.", dir=directory)
-    except OSError as exc:
-        report.error(f"cannot write {path}: {exc.strerror}")
-        return EXIT_FAILURE
-    with os.fdopen(fd, "wb") as handle:
-        try:
+        if to_file:
+            return await _write_file(response, args.output, progress)
+        out = sys.stdout.buffer
+        async for chunk in response.chunks():
+            out.write(chunk)
+            progress.update(len(chunk))
+        out.flush()
+        return EXIT_OK
+    finally:
+        progress.done()
+
+
+async def _write_file(response: ClientResponse, path: Path, progress: _Progress) -> int:
+    """Stream the body to ``path``, which appears only once the body is complete.
+
+    The file is created as any new file would be (0o666 less the umask); on
+    any failure, the server's included, ``path`` is left as it was.
+    """
+    try:
+        with atomic_writer(path, mode=UMASK) as handle:
             async for chunk in response.chunks():
                 handle.write(chunk)
                 progress.update(len(chunk))
-            handle.flush()
-            os.fsync(handle.fileno())
-        except OSError as exc:
-            Path(temporary).unlink(missing_ok=True)
-            progress.done()
-            report.error(f"cannot write {path}: {exc.strerror}")
-            return EXIT_FAILURE
-        except BaseException:
-            Path(temporary).unlink(missing_ok=True)
-            progress.done()
-            raise
-    progress.done()
-    try:
-        os.chmod(temporary, 0o666 & ~_umask())
-        os.replace(temporary, path)
     except OSError as exc:
-        Path(temporary).unlink(missing_ok=True)
-        report.error(f"cannot write {path}: {exc.strerror}")
-        return EXIT_FAILURE
+        progress.done()  # before the message, so that it starts on a clean line
+        return fail(f"cannot write {path}: {exc.strerror or exc}")
     return EXIT_OK
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
-def _decoder(charset: str) -> codecs.IncrementalDecoder:
-    try:
-        return codecs.getincrementaldecoder(charset)(errors="replace")
-    except LookupError:
-        return codecs.getincrementaldecoder("utf-8")(errors="replace")
-
-
-_TERMINAL_UNSAFE = {
-    code: f"\\x{code:02x}"
-    for code in [*range(0x00, 0x20), *range(0x7F, 0xA0)]
-    if code not in (9, 10)
-}
-
-
-def escape_for_terminal(text: str) -> str:
-    """Escape what could drive a terminal (C0 and C1 controls but tab and newline, DEL).
-
-    A text body is the user's to read, so only what a terminal *executes* is
-    escaped: ESC (colours, cursor moves, title and clipboard sequences), CSI,
-    OSC, backspace and a carriage return (which overwrite what was shown).
-    CRLF, a legal gemtext line ending, is shown as a plain newline.
-    """
-    return text.replace("\r\n", "\n").translate(_TERMINAL_UNSAFE)
-
-
-class _TerminalText:
-    """Decodes a text body chunk by chunk and escapes it, keeping CRLF split across chunks."""
-
-    def __init__(self, charset: str) -> None:
-        self._decoder = _decoder(charset)
-        self._pending_cr = False
-
-    def feed(self, data: bytes, *, final: bool = False) -> str:
-        text = self._decoder.decode(data, final=final)
-        if self._pending_cr:
-            text = "\r" + text
-        self._pending_cr = text.endswith("\r") and not final
-        if self._pending_cr:
-            text = text[:-1]
-        return escape_for_terminal(text)
 
 
 class _Progress:
@@ -530,18 +454,15 @@ def _size(count: float) -> str:
 # -- errors -----------------------------------------------------------------------------------
 
 
-def _client_error(exc: ClientError, args: argparse.Namespace, report: _Reporter) -> int:
+def _client_failure(exc: ClientError, args: argparse.Namespace) -> int:
+    """Report a failed fetch; the exit status says what kind of failure it was."""
+    status = next((code for kind, code in _ERROR_EXITS if isinstance(exc, kind)), EXIT_FAILURE)
     if isinstance(exc, KeyChanged):
-        report.error(key_changed_message(exc, args.url, _data_dir_flag(args)))
-        return EXIT_KEY_CHANGED
-    report.error(str(exc))
-    for kind, code in _ERROR_EXITS:
-        if isinstance(exc, kind):
-            return code
-    return EXIT_FAILURE
+        return fail(_key_changed_message(exc, args.url, _data_dir_flag(args)), status)
+    return fail(str(exc), status)
 
 
-def key_changed_message(exc: KeyChanged, url: str, data_dir_flag: str = "") -> str:
+def _key_changed_message(exc: KeyChanged, url: str, data_dir_flag: str) -> str:
     """What a user must know, and may type, when a server's key changed."""
     pinned, presented = exc.pinned, exc.presented
     address = format_address(exc.host, exc.port)

@@ -12,7 +12,8 @@ from ..client.identities import DEFAULT_DAYS, Identity, IdentityError, Scope
 from ..client.paths import client_data_dir, identities_dir
 from ..files import write_atomically
 from ..gemini.escape import printable
-from .common import EXIT_FAILURE, EXIT_OK, EXIT_USAGE, data_dir_option, fail
+from .data_dir import data_dir_option
+from .errors import EXIT_FAILURE, EXIT_OK, EXIT_USAGE, fail
 
 __all__ = ["register"]
 

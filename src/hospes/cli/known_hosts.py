@@ -10,12 +10,11 @@ from ..client import Client, ClientError, KnownHosts
 from ..client.known_hosts import format_address
 from ..client.paths import client_data_dir, known_hosts_path
 from ..gemini.fingerprint import parse_fingerprint
-from ..gemini.url import URLError, parse_url
-from .common import EXIT_FAILURE, EXIT_OK, EXIT_USAGE, data_dir_option, fail
+from ..gemini.url import DEFAULT_PORT, URLError, parse_url
+from .data_dir import data_dir_option
+from .errors import EXIT_FAILURE, EXIT_OK, EXIT_USAGE, fail
 
-__all__ = ["parse_address", "register"]
-
-_DEFAULT_PORT = 1965
+__all__ = ["parse_host_port", "register"]
 
 
 def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -38,7 +37,9 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
         description="Connect to HOST[:PORT], show its key and pin it, replacing any old pin. "
         "Only the TLS handshake happens: no request and no client certificate is sent.",
     )
-    trust.add_argument("address", metavar="HOST[:PORT]", help="server (default port 1965)")
+    trust.add_argument(
+        "address", metavar="HOST[:PORT]", help=f"server (default port {DEFAULT_PORT})"
+    )
     trust.add_argument(
         "--key",
         metavar="FINGERPRINT",
@@ -48,11 +49,13 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     trust.set_defaults(run=run_trust)
 
     remove = actions.add_parser("remove", help="forget the pin of a server", parents=common)
-    remove.add_argument("address", metavar="HOST[:PORT]", help="server (default port 1965)")
+    remove.add_argument(
+        "address", metavar="HOST[:PORT]", help=f"server (default port {DEFAULT_PORT})"
+    )
     remove.set_defaults(run=run_remove)
 
 
-def parse_address(text: str) -> tuple[str, int]:
+def parse_host_port(text: str) -> tuple[str, int]:
     """``host[:port]``, ``[v6]:port`` or a gemini URL as a normalised (host, port)."""
     candidate = text if "://" in text else f"gemini://{text}/"
     try:
@@ -61,7 +64,7 @@ def parse_address(text: str) -> tuple[str, int]:
         raise ValueError(f"invalid address {text!r}: {exc}") from None
     if not url.host or url.scheme != "gemini":
         raise ValueError(f"invalid address {text!r}: expected HOST[:PORT]")
-    return url.host, url.port if url.port is not None else _DEFAULT_PORT
+    return url.host, url.effective_port
 
 
 def _store(args: argparse.Namespace) -> KnownHosts:
@@ -89,7 +92,7 @@ def run_list(args: argparse.Namespace) -> int:
 def run_trust(args: argparse.Namespace) -> int:
     """Probe the server and pin its key."""
     try:
-        host, port = parse_address(args.address)
+        host, port = parse_host_port(args.address)
         expected = None if args.key is None else parse_fingerprint(args.key)
     except ValueError as exc:
         return fail(str(exc), EXIT_USAGE)
@@ -134,7 +137,7 @@ def run_trust(args: argparse.Namespace) -> int:
 def run_remove(args: argparse.Namespace) -> int:
     """Forget a pin; the next connection is a first use again."""
     try:
-        host, port = parse_address(args.address)
+        host, port = parse_host_port(args.address)
     except ValueError as exc:
         return fail(str(exc), EXIT_USAGE)
     try:

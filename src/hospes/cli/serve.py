@@ -13,7 +13,7 @@ from ..config import Config, ConfigError, load_config, parse_config
 from ..runner import Started, run
 from ..server.tls import TLSError
 from ..store import StoreError
-from .common import EXIT_FAILURE, EXIT_USAGE, fail
+from .errors import EXIT_FAILURE, EXIT_USAGE, fail
 
 __all__ = ["register"]
 
