@@ -2,12 +2,15 @@
 
     .venv/bin/python bench/recognise.py [--accounts N] [--calls N]
 
-Measures, on the event loop as the server calls them (so the hand-over to the
-store's thread is included; the query alone is timed on that thread too): a registered certificate
+Measures, on the event loop as the server calls them: a registered certificate
 (the common case), an unknown certificate (anonymous visitors with a
-certificate), and active_ban for a member.  The store holds N accounts so the
-indexes are not trivially small.  last_seen writes are throttled to once an
-hour, so a steady state of reads is what is timed.
+certificate), active_ban for a member and is_allowed, all answered from the
+store's read cache once asked; then a certificate never seen before on every
+call (a cache miss: the hand-over to the store's thread and back), and the
+query alone on the synchronous core (SQLiteDatabase, no thread, no loop).  The
+store holds N accounts so the indexes are not trivially small.  last_seen
+writes are throttled to once an hour, so a steady state of reads is what is
+timed.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ from pathlib import Path
 
 from hospes.gemini.identity import ClientIdentity
 from hospes.store.sqlite import SQLiteStore
+from hospes.store.sqlite_db import SQLiteDatabase
 
 NOW = dt.datetime.now(dt.UTC)
 
@@ -56,7 +60,8 @@ async def timed(label: str, calls: int, function) -> None:
 
 async def main(accounts: int, calls: int) -> None:
     with tempfile.TemporaryDirectory() as directory:
-        store = SQLiteStore(Path(directory) / "hospes.sqlite3")
+        path = Path(directory) / "hospes.sqlite3"
+        store = SQLiteStore(path)
         try:
             members = [identity(f"m{index}") for index in range(accounts)]
             for index, member in enumerate(members):
@@ -75,14 +80,22 @@ async def main(accounts: int, calls: int) -> None:
             )
             await timed("is_allowed (one list)", calls, lambda: store.is_allowed(["demo"], member))
 
-            def direct() -> float:
+            strangers = iter([identity("new") for _ in range(calls * 5)])
+            await timed(
+                "recognise (cache miss: new certificate)",
+                calls,
+                lambda: store.recognise(next(strangers), NOW),
+            )
+
+            database = SQLiteDatabase(path)
+            try:
                 start = time.perf_counter()
                 for _ in range(calls):
-                    store._recognise(member, NOW)
-                return (time.perf_counter() - start) / calls * 1e6
-
-            alone = await store._run(direct)
-            print(f"{'recognise query alone (store thread)':<40} {alone:7.1f} µs/call")
+                    database.recognise(member, NOW)
+                alone = (time.perf_counter() - start) / calls * 1e6
+            finally:
+                database.close()
+            print(f"{'recognise query alone (SQLiteDatabase)':<40} {alone:7.1f} µs/call")
 
             async def gathered() -> None:
                 await asyncio.gather(*(store.recognise(member, NOW) for _ in range(100)))

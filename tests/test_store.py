@@ -1,16 +1,23 @@
 """The identity store's contract, run against every implementation (parametrised ``store``).
 
-A new implementation (PostgreSQL) adds a factory to ``STORES`` and must pass
-this file unchanged.  SQLite-only behaviour (files, pragmas, migrations) is
-tested in ``test_store_sqlite.py``.
+Each implementation is a *backend*: a context manager that prepares a place
+for the data (an SQLite file; for a networked store, a schema of its own that
+it drops afterwards) and yields a function opening a store on it.  Opening it
+twice gives two stores on the same data, as the server and the admin CLI are.
+A new implementation adds its backend to ``BACKENDS`` and must pass this file
+unchanged.  SQLite-only behaviour (files, pragmas, migrations, its cache) is
+tested in ``test_store_sqlite.py``, its synchronous core in
+``test_store_sqlite_db.py``, the read cache in ``test_store_cache.py``.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
 import secrets
 from collections.abc import Awaitable, Callable, Iterator
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import TypeVar
 
@@ -18,6 +25,7 @@ import pytest
 
 from hospes.gemini.identity import ClientIdentity
 from hospes.store import (
+    LAST_SEEN_INTERVAL,
     AlreadyRegistered,
     BanKind,
     InvalidName,
@@ -27,7 +35,7 @@ from hospes.store import (
     StoreError,
     UnknownAccount,
 )
-from hospes.store.sqlite import LAST_SEEN_INTERVAL, SQLiteStore
+from hospes.store.sqlite import SQLiteStore
 
 T = TypeVar("T")
 
@@ -41,18 +49,36 @@ def run(awaitable: Awaitable[T]) -> T:
     return asyncio.run(wrapper())
 
 
-def make_sqlite(tmp_path: Path) -> Store:
-    return SQLiteStore(tmp_path / "store" / "hospes.sqlite3")
+Opener = Callable[[], Store]
 
 
-STORES: dict[str, Callable[[Path], Store]] = {"sqlite": make_sqlite}
+@contextlib.contextmanager
+def sqlite_backend(tmp_path: Path) -> Iterator[Opener]:
+    path = tmp_path / "store" / "hospes.sqlite3"
+    yield lambda: SQLiteStore(path)
 
 
-@pytest.fixture(params=sorted(STORES))
-def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
-    instance = STORES[request.param](tmp_path)
-    yield instance
-    run(instance.close())
+BACKENDS: dict[str, Callable[[Path], AbstractContextManager[Opener]]] = {"sqlite": sqlite_backend}
+
+
+@pytest.fixture(params=sorted(BACKENDS))
+def open_store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Opener]:
+    """Opens stores on one backend's data; every store opened is closed afterwards."""
+    opened: list[Store] = []
+    with BACKENDS[request.param](tmp_path) as opener:
+
+        def open_store() -> Store:
+            opened.append(opener())
+            return opened[-1]
+
+        yield open_store
+        for instance in opened:
+            run(instance.close())
+
+
+@pytest.fixture
+def store(open_store: Opener) -> Store:
+    return open_store()
 
 
 def fp() -> str:
@@ -434,10 +460,42 @@ def test_allow_lists(store):
         run(store.allow("friends", "nonsense"))
 
 
-def test_closed_store_refuses_work(tmp_path):
-    for factory in STORES.values():
-        instance = factory(tmp_path / factory.__name__)
-        run(instance.close())
-        run(instance.close())  # closing twice is harmless
-        with pytest.raises(StoreError):
-            run(instance.accounts())
+def test_closed_store_refuses_work(open_store):
+    instance = open_store()
+    run(instance.close())
+    run(instance.close())  # closing twice is harmless
+    with pytest.raises(StoreError):
+        run(instance.accounts())
+    with pytest.raises(StoreError):
+        run(instance.register("alice", identity(), NOW))
+
+
+# -- two stores on the same data (the server and the admin CLI) ------------------------------
+
+
+def test_a_second_store_sees_every_change_at_once(open_store):
+    """What the CLI changes applies to the server's next request, whatever the server kept."""
+    server, admin = open_store(), open_store()
+    alice = identity()
+    assert run(server.recognise(alice, NOW)) is None
+    account = run(admin.register("alice", alice, NOW))
+    assert run(server.recognise(alice, NOW)) == account
+    bob_certificate = identity("bob")
+    assert run(admin.recognise(bob_certificate, NOW)) is None
+    bob = run(server.register("bob", bob_certificate, NOW))
+    assert run(admin.recognise(bob_certificate, NOW)) == bob
+    assert run(server.active_ban(alice, account, NOW)) is None
+    ban = run(admin.ban(BanKind.KEY, alice.key_fingerprint, "flood", NOW))
+    assert run(server.active_ban(alice, account, NOW)) == ban
+    run(admin.unban(BanKind.KEY, alice.key_fingerprint))
+    assert run(server.active_ban(alice, account, NOW)) is None
+    assert run(server.is_allowed(["crew"], alice)) is False
+    run(admin.allow("crew", alice.fingerprint))
+    assert run(server.is_allowed(["crew"], alice)) is True
+    run(admin.disallow("crew", alice.fingerprint))
+    assert run(server.is_allowed(["crew"], alice)) is False
+    assert run(server.recognise(alice, NOW)).name == "alice"
+    run(admin.rename("alice", "alicia"))
+    assert run(server.recognise(alice, NOW)).name == "alicia"
+    run(admin.delete("alicia"))
+    assert run(server.recognise(alice, NOW)) is None

@@ -35,9 +35,9 @@ def test_static_capsule_never_asks_the_store(serve, certs, tmp_path):
     server = serve(StaticFiles(tmp_path / "root"))
     store = server.server.dispatcher.store
     assert raw_request(server.port, server.url("/"), cert=certs.make()).status == 20
-    assert store._hot.recognised == {}
+    assert len(store._cache) == 0
     app = Application()
     app.add_route("/", lambda request: f"{request.account}\n")
     other = serve(app)
     assert raw_request(other.port, other.url("/"), cert=certs.make()).body == b"None\n"
-    assert len(other.server.dispatcher.store._hot.recognised) == 1
+    assert len(other.server.dispatcher.store._cache) == 1

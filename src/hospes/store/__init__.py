@@ -1,6 +1,13 @@
-"""Identity stores: one interface (:class:`Store`), SQLite embedded, PostgreSQL shared."""
+"""The identity store: one interface (:class:`Store`); its implementation today is SQLite.
+
+``base`` is the interface (the one a shared, networked store will implement
+too), ``models`` its records, ``sqlite`` the embedded store (an async facade
+over the synchronous ``sqlite_db`` and the read ``cache``), ``migrations`` the
+SQLite schema.
+"""
 
 from .base import (
+    LAST_SEEN_INTERVAL,
     NAME_RULE,
     AlreadyRegistered,
     InvalidName,
@@ -9,11 +16,13 @@ from .base import (
     Store,
     StoreError,
     UnknownAccount,
+    canonical_fingerprint,
     check_name,
 )
 from .models import Account, Ban, BanKind, CertificateRecord
 
 __all__ = [
+    "LAST_SEEN_INTERVAL",
     "NAME_RULE",
     "Account",
     "AlreadyRegistered",
@@ -26,5 +35,6 @@ __all__ = [
     "Store",
     "StoreError",
     "UnknownAccount",
+    "canonical_fingerprint",
     "check_name",
 ]

@@ -1,9 +1,11 @@
-"""The one interface every identity store implements (SQLite embedded, PostgreSQL shared).
+"""The interface of the identity store, and the rules every implementation enforces.
 
 The server, the access rules, the account flows and the admin CLI use only
-this interface, and one parametrised test-suite runs against every
-implementation.  Methods are coroutines so that a networked store never blocks
-the event loop; every write is one transaction.
+this interface; today its one implementation is the embedded SQLite store, and
+it is the interface a shared (networked) store will implement.  The contract
+test-suite (``tests/test_store.py``) is parametrised over implementations.
+Methods are coroutines so that a store that waits for a disk or a network
+never blocks the event loop; every write is one transaction.
 """
 
 from __future__ import annotations
@@ -13,10 +15,12 @@ import datetime as dt
 import re
 from collections.abc import Sequence
 
+from ..gemini.fingerprint import parse_fingerprint
 from ..gemini.identity import ClientIdentity
 from .models import Account, Ban, BanKind, CertificateRecord
 
 __all__ = [
+    "LAST_SEEN_INTERVAL",
     "NAME_RULE",
     "AlreadyRegistered",
     "InvalidName",
@@ -25,8 +29,12 @@ __all__ = [
     "Store",
     "StoreError",
     "UnknownAccount",
+    "canonical_fingerprint",
     "check_name",
 ]
+
+LAST_SEEN_INTERVAL = dt.timedelta(hours=1)
+"""A certificate's ``last_seen`` is written at most this often: recognising stays a read."""
 
 NAME_RULE = "1 to 32 letters, digits, '-', '_' or '.', starting with a letter or digit"
 """Account names, as said to people (prompts, errors, docs)."""
@@ -69,6 +77,18 @@ def check_name(name: str) -> str:
     return name
 
 
+def canonical_fingerprint(text: str) -> str:
+    """The canonical form of a typed fingerprint (any notation); :class:`StoreError` if it is none.
+
+    Stores keep fingerprints canonical, so a ban or an allow-list entry typed
+    in any notation matches the fingerprint of a presented certificate.
+    """
+    try:
+        return parse_fingerprint(text)
+    except ValueError as exc:
+        raise StoreError(str(exc)) from None
+
+
 class Store(abc.ABC):
     """Accounts, their certificates, allow-lists and bans."""
 
@@ -80,8 +100,8 @@ class Store(abc.ABC):
 
         A certificate whose fingerprint is unknown but whose public key belongs
         to an account (a renewal) is recorded as a new certificate of that
-        account and recognised.  Updates the certificate's ``last_seen``
-        (implementations may coarsen this to limit writes).
+        account and recognised.  Updates the certificate's ``last_seen``, at
+        most once every :data:`LAST_SEEN_INTERVAL`.
         """
 
     @abc.abstractmethod

@@ -1,0 +1,607 @@
+"""The SQLite identity database: every SQL statement of the embedded store, synchronous.
+
+:class:`SQLiteDatabase` owns one connection and answers the questions of the
+:class:`~hospes.store.base.Store` interface as plain method calls: no event
+loop, no threads of its own (the async :class:`~hospes.store.sqlite.SQLiteStore`
+runs it on a dedicated thread).  The connection may only be used by the
+thread that opened the database.
+
+Several processes may open the same file (``hospes ban`` while the server
+runs): WAL lets them read while another writes, every write transaction starts
+with ``BEGIN IMMEDIATE`` so that two writers queue on the write lock (waiting up
+to the busy timeout) instead of deadlocking when both try to upgrade a read.
+
+``synchronous=NORMAL`` with WAL: a commit is in the WAL (in the operating
+system's cache) before it returns, so a killed process loses nothing; only a
+power cut or kernel crash can lose the last commits before a checkpoint, and
+even then the database stays consistent.  FULL would add an fsync per commit
+for that rare case.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import functools
+import os
+import sqlite3
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+from typing import Any, ParamSpec, TypeAlias, TypeVar
+
+from ..gemini.identity import ClientIdentity
+from .base import (
+    LAST_SEEN_INTERVAL,
+    AlreadyRegistered,
+    LastCertificate,
+    NameTaken,
+    StoreError,
+    UnknownAccount,
+    canonical_fingerprint,
+    check_name,
+)
+from .migrations import SchemaError, migrate
+from .models import Account, Ban, BanKind, CertificateRecord
+
+__all__ = ["BUSY_TIMEOUT", "ChangeCounter", "Recognised", "SQLiteDatabase"]
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+BUSY_TIMEOUT = dt.timedelta(seconds=5)
+"""How long a write waits for another process's write transaction to finish."""
+
+_ACCOUNT = "SELECT id, name, created, status FROM accounts"
+_CERTIFICATE = (
+    "SELECT fingerprint, key_fingerprint, account_id, common_name, not_before, not_after, "
+    "first_seen, last_seen FROM certificates"
+)
+_BAN = "SELECT id, kind, value, reason, created, until FROM bans"
+# The hot path: one indexed lookup by key finds the account, and whether this
+# very certificate is known (and when it was last seen) comes with it.
+_RECOGNISE = (
+    "SELECT a.id, a.name, a.created, a.status, c.last_seen "
+    "FROM account_keys AS k JOIN accounts AS a ON a.id = k.account_id "
+    "LEFT JOIN certificates AS c ON c.fingerprint = ? AND c.account_id = k.account_id "
+    "WHERE k.key_fingerprint = ?"
+)
+_ACTIVE_BAN = (
+    _BAN + " WHERE ((value = ? AND kind = 'certificate') OR (value = ? AND kind = 'key') "
+    "OR (value = ? AND kind = 'account')) AND (until IS NULL OR until > ?) "
+    "ORDER BY created DESC, id DESC LIMIT 1"
+)
+
+
+def _text(moment: dt.datetime) -> str:
+    """A time as stored: fixed-width ISO 8601 in UTC, so text order is time order."""
+    if moment.tzinfo is None:
+        raise ValueError("the store only takes timezone-aware datetimes")
+    return moment.astimezone(dt.UTC).isoformat(timespec="microseconds")
+
+
+def _time(text: str) -> dt.datetime:
+    return dt.datetime.fromisoformat(text)
+
+
+def _account(row: Sequence[Any]) -> Account:
+    return Account(id=row[0], name=row[1], created=_time(row[2]), status=row[3])
+
+
+def _certificate(row: Sequence[Any]) -> CertificateRecord:
+    return CertificateRecord(
+        fingerprint=row[0],
+        key_fingerprint=row[1],
+        account_id=row[2],
+        common_name=row[3],
+        not_before=_time(row[4]),
+        not_after=_time(row[5]),
+        first_seen=_time(row[6]),
+        last_seen=_time(row[7]),
+    )
+
+
+def _ban(row: Sequence[Any]) -> Ban:
+    return Ban(
+        id=row[0],
+        kind=BanKind(row[1]),
+        value=row[2],
+        reason=row[3],
+        created=_time(row[4]),
+        until=None if row[5] is None else _time(row[5]),
+    )
+
+
+def _sqlite_errors(method: Callable[P, R]) -> Callable[P, R]:
+    """Report SQLite's own errors (locked, disk full, corrupt) as :class:`StoreError`."""
+
+    @functools.wraps(method)
+    def translated(*args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return method(*args, **kwargs)
+        except sqlite3.Error as exc:
+            raise StoreError(f"identity store: {exc}") from exc
+
+    return translated
+
+
+Recognised: TypeAlias = tuple[Account | None, dt.datetime | None]
+"""What :meth:`SQLiteDatabase.recognise` answers: the account (None: a stranger), and until
+when that answer holds without a write (the next ``last_seen`` update; None: until the
+database changes).  A plain tuple: it is made on every cache miss of the request path."""
+
+
+class SQLiteDatabase:
+    """The identity store's data in one SQLite file (created with mode 0600), synchronously.
+
+    Opening applies pending schema migrations; :class:`StoreError` says what is
+    wrong with a file that cannot be used.  ``create=False`` refuses to create
+    a missing database (the admin CLI's read-only commands: a mistyped state
+    directory should be an error, not an empty list).  The methods mirror
+    :class:`~hospes.store.base.Store`, validate their arguments the same way and
+    raise the same errors; every write is one transaction.
+    """
+
+    def __init__(
+        self, path: Path, *, create: bool = True, busy_timeout: dt.timedelta = BUSY_TIMEOUT
+    ) -> None:
+        if not path.exists():
+            if not create:
+                raise StoreError(f"no identity store at {path} (wrong state directory?)")
+            try:
+                path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+                os.close(os.open(path, os.O_WRONLY | os.O_CREAT, 0o600))
+            except OSError as exc:
+                raise StoreError(f"cannot create {path}: {exc.strerror}") from None
+        try:
+            connection = sqlite3.connect(path, isolation_level=None, check_same_thread=True)
+        except sqlite3.Error as exc:
+            raise StoreError(f"cannot open {path}: {exc}") from None
+        try:
+            # PRAGMA takes no parameters; the value is our own integer.
+            milliseconds = int(busy_timeout / dt.timedelta(milliseconds=1))
+            connection.execute(f"PRAGMA busy_timeout = {milliseconds}")
+            mode = connection.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+            if str(mode).lower() != "wal":
+                raise StoreError(f"{path}: cannot use write-ahead logging (journal mode {mode})")
+            connection.execute("PRAGMA synchronous = NORMAL")
+            connection.execute("PRAGMA foreign_keys = ON")
+            migrate(connection)
+        except sqlite3.Error as exc:
+            connection.close()
+            raise StoreError(f"{path} is not a usable hospes database: {exc}") from None
+        except (SchemaError, StoreError) as exc:
+            connection.close()
+            raise StoreError(f"{path}: {exc}") from None
+        self._connection: sqlite3.Connection | None = connection
+
+    def _db(self) -> sqlite3.Connection:
+        if self._connection is None:
+            raise StoreError("the identity store is closed")
+        return self._connection
+
+    @contextlib.contextmanager
+    def _write(self) -> Iterator[sqlite3.Connection]:
+        """One write transaction; the write lock is taken at BEGIN, so a race waits its turn."""
+        connection = self._db()
+        connection.execute("BEGIN IMMEDIATE")
+        try:
+            yield connection
+            connection.execute("COMMIT")
+        except BaseException:
+            if connection.in_transaction:
+                connection.execute("ROLLBACK")
+            raise
+
+    # -- recognition --------------------------------------------------------------------
+
+    @_sqlite_errors
+    def recognise(self, identity: ClientIdentity, now: dt.datetime) -> Recognised:
+        """The account of the certificate or of its key (a renewal, recorded on the way)."""
+        connection = self._db()
+        row = connection.execute(
+            _RECOGNISE, (identity.fingerprint, identity.key_fingerprint)
+        ).fetchone()
+        if row is None:
+            return None, None
+        account = _account(row)
+        last_seen = row[4]
+        if last_seen is None:
+            with self._write():
+                owner = connection.execute(
+                    "SELECT account_id FROM account_keys WHERE key_fingerprint = ?",
+                    (identity.key_fingerprint,),
+                ).fetchone()
+                if owner is None or owner[0] != account.id:
+                    return None, None  # the key was removed between the statements
+                self._insert_certificate(connection, account.id, identity, now, ignore=True)
+        elif last_seen < _text(now - LAST_SEEN_INTERVAL):
+            with self._write():
+                connection.execute(
+                    "UPDATE certificates SET last_seen = ? WHERE fingerprint = ? AND last_seen < ?",
+                    (_text(now), identity.fingerprint, _text(now)),
+                )
+        else:
+            return account, _time(last_seen) + LAST_SEEN_INTERVAL
+        return account, now + LAST_SEEN_INTERVAL
+
+    @_sqlite_errors
+    def active_ban(
+        self, identity: ClientIdentity, account: Account | None, now: dt.datetime
+    ) -> Ban | None:
+        """The newest ban in force on the certificate, its key or the account."""
+        row = (
+            self._db()
+            .execute(
+                _ACTIVE_BAN,
+                (
+                    identity.fingerprint,
+                    identity.key_fingerprint,
+                    None if account is None else str(account.id),
+                    _text(now),
+                ),
+            )
+            .fetchone()
+        )
+        return None if row is None else _ban(row)
+
+    @_sqlite_errors
+    def is_allowed(self, lists: Sequence[str], identity: ClientIdentity) -> bool:
+        """Whether the certificate or its key is on one of ``lists``."""
+        if not lists:
+            return False
+        marks = ", ".join("?" * len(lists))
+        row = (
+            self._db()
+            .execute(
+                f"SELECT 1 FROM allow_entries WHERE list IN ({marks}) "  # noqa: S608 - only ?s
+                "AND fingerprint IN (?, ?) LIMIT 1",
+                (*lists, identity.fingerprint, identity.key_fingerprint),
+            )
+            .fetchone()
+        )
+        return row is not None
+
+    # -- accounts -----------------------------------------------------------------------
+
+    @staticmethod
+    def _insert_certificate(
+        connection: sqlite3.Connection,
+        account_id: int,
+        identity: ClientIdentity,
+        now: dt.datetime,
+        *,
+        ignore: bool = False,
+    ) -> None:
+        connection.execute(
+            "INSERT OR IGNORE INTO account_keys (key_fingerprint, account_id) VALUES (?, ?)",
+            (identity.key_fingerprint, account_id),
+        )
+        verb = "INSERT OR IGNORE" if ignore else "INSERT"
+        connection.execute(
+            f"{verb} INTO certificates (fingerprint, key_fingerprint, account_id, common_name, "
+            "not_before, not_after, first_seen, last_seen) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                identity.fingerprint,
+                identity.key_fingerprint,
+                account_id,
+                identity.common_name,
+                _text(identity.not_before),
+                _text(identity.not_after),
+                _text(now),
+                _text(now),
+            ),
+        )
+
+    @_sqlite_errors
+    def register(self, name: str, identity: ClientIdentity, now: dt.datetime) -> Account:
+        """Create an account with its first certificate, in one transaction."""
+        check_name(name)
+        with self._write() as connection:
+            row = connection.execute(
+                "SELECT a.name FROM account_keys AS k JOIN accounts AS a ON a.id = k.account_id "
+                "WHERE k.key_fingerprint = ?",
+                (identity.key_fingerprint,),
+            ).fetchone()
+            if row is not None:
+                raise AlreadyRegistered(f"this certificate already belongs to account {row[0]!r}")
+            try:
+                cursor = connection.execute(
+                    "INSERT INTO accounts (name, created) VALUES (?, ?)", (name, _text(now))
+                )
+            except sqlite3.IntegrityError:
+                raise NameTaken(f"the name {name!r} is taken") from None
+            account_id = cursor.lastrowid
+            assert account_id is not None
+            self._insert_certificate(connection, account_id, identity, now)
+        return Account(id=account_id, name=name, created=_time(_text(now)))
+
+    @_sqlite_errors
+    def account(self, name: str) -> Account | None:
+        """The account called ``name``, whatever its case."""
+        row = self._db().execute(f"{_ACCOUNT} WHERE name = ?", (name,)).fetchone()
+        return None if row is None else _account(row)
+
+    @_sqlite_errors
+    def account_by_id(self, account_id: int) -> Account | None:
+        """The account with that id."""
+        row = self._db().execute(f"{_ACCOUNT} WHERE id = ?", (account_id,)).fetchone()
+        return None if row is None else _account(row)
+
+    @_sqlite_errors
+    def accounts(self) -> list[Account]:
+        """Every account, by name."""
+        rows = self._db().execute(f"{_ACCOUNT} ORDER BY name COLLATE NOCASE, id").fetchall()
+        return [_account(row) for row in rows]
+
+    @_sqlite_errors
+    def rename(self, name: str, new_name: str) -> Account:
+        """Give an account another name (a change of case only is allowed)."""
+        check_name(new_name)
+        with self._write() as connection:
+            row = connection.execute(f"{_ACCOUNT} WHERE name = ?", (name,)).fetchone()
+            if row is None:
+                raise UnknownAccount(f"no account named {name!r}")
+            try:
+                connection.execute("UPDATE accounts SET name = ? WHERE id = ?", (new_name, row[0]))
+            except sqlite3.IntegrityError:
+                raise NameTaken(f"the name {new_name!r} is taken") from None
+        return Account(id=row[0], name=new_name, created=_time(row[2]), status=row[3])
+
+    @_sqlite_errors
+    def delete(self, name: str) -> None:
+        """Delete an account; its keys, certificates and codes go with it (cascade)."""
+        with self._write() as connection:
+            row = connection.execute("SELECT id FROM accounts WHERE name = ?", (name,)).fetchone()
+            if row is None:
+                raise UnknownAccount(f"no account named {name!r}")
+            connection.execute(
+                "DELETE FROM bans WHERE kind = 'account' AND value = ?", (str(row[0]),)
+            )
+            connection.execute("DELETE FROM accounts WHERE id = ?", (row[0],))
+
+    @_sqlite_errors
+    def certificates(self, account_id: int) -> list[CertificateRecord]:
+        """An account's certificates, oldest first."""
+        rows = (
+            self._db()
+            .execute(
+                f"{_CERTIFICATE} WHERE account_id = ? ORDER BY first_seen, fingerprint",
+                (account_id,),
+            )
+            .fetchall()
+        )
+        return [_certificate(row) for row in rows]
+
+    @_sqlite_errors
+    def add_certificate(
+        self, account_id: int, identity: ClientIdentity, now: dt.datetime
+    ) -> CertificateRecord:
+        """Add a certificate (and its key) to an account."""
+        with self._write() as connection:
+            if connection.execute("SELECT 1 FROM accounts WHERE id = ?", (account_id,)).fetchone():
+                self._claim(connection, account_id, identity, now)
+            else:
+                raise UnknownAccount(f"no account with id {account_id}")
+            row = connection.execute(
+                f"{_CERTIFICATE} WHERE fingerprint = ?", (identity.fingerprint,)
+            ).fetchone()
+        return _certificate(row)
+
+    def _claim(
+        self,
+        connection: sqlite3.Connection,
+        account_id: int,
+        identity: ClientIdentity,
+        now: dt.datetime,
+    ) -> None:
+        """Add a certificate no account has (its key included) to ``account_id``."""
+        row = connection.execute(
+            "SELECT k.account_id, a.name FROM account_keys AS k "
+            "JOIN accounts AS a ON a.id = k.account_id WHERE k.key_fingerprint = ?",
+            (identity.key_fingerprint,),
+        ).fetchone()
+        if row is not None:
+            whose = "this account" if row[0] == account_id else f"account {row[1]!r}"
+            raise AlreadyRegistered(f"this certificate (or its key) already belongs to {whose}")
+        self._insert_certificate(connection, account_id, identity, now)
+
+    @_sqlite_errors
+    def remove_certificate(self, account_id: int, fingerprint: str) -> None:
+        """Remove a certificate (typed in any notation); never the account's last one."""
+        fingerprint = canonical_fingerprint(fingerprint)
+        with self._write() as connection:
+            row = connection.execute(
+                "SELECT key_fingerprint FROM certificates WHERE fingerprint = ? AND account_id = ?",
+                (fingerprint, account_id),
+            ).fetchone()
+            if row is None:
+                raise StoreError(f"{fingerprint} is not a certificate of this account")
+            (count,) = connection.execute(
+                "SELECT count(*) FROM certificates WHERE account_id = ?", (account_id,)
+            ).fetchone()
+            if count <= 1:
+                raise LastCertificate(
+                    "that is the account's last certificate; link another one first"
+                )
+            connection.execute("DELETE FROM certificates WHERE fingerprint = ?", (fingerprint,))
+            connection.execute(
+                "DELETE FROM account_keys WHERE key_fingerprint = ? AND NOT EXISTS "
+                "(SELECT 1 FROM certificates WHERE key_fingerprint = ?)",
+                (row[0], row[0]),
+            )
+
+    # -- linking a device ---------------------------------------------------------------
+
+    @_sqlite_errors
+    def create_link_code(self, account_id: int, code_hash: bytes, expires: dt.datetime) -> None:
+        """Store a code's hash, replacing the account's earlier codes."""
+        with self._write() as connection:
+            if not connection.execute(
+                "SELECT 1 FROM accounts WHERE id = ?", (account_id,)
+            ).fetchone():
+                raise UnknownAccount(f"no account with id {account_id}")
+            connection.execute("DELETE FROM link_codes WHERE account_id = ?", (account_id,))
+            connection.execute(
+                "INSERT OR REPLACE INTO link_codes (code_hash, account_id, expires) "
+                "VALUES (?, ?, ?)",
+                (code_hash, account_id, _text(expires)),
+            )
+
+    @_sqlite_errors
+    def redeem_link_code(
+        self, code_hash: bytes, identity: ClientIdentity, now: dt.datetime
+    ) -> Account | None:
+        """Spend a live code on adding ``identity`` to its account, all or nothing."""
+        with self._write() as connection:
+            connection.execute("DELETE FROM link_codes WHERE expires <= ?", (_text(now),))
+            row = connection.execute(
+                f"{_ACCOUNT} WHERE id = (SELECT account_id FROM link_codes WHERE code_hash = ?)",  # noqa: S608
+                (code_hash,),
+            ).fetchone()
+            if row is None:
+                return None
+            account = _account(row)
+            self._claim(connection, account.id, identity, now)
+            connection.execute("DELETE FROM link_codes WHERE code_hash = ?", (code_hash,))
+        return account
+
+    # -- bans ---------------------------------------------------------------------------
+
+    @_sqlite_errors
+    def ban(
+        self,
+        kind: BanKind,
+        value: str,
+        reason: str,
+        now: dt.datetime,
+        until: dt.datetime | None = None,
+    ) -> Ban:
+        """Record a ban; fingerprints are stored canonical, account ids must exist."""
+        kind = BanKind(kind)
+        if kind is not BanKind.ACCOUNT:
+            value = canonical_fingerprint(value)
+        with self._write() as connection:
+            if kind is BanKind.ACCOUNT and not (
+                value.isdecimal()
+                and connection.execute(
+                    "SELECT 1 FROM accounts WHERE id = ?", (int(value),)
+                ).fetchone()
+            ):
+                raise UnknownAccount(f"no account with id {value!r}")
+            cursor = connection.execute(
+                "INSERT INTO bans (kind, value, reason, created, until) VALUES (?, ?, ?, ?, ?)",
+                (kind.value, value, reason, _text(now), None if until is None else _text(until)),
+            )
+            row = connection.execute(f"{_BAN} WHERE id = ?", (cursor.lastrowid,)).fetchone()
+        return _ban(row)
+
+    @_sqlite_errors
+    def unban(self, kind: BanKind, value: str) -> int:
+        """Lift the bans on one certificate, key or account; returns how many."""
+        kind = BanKind(kind)
+        if kind is not BanKind.ACCOUNT:
+            value = canonical_fingerprint(value)
+        with self._write() as connection:
+            cursor = connection.execute(
+                "DELETE FROM bans WHERE kind = ? AND value = ?", (kind.value, value)
+            )
+        return cursor.rowcount
+
+    @_sqlite_errors
+    def bans(self) -> list[Ban]:
+        """Every ban, newest first."""
+        rows = self._db().execute(f"{_BAN} ORDER BY created DESC, id DESC").fetchall()
+        return [_ban(row) for row in rows]
+
+    # -- allow-lists --------------------------------------------------------------------
+
+    @_sqlite_errors
+    def allow(self, list_name: str, fingerprint: str) -> bool:
+        """Put a fingerprint on a list; False if it was already there."""
+        if not list_name:
+            raise StoreError("an allow-list needs a name")
+        fingerprint = canonical_fingerprint(fingerprint)
+        with self._write() as connection:
+            cursor = connection.execute(
+                "INSERT OR IGNORE INTO allow_entries (list, fingerprint, added) VALUES (?, ?, ?)",
+                (list_name, fingerprint, _text(dt.datetime.now(dt.UTC))),
+            )
+        return cursor.rowcount == 1
+
+    @_sqlite_errors
+    def disallow(self, list_name: str, fingerprint: str) -> bool:
+        """Take a fingerprint off a list; False if it was not there."""
+        fingerprint = canonical_fingerprint(fingerprint)
+        with self._write() as connection:
+            cursor = connection.execute(
+                "DELETE FROM allow_entries WHERE list = ? AND fingerprint = ?",
+                (list_name, fingerprint),
+            )
+        return cursor.rowcount == 1
+
+    @_sqlite_errors
+    def allow_list(self, list_name: str) -> list[str]:
+        """A list's fingerprints, sorted."""
+        rows = (
+            self._db()
+            .execute(
+                "SELECT fingerprint FROM allow_entries WHERE list = ? ORDER BY fingerprint",
+                (list_name,),
+            )
+            .fetchall()
+        )
+        return [row[0] for row in rows]
+
+    @_sqlite_errors
+    def allow_lists(self) -> dict[str, int]:
+        """Each list's name and size."""
+        rows = (
+            self._db()
+            .execute("SELECT list, count(*) FROM allow_entries GROUP BY list ORDER BY list")
+            .fetchall()
+        )
+        return {row[0]: row[1] for row in rows}
+
+    # -- lifecycle ----------------------------------------------------------------------
+
+    @_sqlite_errors
+    def close(self) -> None:
+        """Close the connection (checkpointing the WAL); closing twice is harmless."""
+        if self._connection is not None:
+            self._connection.close()
+            self._connection = None
+
+
+class ChangeCounter:
+    """The database's change counter, read on a connection of its own (``PRAGMA data_version``).
+
+    The value changes whenever any other connection commits: the store's own
+    connection, the admin CLI, another worker process.  Reading it costs a few
+    microseconds and no I/O (it reads the WAL index in shared memory), so it
+    can be asked on every request.  Unlike :class:`SQLiteDatabase`, it may be
+    used from a thread other than the one that opened it (one at a time).
+    """
+
+    def __init__(self, path: Path) -> None:
+        try:
+            watch = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        except sqlite3.Error as exc:
+            raise StoreError(f"cannot open {path}: {exc}") from None
+        try:
+            watch.execute("PRAGMA query_only = ON")
+        except sqlite3.Error as exc:
+            watch.close()
+            raise StoreError(f"cannot open {path}: {exc}") from None
+        self._watch = watch
+
+    def read(self) -> int:
+        """The current value; compare it with an earlier one to know whether anything changed."""
+        try:
+            version: int = self._watch.execute("PRAGMA data_version").fetchone()[0]
+        except sqlite3.Error as exc:
+            raise StoreError(f"identity store: {exc}") from None
+        return version
+
+    def close(self) -> None:
+        """Close the watching connection."""
+        self._watch.close()
