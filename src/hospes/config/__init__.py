@@ -1,0 +1,30 @@
+"""Server configuration: TOML file and command-line flags → one validated :class:`Config`.
+
+:mod:`.schema` is the generic machinery (keys, types, tables, problems);
+:mod:`.settings` declares hospes' keys and the objects they build.
+"""
+
+from .schema import ConfigError, Problem
+from .settings import (
+    DEFAULT_RATE_RULE,
+    SCHEMA,
+    Config,
+    HostConfig,
+    load_config,
+    parse_config,
+    parse_rate,
+    read_config_file,
+)
+
+__all__ = [
+    "DEFAULT_RATE_RULE",
+    "SCHEMA",
+    "Config",
+    "ConfigError",
+    "HostConfig",
+    "Problem",
+    "load_config",
+    "parse_config",
+    "parse_rate",
+    "read_config_file",
+]
