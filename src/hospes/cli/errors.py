@@ -29,6 +29,11 @@ class Usage(Exception):
 
 
 def fail(message: str, status: int = EXIT_FAILURE) -> int:
-    """Print ``hospes: message`` on stderr and return ``status`` for the caller to exit with."""
-    print(f"hospes: {message}", file=sys.stderr)
+    """Print ``hospes: message`` on stderr and return ``status`` for the caller to exit with.
+
+    A message of several lines (a configuration file with several mistakes) gets the
+    prefix on each line, so every problem reads as its own error.
+    """
+    for line in message.splitlines() or [""]:
+        print(f"hospes: {line}", file=sys.stderr)
     return status

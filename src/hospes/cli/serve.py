@@ -113,9 +113,7 @@ def run_serve(args: argparse.Namespace) -> int:
     try:
         config = build_config(args)
     except ConfigError as exc:
-        for problem in exc.problems:
-            fail(str(problem), EXIT_USAGE)
-        return EXIT_USAGE
+        return fail(str(exc), EXIT_USAGE)
     logging.basicConfig(
         level=config.log_level.upper(),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
