@@ -143,7 +143,7 @@ class Dispatcher:
         ends in 44 (and a block) like any other.
         """
         outcome = Outcome(
-            Response(error.status, error.meta),
+            Response.from_error(error),
             target,
             None if certificate is None else fingerprint(certificate),
         )
