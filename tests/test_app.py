@@ -11,10 +11,9 @@ import time
 import pytest
 
 from helpers import raw_request
-from hospes import Application, Request, Response, StaticFiles, Status
+from hospes import Application, GeminiError, Request, Response, StaticFiles, Status
 from hospes.app.dispatch import INTERNAL_ERROR
 from hospes.app.routing import call_handler
-from hospes.gemini.protocol import GeminiError
 from hospes.gemini.url import parse_url
 
 

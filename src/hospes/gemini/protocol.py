@@ -14,10 +14,9 @@ import re
 from collections.abc import Collection
 from enum import IntEnum
 
-from .url import DEFAULT_PORT, URL, URLError, parse_url, percent_decode
+from .url import URL, URLError, parse_url, percent_decode
 
 __all__ = [
-    "DEFAULT_PORT",
     "MAX_META_BYTES",
     "MAX_URL_BYTES",
     "GeminiError",
