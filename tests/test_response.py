@@ -8,6 +8,7 @@ import pytest
 from hypothesis import given
 
 from hospes.app.response import GEMTEXT, Response, as_response
+from hospes.app.static import _MIME, guess_mime
 from hospes.gemini.protocol import GeminiError, Status, format_header
 from strategies import headers
 
@@ -123,3 +124,11 @@ def test_as_response():
 def test_header_frames_what_format_header_frames(header):
     status, meta = header
     assert Response(status, meta).header() == format_header(status, meta)
+
+
+def test_every_mime_type_static_files_serve_is_accepted():
+    types = {guess_mime(f"file{extension}") for extension in _MIME.types_map[False]}
+    types |= {guess_mime(f"file{extension}") for extension in _MIME.types_map[True]}
+    assert {"text/gemini", "text/markdown", "image/png", "application/octet-stream"} <= types
+    for mime in types:
+        assert Response.success(b"", mime).meta == mime

@@ -81,7 +81,7 @@ def check_header(status: int, meta: str) -> None:
     The client side (:func:`parse_header`) is more lenient, as the
     specification asks of clients.
     """
-    if status.__class__ is not Status and (status not in _STATUSES or not isinstance(status, int)):
+    if status.__class__ is not Status and (not isinstance(status, int) or status not in _STATUSES):
         known = ", ".join(str(int(code)) for code in Status)
         raise ValueError(f"{status!r} is not a Gemini status (one of {known})")
     if not isinstance(meta, str):
