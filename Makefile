@@ -1,26 +1,35 @@
-# hospes: `make serve` runs the demo capsule, `make test` runs every check.
+# hospes: `make serve` runs the demo capsule, `make test` runs every check, `make check` the
+# quick ones (no test marked slow), `make bench` the throughput benchmark.
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
+PIP := $(BIN)/python -m pip install --quiet --disable-pip-version-check
 # Extra flags for `hospes serve`, e.g. make serve ARGS="--host :: --hostname example.org"
 ARGS ?=
+# Flags for bench/run.py: 5 rounds of 5 s per server, a small static page with a client
+# certificate (about 2 minutes); e.g. make bench BENCH_ARGS="--rounds 12 --duration 2 --scenario nocert"
+BENCH_ARGS ?= --rounds 5 --duration 5 --scenario static
 
-.PHONY: serve test lint typecheck unit bench clean
+.PHONY: serve test check lint typecheck unit bench clean
 
 # The stamp is written last: a set-up that was interrupted is redone from a clean venv.
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv --clear $(VENV)
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e .
+	$(PIP) -e .
 	touch $@
 
-$(VENV)/.installed-test: $(VENV)/.installed
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[test]'
+# The test tools at the exact versions of constraints/test.txt.
+$(VENV)/.installed-test: $(VENV)/.installed constraints/test.txt
+	$(PIP) -c constraints/test.txt -e '.[test]'
 	touch $@
 
 serve: $(VENV)/.installed
 	$(BIN)/hospes serve $(ARGS)
 
 test: lint typecheck unit
+
+check: lint typecheck $(VENV)/.installed-test
+	$(BIN)/pytest -m "not slow"
 
 lint: $(VENV)/.installed-test
 	$(BIN)/ruff check src tests bench
@@ -32,5 +41,10 @@ typecheck: $(VENV)/.installed-test
 unit: $(VENV)/.installed-test
 	$(BIN)/pytest
 
+# bench/run.py compiles its load generator (bench/gemload.c) on first use: it needs cc, the
+# OpenSSL headers (libssl-dev) and taskset.
+bench: $(VENV)/.installed
+	$(BIN)/python bench/run.py $(BENCH_ARGS)
+
 clean:
-	rm -rf $(VENV) build dist src/*.egg-info .pytest_cache .ruff_cache .mypy_cache .hypothesis
+	rm -rf $(VENV) build dist src/*.egg-info .pytest_cache .ruff_cache .mypy_cache .hypothesis bench/bin

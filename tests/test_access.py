@@ -8,9 +8,17 @@ import datetime as dt
 import pytest
 
 from helpers import identity_of
-from hospes.app.access import AccessPolicy, AccessRule, Requirement, check, path_matches
+from hospes.app.access import (
+    AccessPolicy,
+    AccessRule,
+    Requirement,
+    banned_response,
+    check,
+    path_matches,
+)
 from hospes.app.request import Request
 from hospes.gemini.url import parse_url
+from hospes.store import Ban, BanKind
 
 NOW = dt.datetime.now(dt.UTC)
 
@@ -89,3 +97,21 @@ def test_61_meta_tells_the_fingerprint_to_send(certs):
     rule = AccessRule("/", Requirement.ALLOWLIST, fingerprints=frozenset({"SHA256:" + "0" * 64}))
     response = asyncio.run(check(rule, request_with(identity), NOW))
     assert identity.fingerprint in response.meta
+
+
+HOSTILE_REASON = "spam\r\n20 text/gemini\x1b[2J\u202eevil\x00"
+ESCAPED_REASON = "spam\\x0d\\x0a20 text/gemini\\x1b[2J\\u202eevil\\x00"
+
+
+def test_banned_response_escapes_the_reason_and_says_until_when():
+    ban = Ban(1, BanKind.KEY, "SHA256:" + "0" * 64, HOSTILE_REASON, NOW)
+    response = banned_response(ban)
+    assert (response.status, response.meta) == (61, f"banned: {ESCAPED_REASON}")
+    until = dt.datetime(2031, 2, 3, 4, 5, tzinfo=dt.UTC)
+    timed = banned_response(Ban(2, BanKind.ACCOUNT, "7", "flooding", NOW, until))
+    assert timed.meta == "banned until 2031-02-03 04:05 UTC: flooding"
+    for char in ("\u202e", "\U000e0001", "é", "x"):  # escaped to 6 and 7 bytes; 2; 1
+        long = banned_response(Ban(3, BanKind.ACCOUNT, "7", char * 1000, NOW))
+        assert long.meta.startswith("banned: ")
+        assert long.meta.endswith("…")
+        assert len(long.meta.encode()) <= 1024

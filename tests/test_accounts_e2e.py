@@ -144,6 +144,27 @@ def test_ban_gives_61_with_reason_and_unban_restores(demo, certs):
     assert (refused.status, refused.meta) == (61, "banned: troll")
 
 
+def test_a_hostile_ban_reason_is_escaped_on_every_page(demo, certs):
+    """One 61 for a ban, escaped alike by the access rule (/members/) and the account pages."""
+    reason = "spam\r\n20 text/gemini\x1b[2J\u202eevil"
+    expected = "banned: spam\\x0d\\x0a20 text/gemini\\x1b[2J\\u202eevil"
+    alice = certs.make("alice")
+    assert register(demo, alice).status == 30
+    store = store_of(demo)
+    account = demo.call(lambda: store.account("alice"))
+    now = dt.datetime.now(dt.UTC)
+    demo.call(lambda: store.ban(BanKind.ACCOUNT, str(account.id), reason, now))
+    for path in ("/members/", "/account/", "/account/link", "/account/certificates"):
+        banned = get(demo, path, alice)
+        assert (banned.status, banned.meta, banned.body) == (61, expected, b""), path
+    mallory = certs.make("mallory")
+    mallory_fp = _fp(demo, mallory)
+    demo.call(lambda: store.ban(BanKind.CERTIFICATE, mallory_fp, reason, now))
+    for path in ("/account/register", "/account/link"):
+        banned = get(demo, path, mallory)
+        assert (banned.status, banned.meta, banned.body) == (61, expected, b""), path
+
+
 def _fp(server: RunningServer, cert: CertFiles) -> str:
     body = get(server, "/me", cert).body.decode()
     match = re.search(r"certificate fingerprint  (SHA256:[0-9a-f]{64})", body)

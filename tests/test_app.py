@@ -4,14 +4,32 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import socket
+import ssl
 import time
 
 import pytest
 
 from helpers import raw_request
-from hospes import Application, Request, Response, StaticFiles
+from hospes import Application, GeminiError, Request, Response, StaticFiles, Status
+from hospes.app.dispatch import INTERNAL_ERROR
 from hospes.app.routing import call_handler
 from hospes.gemini.url import parse_url
+
+
+def _look_up(name: str) -> None:
+    """A helper deep in a handler: it answers with an error by raising it."""
+    raise GeminiError(Status.GONE, f"{name} has left")
+
+
+def _sub_missing(request: Request) -> str:
+    raise GeminiError(Status.NOT_FOUND, f"nothing at {request.base}{request.relative_path}")
+
+
+async def _plain_mount(request: Request) -> str:
+    if request.query is None:
+        raise GeminiError(Status.INPUT, "Which one?")
+    return f"you chose {request.query}\n"
 
 
 def build_app(tmp_path) -> Application:
@@ -89,9 +107,29 @@ def build_app(tmp_path) -> Application:
     def where(request: Request) -> str:
         return f"{request.hostname} {request.remote_address} {request.path} {request.base}\n"
 
+    @app.route("/gone/{name}")
+    async def gone(request: Request) -> str:
+        await asyncio.sleep(0)
+        _look_up(request.params["name"])
+        return "never\n"
+
+    @app.route("/bad-error")
+    def bad_error(request: Request) -> str:
+        raise GeminiError(Status.NOT_FOUND, "line\r\n20 text/gemini")
+
+    @app.route("/stream-error")
+    def stream_error(request: Request) -> Response:
+        async def chunks():
+            yield b"first part\n"
+            raise GeminiError(Status.NOT_FOUND, "too late for a status")
+
+        return Response.success(chunks(), "text/plain")
+
     sub = Application()
     sub.add_route("/info", lambda request: f"sub {request.base} {request.relative_path}\n")
+    sub.add_route("/missing", _sub_missing)
     app.mount("/sub/", sub)
+    app.mount("/plain/", _plain_mount)
     (tmp_path / "static").mkdir()
     (tmp_path / "static" / "file.gmi").write_text("static file\n")
     app.mount("/static/", StaticFiles(tmp_path / "static"))
@@ -171,6 +209,73 @@ def test_invalid_meta_from_a_handler_cannot_inject_a_header(app_server):
     assert b"injected" not in response.body
 
 
+def _logged(caplog, text: str, timeout: float = 2.0) -> bool:
+    """Whether an ERROR record with ``text`` in its message or traceback arrives in time."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for record in caplog.records:
+            if record.levelno >= logging.ERROR and text in record.getMessage() + (
+                record.exc_text or ""
+            ):
+                return True
+        time.sleep(0.01)
+    return False
+
+
+def test_building_an_invalid_response_gives_40_and_a_logged_traceback(app_server, caplog):
+    """The ValueError is raised in the handler, where the bad response is written."""
+    with caplog.at_level(logging.ERROR, logger="hospes.app"):
+        response = get(app_server, "/bad-meta")
+        assert (response.status, response.meta) == (40, INTERNAL_ERROR)
+        assert _logged(caplog, "contains the control character '\\r'")
+    traceback = next(record.exc_text for record in caplog.records if record.exc_text)
+    assert "in bad_meta" in traceback
+
+
+def test_a_raised_gemini_error_answers_its_status(app_server, caplog):
+    with caplog.at_level(logging.INFO, logger="hospes"):
+        response = get(app_server, "/gone/bob")
+        assert (response.status, response.meta, response.body) == (52, "bob has left", b"")
+        assert get(app_server, "/sub/missing").header == "51 nothing at /sub/missing"
+        assert get(app_server, "/plain/x").header == "10 Which one?"
+        assert get(app_server, "/plain/x?blue").body == b"you chose blue\n"
+    assert not [record for record in caplog.records if record.levelno >= logging.WARNING]
+
+
+def test_an_invalid_gemini_error_is_a_bug_of_the_handler(app_server, caplog):
+    with caplog.at_level(logging.ERROR, logger="hospes.app"):
+        response = get(app_server, "/bad-error")
+        assert (response.status, response.meta) == (40, INTERNAL_ERROR)
+        assert _logged(caplog, "contains the control character")
+
+
+def test_an_error_in_a_streamed_body_truncates_the_response(app_server, caplog):
+    """The header has gone: the connection ends without close_notify, the log says why."""
+    with caplog.at_level(logging.ERROR, logger="hospes"):
+        with pytest.raises(ssl.SSLEOFError):
+            get(app_server, "/stream-error")
+        assert _logged(caplog, "too late for a status")
+    received = _read_until_eof(app_server.port, app_server.url("/stream-error"))
+    assert received == b"20 text/plain\r\nfirst part\n"
+    assert get(app_server, "/").status == 20
+
+
+def _read_until_eof(port: int, url: str) -> bytes:
+    """Everything the server sent before it closed, close_notify or not."""
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    chunks = []
+    with (
+        socket.create_connection(("127.0.0.1", port), timeout=10) as sock,
+        context.wrap_socket(sock, server_hostname="localhost", suppress_ragged_eofs=True) as tls,
+    ):
+        tls.sendall(url.encode() + b"\r\n")
+        while data := tls.recv(65536):
+            chunks.append(data)
+    return b"".join(chunks)
+
+
 def test_wrong_return_type_gives_40(app_server):
     assert get(app_server, "/wrong-type").status == 40
 
@@ -215,6 +320,60 @@ def test_route_pattern_must_be_absolute():
         Application().add_route("relative", lambda request: "")
     with pytest.raises(ValueError, match="must start with"):
         Application().mount("relative", lambda request: "")
+
+
+@pytest.mark.parametrize(
+    ("pattern", "message"),
+    [
+        ("/a/{id:float}", "unknown converter 'float' in {id:float} (known: str, path, int)"),
+        ("/a/{id:}", "unknown converter '' in {id:}"),
+        ("/a/{x}/{x}", "parameter 'x' appears twice"),
+        ("/a/{x}/{x:int}", "parameter 'x' appears twice"),
+        ("/a/{x", "unbalanced"),
+        ("/a/x}", "unbalanced"),
+        ("/a/{x}}", "unbalanced"),
+        ("/a/{{x}}", "unbalanced"),
+        ("/a/{}", "{} needs a parameter name"),
+        ("/a/{1x}", "{1x} needs a parameter name"),
+        ("/a/{x-y}", "{x-y} needs a parameter name"),
+    ],
+)
+def test_an_invalid_route_pattern_is_refused_at_registration(pattern, message):
+    app = Application()
+    with pytest.raises(ValueError) as caught:
+        app.route(pattern)  # before any handler is decorated
+    assert message in str(caught.value)
+    assert repr(pattern) in str(caught.value)
+    with pytest.raises(ValueError, match="route pattern"):
+        app.add_route(pattern, lambda request: "")
+
+
+def test_valid_route_patterns_compile():
+    app = Application()
+    app.add_route("/a/{x}/{y:int}/{rest:path}", lambda request: repr(sorted(request.params)))
+    app.add_route("/b/{x:str}.gmi", lambda request: request.params["x"])
+
+    def answer(path: str) -> Response:
+        request = Request(parse_url(f"gemini://a{path}"), path, None, "a", "127.0.0.1", 1)
+        return asyncio.run(app(request))
+
+    assert answer("/a/1/2/3/4").body == "['rest', 'x', 'y']"
+    assert answer("/a/1/two/3").status == 51
+    assert answer("/b/page.gmi").body == "page"
+
+
+def test_call_handler_turns_a_gemini_error_into_its_response():
+    request = Request(parse_url("gemini://a/"), "/", None, "a", "127.0.0.1", 1)
+
+    def refuse(request: Request) -> str:
+        raise GeminiError(Status.CERTIFICATE_NOT_AUTHORISED, "not you")
+
+    async def refuse_later(request: Request) -> str:
+        await asyncio.sleep(0)
+        raise GeminiError(Status.PROXY_REQUEST_REFUSED, "no proxying")
+
+    assert asyncio.run(call_handler(refuse, request)) == Response(61, "not you")
+    assert asyncio.run(call_handler(refuse_later, request)) == Response(53, "no proxying")
 
 
 def test_unknown_requirement_is_refused():

@@ -89,8 +89,6 @@ class Recorder:
             return Response(44, "10")
         if path == "/status/51":
             return Response.not_found()
-        if path == "/evil":
-            return Response(20, "text/gemini; note=\x1b]0;pwned\x07")
         if path == "/escape":
             return Response.success("red \x1b[31mtext\x1b[0m\n\tand a tab\n")
         if path == "/image":
@@ -494,15 +492,6 @@ def test_other_statuses_exit_codes(serve, capsule, data_dir, capsys):
     assert "51 not found" in err
     assert main(["get", "http://example.org/"]) == 2
     assert main(["get", "gemini://localhost:1/"]) == 10
-
-
-def test_meta_is_escaped_on_stderr(serve, capsule, data_dir, capsys):
-    running = start(serve, capsule)
-    assert main(["get", running.url("/evil")]) == 0
-    err = capsys.readouterr().err
-    assert "\x1b" not in err
-    assert "\x07" not in err
-    assert "\\x1b]0;pwned\\x07" in err
 
 
 def test_sync_fetch_from_a_plain_script(serve, capsule, data_dir):

@@ -489,6 +489,18 @@ def test_cli_exit_codes_for_malformed_and_silent_servers(s_server, certs, data_d
     assert "timed out" in err
 
 
+def test_meta_is_escaped_on_stderr(s_server, certs, data_dir, capsys):
+    """A hostile meta is escaped by ``hospes get`` (hospes' own server refuses to send one)."""
+    port = free_port()
+    server = s_server(server_cert(certs), port, b"20 text/gemini; note=\x1b]0;pwned\x07\r\nhi\n")
+    assert main(["get", "--data-dir", str(data_dir), f"gemini://localhost:{port}/"]) == 0
+    server.stop()
+    err = capsys.readouterr().err
+    assert "\x1b" not in err
+    assert "\x07" not in err
+    assert "\\x1b]0;pwned\\x07" in err
+
+
 def test_not_tls_at_all(data_dir):
     """A plain TCP server that answers in clear text: a TLS failure, not a hang."""
     with socket.socket() as listener:

@@ -13,6 +13,7 @@ from hospes.gemini.protocol import (
     RequestReader,
     ResponseHeaderError,
     Status,
+    check_header,
     check_target,
     decode_path,
     format_header,
@@ -20,6 +21,7 @@ from hospes.gemini.protocol import (
     parse_request,
 )
 from hospes.gemini.url import parse_url
+from strategies import CONTROLS, headers, mime_types
 
 # -- RequestReader -----------------------------------------------------------------------------
 
@@ -253,7 +255,10 @@ def test_format_header():
 
 
 def test_format_header_allows_1024_byte_meta():
-    assert format_header(20, "x" * 1024).endswith(b"x\r\n")
+    assert format_header(10, "x" * 1024).endswith(b"x\r\n")
+    mime = "text/plain; x=" + "a" * (1024 - len("text/plain; x="))
+    assert format_header(20, mime) == f"20 {mime}\r\n".encode()
+    assert format_header(51, "é" * 512).endswith("é\r\n".encode())
 
 
 @pytest.mark.parametrize(
@@ -262,8 +267,9 @@ def test_format_header_allows_1024_byte_meta():
         (9, "x"),
         (70, "x"),
         (100, "x"),
-        (20, "x" * 1025),
-        (20, "é" * 513),
+        (10, "x" * 1025),
+        (20, "text/plain; x=" + "a" * 1011),
+        (51, "é" * 513),
         (30, "a\r\nb"),
         (20, "\n"),
     ],
@@ -271,6 +277,92 @@ def test_format_header_allows_1024_byte_meta():
 def test_format_header_refuses_invalid(status, meta):
     with pytest.raises(ValueError):
         format_header(status, meta)
+
+
+@pytest.mark.parametrize(
+    ("status", "meta", "message"),
+    [
+        (12, "x", "12 is not a Gemini status"),
+        (29, "text/gemini", "29 is not a Gemini status"),
+        (True, "x", "True is not a Gemini status"),
+        (20.0, "text/gemini", "20.0 is not a Gemini status"),
+        ("20", "text/gemini", "'20' is not a Gemini status"),
+        (51, b"bytes", "meta must be a str, not bytes"),
+        (51, "a\rb", "control character '\\r'"),
+        (10, "tab\there", "control character '\\t'"),
+        (51, "\x1b[2J", "control character '\\x1b'"),
+        (51, "\x7f", "control character '\\x7f'"),
+        (51, "\ud800", "control character '\\ud800'"),
+        (40, "x" * 1025, "longer than 1024 bytes"),
+        (20, "", "must be a MIME type"),
+        (20, "gemtext", "must be a MIME type"),
+        (20, "text/gemini; lang", "must be a MIME type"),
+        (20, "text/gemini;", "must be a MIME type"),
+        (20, "text /gemini", "must be a MIME type"),
+        (20, 'text/plain; name="unterminated', "must be a MIME type"),
+        (30, "", "must be the URL to redirect to"),
+        (31, "", "must be the URL to redirect to"),
+    ],
+)
+def test_check_header_says_what_is_wrong(status, meta, message):
+    with pytest.raises(ValueError) as caught:
+        check_header(status, meta)
+    assert message in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    ("status", "meta"),
+    [
+        (Status.SUCCESS, "text/gemini"),
+        (20, "text/gemini; charset=utf-8; lang=en"),
+        (20, 'text/plain; title="a b; c \\"quoted\\""'),
+        (20, "application/vnd.example+json;v=1"),
+        (10, ""),
+        (40, ""),
+        (44, "30"),
+        (51, "ünïcode is fine, and so are spaces"),
+        (31, "/relative"),
+    ],
+)
+def test_check_header_accepts(status, meta):
+    check_header(status, meta)
+    assert format_header(status, meta) == f"{int(status)} {meta}\r\n".encode()
+
+
+@given(mime_types())
+def test_generated_mime_types_are_accepted(mime):
+    check_header(20, mime)
+
+
+@given(st.sampled_from(list(Status)), st.text(max_size=300))
+def test_check_header_agrees_with_its_rules(status, meta):
+    """Accepts exactly what has no control character, fits 1024 bytes and suits the status."""
+    try:
+        check_header(status, meta)
+    except ValueError:
+        accepted = False
+    else:
+        accepted = True
+    fits = (
+        not any(char in CONTROLS or 0xD800 <= ord(char) <= 0xDFFF for char in meta)
+        and len(meta.encode("utf-8", "surrogatepass")) <= 1024
+        and (status // 10 != 3 or meta != "")
+    )
+    if status // 10 == 2:
+        assert not accepted or "/" in meta  # and the rest of the MIME grammar
+    else:
+        assert accepted == fits
+
+
+def test_gemini_error_carries_a_valid_status_and_meta():
+    error = GeminiError(Status.NOT_FOUND, "no such page")
+    assert (error.status, error.meta, str(error)) == (51, "no such page", "51 no such page")
+    with pytest.raises(ValueError, match="not a Gemini status"):
+        GeminiError(99, "x")
+    with pytest.raises(ValueError, match="control character"):
+        GeminiError(51, "a\r\n20 text/gemini")
+    with pytest.raises(ValueError, match="return a Response"):
+        GeminiError(Status.SUCCESS, "text/gemini")
 
 
 # -- client side: HeaderReader, parse_header -------------------------------------------------------
@@ -318,8 +410,9 @@ def test_parse_header_refuses_long_meta():
         parse_header(b"20 " + b"x" * 1025)
 
 
-@given(st.integers(10, 69), st.text(max_size=300).filter(lambda s: "\r" not in s and "\n" not in s))
-def test_header_round_trip(status, meta):
+@given(headers())
+def test_header_round_trip(header):
+    status, meta = header
     framed = format_header(status, meta)
     assert framed.endswith(b"\r\n")
     assert parse_header(framed[:-2]) == (status, meta)

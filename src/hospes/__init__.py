@@ -10,12 +10,13 @@ from .app.response import Response
 from .app.routing import Application
 from .app.static import StaticFiles
 from .gemini.identity import ClientIdentity
-from .gemini.protocol import Status
+from .gemini.protocol import GeminiError, Status
 
 __all__ = [
     "AccessRule",
     "Application",
     "ClientIdentity",
+    "GeminiError",
     "Request",
     "Requirement",
     "Response",

@@ -26,7 +26,7 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass, field
 
-from ..app.access import AccessRule, Requirement, check
+from ..app.access import AccessRule, Requirement, banned_response, check
 from ..app.request import Request
 from ..app.response import Response
 from ..app.routing import Application
@@ -119,10 +119,7 @@ class AccountPages:
         """61 with the reason when the certificate, key or account is banned."""
         assert request.identity is not None
         ban = await store.active_ban(request.identity, request.account, _now())
-        if ban is None:
-            return None
-        until = "" if ban.until is None else f" until {ban.until:%Y-%m-%d %H:%M} UTC"
-        return Response(Status.CERTIFICATE_NOT_AUTHORISED, f"banned{until}: {ban.reason}")
+        return None if ban is None else banned_response(ban)
 
     @staticmethod
     async def _members_only(request: Request) -> Response | None:

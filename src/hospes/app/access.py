@@ -13,13 +13,24 @@ import datetime as dt
 from collections.abc import Iterable
 from dataclasses import dataclass
 from enum import StrEnum
+from typing import TYPE_CHECKING
 
 from ..gemini.escape import printable
-from ..gemini.protocol import Status
+from ..gemini.protocol import MAX_META_BYTES, Status
 from .request import Request
 from .response import Response
 
-__all__ = ["AccessPolicy", "AccessRule", "Requirement", "check", "path_matches"]
+if TYPE_CHECKING:
+    from ..store import Ban
+
+__all__ = [
+    "AccessPolicy",
+    "AccessRule",
+    "Requirement",
+    "banned_response",
+    "check",
+    "path_matches",
+]
 
 
 class Requirement(StrEnum):
@@ -95,9 +106,7 @@ async def check(rule: AccessRule, request: Request, now: dt.datetime) -> Respons
     if store is not None:
         ban = await store.active_ban(identity, request.account, now)
         if ban is not None:
-            until = "" if ban.until is None else f" until {ban.until:%Y-%m-%d %H:%M} UTC"
-            reason = printable(ban.reason, 200)
-            return Response(Status.CERTIFICATE_NOT_AUTHORISED, f"banned{until}: {reason}")
+            return banned_response(ban)
     if rule.require is Requirement.ALLOWLIST:
         if (
             identity.fingerprint in rule.fingerprints
@@ -118,3 +127,19 @@ async def check(rule: AccessRule, request: Request, now: dt.datetime) -> Respons
             f"this page is for members; your certificate has no account{where}",
         )
     return None
+
+
+def banned_response(ban: Ban) -> Response:
+    """The 61 of a ban: until when, and why.
+
+    The reason is the admin's text, told to the client: it is escaped
+    (:func:`~hospes.gemini.escape.printable`), so no CR, LF, escape sequence
+    or bidi override reaches the header or the visitor's terminal, and cut to
+    fit the header.
+    """
+    until = "" if ban.until is None else f" until {ban.until:%Y-%m-%d %H:%M} UTC"
+    meta = f"banned{until}: {printable(ban.reason, 200)}"
+    encoded = meta.encode("utf-8")
+    if len(encoded) > MAX_META_BYTES:  # escapes take up to 8 bytes a character
+        meta = encoded[: MAX_META_BYTES - 3].decode("utf-8", "ignore") + "…"
+    return Response(Status.CERTIFICATE_NOT_AUTHORISED, meta)

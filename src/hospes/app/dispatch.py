@@ -45,7 +45,6 @@ class Outcome:
     """The requested URL (escaped when the request was not valid)."""
     fingerprint: str | None
     """The client certificate's fingerprint, valid or not, or None."""
-    request: Request | None = None
     slowed: float = 0.0
     """The wait told in a 44 of the rate limits (0.0 when they granted the request)."""
 
@@ -74,8 +73,8 @@ class Dispatcher:
         self.identities = identities or IdentityCache()
         self.rate_limits = rate_limits
         self.resolve_accounts: bool = getattr(handler, "uses_accounts", True)
-        self._store_error_at = -60.0
         """Whether handlers may read ``request.account`` (a static capsule does not)."""
+        self._store_error_at = -60.0
 
     async def respond(
         self,
@@ -118,9 +117,7 @@ class Dispatcher:
             certificate_problem=problem,
             store=self.store,
         )
-        outcome = Outcome(
-            Response(Status.TEMPORARY_FAILURE, INTERNAL_ERROR), str(url), presented, request
-        )
+        outcome = Outcome(Response(Status.TEMPORARY_FAILURE, INTERNAL_ERROR), str(url), presented)
         if self._limit(outcome, canonical, address_key, certificate):
             return outcome
         try:
@@ -143,7 +140,7 @@ class Dispatcher:
         ends in 44 (and a block) like any other.
         """
         outcome = Outcome(
-            Response(error.status, error.meta),
+            Response.from_error(error),
             target,
             None if certificate is None else fingerprint(certificate),
         )

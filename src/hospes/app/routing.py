@@ -16,6 +16,22 @@ functions mount inside each other freely::
 
     app.mount("/files/", StaticFiles("capsule/files"))
 
+A handler answers with an error from wherever it is by raising
+:class:`~hospes.gemini.protocol.GeminiError`::
+
+    @app.route("/notes/{id:int}")
+    async def note(request):
+        text = await load_note(int(request.params["id"]))
+        if text is None:
+            raise GeminiError(Status.NOT_FOUND, "no such note")
+        return text
+
+:func:`call_handler` turns it into that response, at the innermost handler
+that raised it (so inside a mounted application too); any other exception
+gives the client ``40`` and the log its traceback.  A streamed body that raises
+after the header was sent cannot change the status: the connection is closed
+without TLS close_notify, so the client sees the response as truncated.
+
 The server looks up the visitor's account (``request.account``) before calling
 a handler; a handler object that never reads it can say ``uses_accounts =
 False`` (static files do) and spare the store that lookup.
@@ -30,6 +46,7 @@ from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 
 from ..gemini.fingerprint import parse_fingerprint
+from ..gemini.protocol import GeminiError
 from ..gemini.url import quote_path
 from .access import AccessRule, Requirement, check, path_matches
 from .request import Request
@@ -40,28 +57,59 @@ __all__ = ["Application", "Handler", "call_handler"]
 HandlerResult = Response | str | bytes
 Handler = Callable[[Request], HandlerResult | Awaitable[HandlerResult]]
 
-_PARAMETER = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)(?::(str|path|int))?\}")
+_PARAMETER = re.compile(r"\{([^{}]*)\}")
+_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _CONVERTERS = {"str": "[^/]+", "path": ".+", "int": "[0-9]+"}
 
 
 async def call_handler(handler: Handler, request: Request) -> Response:
-    """Call a sync or async handler and normalise its result."""
-    result = handler(request)
-    if inspect.isawaitable(result):
-        result = await result
+    """Call a sync or async handler and normalise its result.
+
+    A :class:`~hospes.gemini.protocol.GeminiError` it raises becomes the
+    response the error carries.
+    """
+    try:
+        result = handler(request)
+        if inspect.isawaitable(result):
+            result = await result
+    except GeminiError as error:
+        return Response.from_error(error)
     return as_response(result)
 
 
 def _compile(pattern: str) -> re.Pattern[str]:
+    """The regular expression of a route pattern; :class:`ValueError` naming what is wrong."""
     if not pattern.startswith("/"):
         raise ValueError(f"route pattern {pattern!r} must start with '/'")
-    regex, position = "", 0
+    regex, position, names = "", 0, set()
     for match in _PARAMETER.finditer(pattern):
-        regex += re.escape(pattern[position : match.start()])
-        regex += f"(?P<{match.group(1)}>{_CONVERTERS[match.group(2) or 'str']})"
+        regex += _literal(pattern, pattern[position : match.start()])
+        name, colon, converter = match.group(1).partition(":")
+        if _NAME.fullmatch(name) is None:
+            raise ValueError(
+                f"route pattern {pattern!r}: {{{match.group(1)}}} needs a parameter name "
+                "(letters, digits, '_'; not starting with a digit)"
+            )
+        if name in names:
+            raise ValueError(f"route pattern {pattern!r}: parameter {name!r} appears twice")
+        names.add(name)
+        if colon and converter not in _CONVERTERS:
+            known = ", ".join(_CONVERTERS)
+            raise ValueError(
+                f"route pattern {pattern!r}: unknown converter {converter!r} in "
+                f"{{{match.group(1)}}} (known: {known})"
+            )
+        regex += f"(?P<{name}>{_CONVERTERS[converter or 'str']})"
         position = match.end()
-    regex += re.escape(pattern[position:])
+    regex += _literal(pattern, pattern[position:])
     return re.compile(regex + r"\Z")
+
+
+def _literal(pattern: str, text: str) -> str:
+    """``text`` (between parameters) escaped; a brace in it is an unbalanced one."""
+    if "{" in text or "}" in text:
+        raise ValueError(f"route pattern {pattern!r} has an unbalanced '{{' or '}}'")
+    return re.escape(text)
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,6 +137,7 @@ class Application:
         register_url: str | None = None,
     ) -> Callable[[Handler], Handler]:
         """Decorator registering a handler for ``pattern`` (see :meth:`add_route`)."""
+        _compile(pattern)  # an invalid pattern fails here, not when the decorator is applied
 
         def decorator(handler: Handler) -> Handler:
             self.add_route(
@@ -117,9 +166,11 @@ class Application:
 
         ``{name}`` matches one path segment, ``{name:int}`` digits and
         ``{name:path}`` the rest of the path; values land in
-        ``request.params``.  ``requires`` (``"certificate"``, ``"allowlist"``
-        with ``allow`` fingerprints and/or store ``lists``, or ``"account"``)
-        applies the same 60/61/62 rules as the server's configuration.
+        ``request.params``.  An unknown converter, a name used twice or an
+        unbalanced brace is a :class:`ValueError` here.  ``requires``
+        (``"certificate"``, ``"allowlist"`` with ``allow`` fingerprints and/or
+        store ``lists``, or ``"account"``) applies the same 60/61/62 rules as
+        the server's configuration.
         """
         rule = None
         if requires is not None:

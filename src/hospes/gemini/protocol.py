@@ -10,13 +10,13 @@ status and meta the peer should be told.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Collection
 from enum import IntEnum
 
-from .url import DEFAULT_PORT, URL, URLError, parse_url, percent_decode
+from .url import URL, URLError, parse_url, percent_decode
 
 __all__ = [
-    "DEFAULT_PORT",
     "MAX_META_BYTES",
     "MAX_URL_BYTES",
     "GeminiError",
@@ -24,6 +24,7 @@ __all__ = [
     "RequestReader",
     "ResponseHeaderError",
     "Status",
+    "check_header",
     "check_target",
     "decode_path",
     "format_header",
@@ -60,10 +61,70 @@ class Status(IntEnum):
     CERTIFICATE_NOT_VALID = 62
 
 
+_STATUSES = frozenset(Status)
+_CONTROL = re.compile(r"[\x00-\x1f\x7f\ud800-\udfff]")
+_MIME_WORD = r"[!#$%&'*+\-.^_`{|}~0-9A-Za-z]+"
+_MIME = re.compile(
+    rf'{_MIME_WORD}/{_MIME_WORD}(?: *; *{_MIME_WORD}=(?:{_MIME_WORD}|"(?:[^"\\]|\\.)*"))*'
+)
+"""A MIME type with optional parameters (RFC 2045 tokens; a value may be a quoted string)."""
+
+
+def check_header(status: int, meta: str) -> None:
+    """Raise :class:`ValueError` saying what is wrong if ``<status> <meta>`` is not a valid header.
+
+    Valid means: a status the specification defines (10, 11, 20, 30, 31, 40-44,
+    50-53, 59, 60-62); a meta of at most 1024 bytes of UTF-8 without control
+    characters (CR or LF would end the header early, and the others have no
+    place in a header); for 2x a MIME type (``type/subtype`` and optional
+    ``; name=value`` parameters, RFC 2045), for 3x the (non-empty) URL to go to.
+    The client side (:func:`parse_header`) is more lenient, as the
+    specification asks of clients.
+    """
+    if status.__class__ is not Status and (not isinstance(status, int) or status not in _STATUSES):
+        known = ", ".join(str(int(code)) for code in Status)
+        raise ValueError(f"{status!r} is not a Gemini status (one of {known})")
+    if not isinstance(meta, str):
+        raise ValueError(f"meta must be a str, not {type(meta).__name__}")
+    control = _CONTROL.search(meta)
+    if control is not None:
+        raise ValueError(
+            f"meta {_preview_text(meta)} contains the control character {control.group()!r}"
+            " (CR or LF would end the header early; use hospes.gemini.escape.printable"
+            " for untrusted text)"
+        )
+    if len(meta) > MAX_META_BYTES // 4 and len(meta.encode("utf-8")) > MAX_META_BYTES:
+        raise ValueError(f"meta {_preview_text(meta)} is longer than {MAX_META_BYTES} bytes")
+    kind = status // 10
+    if kind == 2:
+        if _MIME.fullmatch(meta) is None:
+            raise ValueError(
+                f"the meta of a {status} response must be a MIME type such as "
+                f"'text/gemini; lang=en', not {_preview_text(meta)}"
+            )
+    elif kind == 3 and not meta:
+        raise ValueError(f"the meta of a {status} response must be the URL to redirect to")
+
+
+def _preview_text(text: str, limit: int = 60) -> str:
+    return repr(text[:limit]) + ("…" if len(text) > limit else "")
+
+
 class GeminiError(Exception):
-    """A request that must be answered with an error status instead of a resource."""
+    """An answer with a status other than 2x, raised instead of returned.
+
+    The protocol core raises it for a request that breaks a rule; a handler
+    raises it to answer with that status and meta from wherever it is
+    (``raise GeminiError(Status.NOT_FOUND, "no such page")``), as the
+    application layer turns it into the response.  The status and meta are
+    checked here, by :func:`check_header`: an invalid one is a
+    :class:`ValueError` where it is raised.  2x is refused, as it needs a body.
+    """
 
     def __init__(self, status: int, meta: str) -> None:
+        check_header(status, meta)
+        if status // 10 == 2:
+            raise ValueError(f"GeminiError carries an error, not {status}: return a Response")
         super().__init__(f"{status} {meta}")
         self.status = status
         self.meta = meta
@@ -177,18 +238,11 @@ def decode_path(url: URL) -> str:
 def format_header(status: int, meta: str) -> bytes:
     """Frame a response header ``<status> <meta>\\r\\n``.
 
-    Raises :class:`ValueError` for a status outside 10-69 or a meta that is
-    longer than 1024 bytes or contains CR or LF: these are bugs of the caller,
-    not of the peer.
+    Raises :class:`ValueError` for anything :func:`check_header` refuses:
+    these are bugs of the caller, not of the peer.
     """
-    if not 10 <= status <= 69:
-        raise ValueError(f"invalid Gemini status {status!r}")
-    encoded = meta.encode("utf-8")
-    if len(encoded) > MAX_META_BYTES:
-        raise ValueError(f"meta is longer than {MAX_META_BYTES} bytes")
-    if b"\r" in encoded or b"\n" in encoded:
-        raise ValueError("meta must not contain CR or LF")
-    return b"%d %s\r\n" % (status, encoded)
+    check_header(status, meta)
+    return b"%d %s\r\n" % (status, meta.encode("utf-8"))
 
 
 class ResponseHeaderError(ValueError):
