@@ -54,8 +54,8 @@ class RateLimiter:
         self._clock = clock
         self._buckets: OrderedDict[Hashable, tuple[float, float]] = OrderedDict()
 
-    def take(self, key: Hashable, cost: float = 1.0) -> float:
-        """Spend ``cost`` tokens of ``key``'s bucket: 0.0 if granted, else the seconds to wait.
+    def take(self, key: Hashable) -> float:
+        """Spend a token of ``key``'s bucket: 0.0 if granted, else the seconds to wait.
 
         A refused action spends nothing.
         """
@@ -67,12 +67,12 @@ class RateLimiter:
         else:
             level, then = entry
             tokens = min(self.burst, level + (now - then) * self.rate)
-        if tokens >= cost:
-            buckets[key] = (tokens - cost, now)
+        if tokens >= 1.0:
+            buckets[key] = (tokens - 1.0, now)
             wait = 0.0
         else:
             buckets[key] = (tokens, now)
-            wait = (cost - tokens) / self.rate
+            wait = (1.0 - tokens) / self.rate
         if len(buckets) > self.max_keys:
             buckets.popitem(last=False)
         return wait
@@ -129,11 +129,6 @@ class RateLimits:
     def __init__(self, rules: Iterable[RateRule], *, clock: Clock = time.monotonic) -> None:
         ordered = sorted(rules, key=lambda rule: len(rule.path), reverse=True)
         self._rules = [_RuleLimiters(rule, clock) for rule in ordered]
-
-    @property
-    def rules(self) -> list[RateRule]:
-        """The rules, longest prefix first."""
-        return [limiters.rule for limiters in self._rules]
 
     def inherit(self, old: RateLimits) -> None:
         """Keep ``old``'s buckets of every unchanged rule (a reload must not reset them)."""
