@@ -20,12 +20,12 @@ from hospes.server.admission import (
     GROUP_FULL,
     AddressKey,
     Admission,
+    AdmissionRules,
     Refusal,
-    Rules,
 )
 
 
-def rules(**changes) -> Rules:
+def rules(**changes) -> AdmissionRules:
     values = {
         "deny": AddressSet(),
         "trusted": AddressSet(["127.0.0.0/8"]),
@@ -34,7 +34,7 @@ def rules(**changes) -> Rules:
         "ipv6_prefix": 64,
     }
     values.update(changes)
-    return Rules(**values)
+    return AdmissionRules(**values)
 
 
 class Idle:

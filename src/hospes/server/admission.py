@@ -29,8 +29,8 @@ __all__ = [
     "GROUP_FULL",
     "AddressKey",
     "Admission",
+    "AdmissionRules",
     "Refusal",
-    "Rules",
     "Waiting",
 ]
 
@@ -66,7 +66,7 @@ FULL = Refusal("max_connections")
 
 
 @dataclass(frozen=True, slots=True)
-class Rules:
+class AdmissionRules:
     """What admission decides by; a reload swaps in new ones."""
 
     deny: AddressSet
@@ -81,7 +81,7 @@ class Admission:
 
     __slots__ = ("_clock", "_per_group", "_waiting", "blocks", "rules")
 
-    def __init__(self, rules: Rules, blocks: Blocks, clock: Clock) -> None:
+    def __init__(self, rules: AdmissionRules, blocks: Blocks, clock: Clock) -> None:
         self.rules = rules
         self.blocks = blocks
         self._clock = clock

@@ -35,7 +35,7 @@ from ..policy.clock import Clock
 from ..policy.limits import Limits
 from ..policy.ratelimit import Blocks
 from .accesslog import AccessLog
-from .admission import Admission, Refusal, Rules
+from .admission import Admission, AdmissionRules, Refusal
 from .connection import Connection, Setup
 from .listen import bind_all, connection_ceiling
 from .stats import Stats
@@ -51,8 +51,8 @@ _SWEEP_INTERVAL = 0.25
 """Seconds between two checks of every connection's deadline."""
 
 
-def _rules(limits: Limits, deny: AddressSet) -> Rules:
-    return Rules(
+def _rules(limits: Limits, deny: AddressSet) -> AdmissionRules:
+    return AdmissionRules(
         deny=deny,
         trusted=AddressSet(limits.trusted),
         max_connections=connection_ceiling(limits.max_connections),
