@@ -111,7 +111,10 @@ def test_low_open_file_limit_caps_connections_and_the_server_survives(tmp_path):
         return False
 
     try:
-        held += [connect(port) for _ in range(150)]
+        for _ in range(150):
+            # Past the cap, the server may reset a connection before connect() returns.
+            with contextlib.suppress(ConnectionResetError):
+                held.append(connect(port))
         assert wait_for(lambda: server_fds(process.pid) < 100)
         # Full of idle connections: a newcomer is served once the oldest has waited long
         # enough to be displaced (a second of the server's own clock, in another process).
