@@ -65,6 +65,8 @@ async def main(port: int, cert: str, key: str) -> None:
     ctx = context(cert, key)
     loop = asyncio.get_running_loop()
     server = await loop.create_server(lambda: Responder(ctx), "127.0.0.1", port, backlog=4096)
+    host, port = server.sockets[0].getsockname()[:2]
+    print(f"listening on {host}:{port}", file=sys.stderr, flush=True)  # port 0: the one it got
     await server.serve_forever()
 
 

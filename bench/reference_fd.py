@@ -58,6 +58,8 @@ async def main(port: int, cert: str, key: str) -> None:
     listener.bind(("127.0.0.1", port))
     listener.listen(4096)
     listener.setblocking(False)
+    host, port = listener.getsockname()[:2]
+    print(f"listening on {host}:{port}", file=sys.stderr, flush=True)  # port 0: the one it got
 
     def accept() -> None:
         for _ in range(64):

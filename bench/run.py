@@ -30,13 +30,11 @@ import os
 import re
 import shutil
 import signal
-import socket
 import statistics
 import subprocess
 import sys
 import sysconfig
 import tempfile
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -76,12 +74,6 @@ def build_gemload() -> str:
     return wanted
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def cpu_seconds(pid: int) -> float:
     """User + system CPU time of a process and its threads."""
     fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
@@ -90,9 +82,11 @@ def cpu_seconds(pid: int) -> float:
 
 @dataclass
 class Server:
+    """A server started on port 0; it prints ``listening on HOST:PORT`` on stderr once it does."""
+
     name: str
     command: list[str]
-    port: int
+    port: int = 0
     process: subprocess.Popen[bytes] | None = None
     rps: list[float] = field(default_factory=list)
     per_cpu: list[float] = field(default_factory=list)
@@ -105,16 +99,15 @@ class Server:
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
         )
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise SystemExit(f"{self.name} exited: {self.process.stderr.read().decode()}")
-            try:
-                socket.create_connection(("127.0.0.1", self.port), timeout=0.2).close()
+        assert self.process.stderr is not None
+        seen = []
+        for line in iter(self.process.stderr.readline, b""):
+            seen.append(line.decode())
+            found = re.search(r"listening on \S+?:(\d+)", seen[-1])
+            if found:
+                self.port = int(found.group(1))
                 return
-            except OSError:
-                time.sleep(0.1)
-        raise SystemExit(f"{self.name} did not start")
+        raise SystemExit(f"{self.name} exited: {''.join(seen)}")
 
     def stop(self) -> None:
         if self.process and self.process.poll() is None:
@@ -196,16 +189,15 @@ def main() -> int:
     cert, key = str(work / "server.crt"), str(work / "server.key")
     servers = []
     for name in ("reference-bio", "reference-fd", "hospes"):
-        port = free_port()
         if name == "hospes":
-            command = [python, "-m", "hospes", "serve", "--port", str(port)]
+            command = [python, "-m", "hospes", "serve", "--port", "0"]
             command += ["--cert", cert, "--key", key, "--state", str(work / "state")]
             command += ["--access-log", str(work / "access.log")]
             if args.scenario != "identity":
                 command += ["--root", str(capsule)]
         else:
-            command = [python, str(HERE / f"{name.replace('-', '_')}.py"), str(port), cert, key]
-        servers.append(Server(name, command, port))
+            command = [python, str(HERE / f"{name.replace('-', '_')}.py"), "0", cert, key]
+        servers.append(Server(name, command))
     if args.only:
         servers = [server for server in servers if server.name in args.only]
     path = "/me" if args.scenario == "identity" else "/"

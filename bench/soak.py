@@ -30,6 +30,7 @@ import argparse
 import contextlib
 import os
 import random
+import re
 import shutil
 import signal
 import socket
@@ -45,10 +46,18 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+def listening_port(server: subprocess.Popen[str], log: list[str]) -> int:
+    """The port in the banner of a server started with port 0 (it prints once it listens)."""
+    deadline = time.monotonic() + 20
+    while True:
+        for line in list(log):
+            found = re.search(r"listening on \S+?:(\d+)", line)
+            if found:
+                return int(found.group(1))
+        if server.poll() is not None or time.monotonic() > deadline:
+            print("\n".join(log))
+            raise SystemExit("the server did not start")
+        time.sleep(0.05)
 
 
 def context(chain: tuple[Path, Path] | None = None) -> ssl.SSLContext:
@@ -285,10 +294,9 @@ def main() -> int:
     capsule = work / "capsule"
     capsule.mkdir()
     (capsule / "index.gmi").write_text("# soak\n" + "A line of gemtext.\n" * 50)
-    port = free_port()
     config = work / "hospes.toml"
     config.write_text(
-        f'port = {port}\nroot = "capsule"\nstate = "state"\naccess_log = "off"\n'
+        'port = 0\nroot = "capsule"\nstate = "state"\naccess_log = "off"\n'
         "[limits]\ntrusted = []\nhandshake_timeout = 5\nrequest_timeout = 10\n"
     )
     chain = make_chain(work, 8)
@@ -299,16 +307,7 @@ def main() -> int:
         target=lambda: log.extend(line.rstrip() for line in server.stderr or ()), daemon=True
     )
     reader.start()
-    deadline = time.monotonic() + 20
-    while True:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-            break
-        except OSError:
-            if server.poll() is not None or time.monotonic() > deadline:
-                print("\n".join(log))
-                raise SystemExit("the server did not start") from None
-            time.sleep(0.1)
+    port = listening_port(server, log)
     rss_start, _ = memory(server.pid)
     fds_start = fds(server.pid)
     soak = Soak(args, port, chain)

@@ -1,6 +1,7 @@
 """A capsule for the crash test: the account pages, generous rate limits, run by hospes.runner.
 
-Usage: python tests/account_server.py STATE_DIR PORT; prints "ready" once it listens.
+Usage: python tests/account_server.py STATE_DIR; prints "ready PORT" once it listens on a free
+port.
 """
 
 from __future__ import annotations
@@ -21,17 +22,17 @@ def members(request: Request) -> str:
 
 
 def ready(started: Started, config: Config) -> None:
-    print("ready", flush=True)
+    print("ready", started.addresses[0][1], flush=True)
 
 
 def main() -> None:
-    state, port = Path(sys.argv[1]), int(sys.argv[2])
+    state = Path(sys.argv[1])
     app = Application()
     app.add_route("/members/", members, requires="account")
     app.mount(
         "/account/", account_app(limits=AccountLimits(register_rate=1000, register_burst=1000))
     )
-    config = Config(hosts=[HostConfig("localhost")], state=state, port=port, access_log="off")
+    config = Config(hosts=[HostConfig("localhost")], state=state, port=0, access_log="off")
     run(config, app, announce=ready)
 
 

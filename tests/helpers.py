@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import os
+import re
 import signal
 import socket
 import ssl
@@ -21,6 +22,7 @@ from cryptography.hazmat.primitives.serialization import Encoding
 from hospes.app.routing import Handler
 from hospes.config import Config, HostConfig
 from hospes.gemini.identity import ClientIdentity, identify
+from hospes.policy.clock import Clock, ManualClock
 from hospes.runner import prepare
 from hospes.selfsigned import (
     KeyKind,
@@ -105,6 +107,7 @@ class RunningServer:
     host: str
     port: int
     state: Path
+    clock: Clock
     log_lines: list[str] = field(default_factory=list)
 
     def url(self, path: str = "/", hostname: str = "localhost") -> str:
@@ -114,6 +117,12 @@ class RunningServer:
         """Run ``function`` on the server's loop and return its result."""
         future = asyncio.run_coroutine_threadsafe(_call(function), self.loop)
         return future.result(10)
+
+    def advance(self, seconds: float) -> None:
+        """Move the server's :class:`ManualClock` forward, then check every deadline at once."""
+        assert isinstance(self.clock, ManualClock), "start the server with clock=ManualClock()"
+        self.clock.advance(seconds)
+        self.call(self.server.sweep)
 
     def stop(self) -> None:
         if self.thread.is_alive():
@@ -148,8 +157,13 @@ def start_server(
     config: Config | None = None,
     limits: Limits | None = None,
     host: str = "127.0.0.1",
+    clock: Clock = time.monotonic,
 ) -> RunningServer:
-    """Start a real server (TLS, dispatcher, store) on a free port of ``host``."""
+    """Start a real server (TLS, dispatcher, store) on a free port of ``host``.
+
+    Its time comes from ``clock``: with a :class:`ManualClock`, the test moves it
+    (:meth:`RunningServer.advance`) and no deadline passes on its own.
+    """
     sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind((host, 0))
@@ -161,7 +175,8 @@ def start_server(
     if limits is not None:
         config.limits = limits
     lines: list[str] = []
-    prepared = prepare(config, handler, access_log=AccessLog(_ListStream(lines), interval=0.01))
+    access_log = AccessLog(_ListStream(lines), interval=0.01)
+    prepared = prepare(config, handler, access_log=access_log, clock=clock)
     loop = uvloop.new_event_loop() if uvloop is not None else asyncio.new_event_loop()
     started = threading.Event()
 
@@ -177,7 +192,7 @@ def start_server(
     thread = threading.Thread(target=run, name="hospes-test-server", daemon=True)
     thread.start()
     assert started.wait(10), "server did not start"
-    return RunningServer(prepared.server, loop, thread, host, port, state, lines)
+    return RunningServer(prepared.server, loop, thread, host, port, state, clock, lines)
 
 
 @dataclass
@@ -284,37 +299,118 @@ def s_client(
 
 # -- `hospes` as a real process -------------------------------------------------------
 
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+_LISTENING = re.compile(r"listening on (\S+?):(\d+)\b")
 
 
-def wait_for_port(port: int, process: subprocess.Popen, timeout: float = 15) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise AssertionError(f"server exited early: {process.stderr.read()}")
+class Process:
+    """A process whose stdout and stderr are collected line by line as they come."""
+
+    def __init__(self, command: list[str], env: dict[str, str] | None = None, **popen) -> None:
+        self.process = subprocess.Popen(
+            command,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env={**os.environ, **(env or {})},
+            **popen,
+        )
+        self.stdout: list[str] = []
+        self.stderr: list[str] = []
+        self._readers = [
+            threading.Thread(target=self._read, args=(stream, lines), daemon=True)
+            for stream, lines in (
+                (self.process.stdout, self.stdout),
+                (self.process.stderr, self.stderr),
+            )
+        ]
+        for reader in self._readers:
+            reader.start()
+
+    @staticmethod
+    def _read(stream, lines: list[str]) -> None:
+        for line in stream:
+            lines.append(line.rstrip("\n"))
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+    def poll(self) -> int | None:
+        return self.process.poll()
+
+    def send_signal(self, signum: int) -> None:
+        self.process.send_signal(signum)
+
+    def wait_for_line(
+        self, pattern: str | re.Pattern[str], *, stderr: bool = True, timeout: float = 15
+    ) -> re.Match[str]:
+        """The first line of stderr (or stdout) matching ``pattern``, waiting for it to come."""
+        lines = self.stderr if stderr else self.stdout
+        deadline = time.monotonic() + timeout
+        while True:
+            for line in list(lines):
+                match = re.search(pattern, line)
+                if match:
+                    return match
+            if self.process.poll() is not None:
+                for reader in self._readers:
+                    reader.join(5)
+                if not any(re.search(pattern, line) for line in lines):
+                    raise AssertionError(f"exited without {pattern!r}: {self.stderr}")
+            elif time.monotonic() > deadline:
+                raise AssertionError(f"no {pattern!r} within {timeout} s: {self.stderr}")
+            else:
+                time.sleep(0.01)
+
+    def stop(self, signum: int = signal.SIGTERM) -> tuple[int, str, str]:
+        """Signal the process, wait for it; its exit status and everything it printed."""
+        if self.process.poll() is None:
+            self.process.send_signal(signum)
+        return self.wait()
+
+    def wait(self, timeout: float = 15) -> tuple[int, str, str]:
+        """Wait for the process to exit (killed after ``timeout``); its status and output."""
         try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
-                return
-        except OSError:
-            time.sleep(0.05)
-    raise AssertionError("server did not start listening")
+            self.process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait(5)
+        for reader in self._readers:
+            reader.join(5)
+        return self.process.returncode, "\n".join(self.stdout), "\n".join(self.stderr)
 
 
-def start(args: list[str], env: dict[str, str] | None = None) -> subprocess.Popen:
-    return subprocess.Popen(
-        [sys.executable, "-m", "hospes", *args],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env={**os.environ, **(env or {})},
-    )
+class Hospes(Process):
+    """``python -m hospes ARGS``; for ``serve``, :attr:`port` is the one its banner shows."""
+
+    def __init__(self, args: list[str], env: dict[str, str] | None = None, **popen) -> None:
+        super().__init__([sys.executable, "-m", "hospes", *args], env, **popen)
+        self.port = 0
+
+    def listening(self, timeout: float = 15) -> int:
+        """Wait for the start-up banner; the port it shows, once connections are accepted.
+
+        ``--workers N`` prints the banner before the workers listen: the port is
+        tried until one accepts.
+        """
+        self.port = int(self.wait_for_line(_LISTENING, timeout=timeout).group(2))
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=1):
+                    return self.port
+            except OSError:
+                if self.process.poll() is not None or time.monotonic() > deadline:
+                    raise AssertionError(f"not listening on {self.port}: {self.stderr}") from None
+                time.sleep(0.02)
 
 
-def stop(process: subprocess.Popen, signum: int = signal.SIGTERM) -> tuple[int, str, str]:
-    process.send_signal(signum)
-    stdout, stderr = process.communicate(timeout=15)
-    return process.returncode, stdout, stderr
+def serve_process(args: list[str], env: dict[str, str] | None = None, **popen) -> Hospes:
+    """Start ``hospes serve --port 0 ARGS`` and wait until it listens (its port: ``.port``)."""
+    process = Hospes(["serve", "--port", "0", *args], env, **popen)
+    try:
+        process.listening()
+    except BaseException:
+        process.stop(signal.SIGKILL)
+        raise
+    return process

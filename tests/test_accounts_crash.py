@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import signal
-import socket
 import sqlite3
 import subprocess
 import sys
@@ -25,12 +24,6 @@ CLIENTS = 240
 KILL_AFTER = 80  # registrations answered before the kill
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def der_fingerprint(cert: CertFiles) -> str:
     pem = cert.cert.read_bytes()
     return fingerprint(x509.load_pem_x509_certificate(pem).public_bytes(Encoding.DER))
@@ -39,17 +32,18 @@ def der_fingerprint(cert: CertFiles) -> str:
 @pytest.mark.slow
 def test_sigkill_during_registrations_leaves_a_consistent_database(tmp_path, certs):
     state = tmp_path / "state"
-    port = free_port()
     clients = [certs.make(f"client{index}") for index in range(CLIENTS)]
     server = subprocess.Popen(
-        [sys.executable, str(SERVER), str(state), str(port)],
+        [sys.executable, str(SERVER), str(state)],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
     )
     try:
         assert server.stdout is not None
-        assert server.stdout.readline().strip() == "ready", server.stderr.read()
+        ready, _, port_text = server.stdout.readline().strip().partition(" ")
+        assert ready == "ready", server.stderr.read()
+        port = int(port_text)
         registered: dict[str, str] = {}  # name -> certificate fingerprint, answered 30
         lock = threading.Lock()
         enough = threading.Event()

@@ -42,12 +42,6 @@ pytestmark = pytest.mark.skipif(shutil.which("openssl") is None, reason="needs o
 _START_TIMEOUT = 10.0
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 class OpenSSLServer:
     """``openssl s_server`` for one connection on ``port``, answering ``response``.
 
@@ -178,6 +172,28 @@ def s_server():
         server.stop()
 
 
+@pytest.fixture
+def hold_port():
+    """Free loopback ports, held for the test: ``hold_port()`` returns a new one.
+
+    Each is bound (never listened on) with SO_REUSEADDR until the test ends: the
+    s_server instances of a test take turns on it (they set SO_REUSEADDR too, and a
+    client's pin is per port), and no other program can be given it meanwhile.
+    """
+    held: list[socket.socket] = []
+
+    def hold() -> int:
+        sock = socket.socket()
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(("127.0.0.1", 0))
+        held.append(sock)
+        return int(sock.getsockname()[1])
+
+    yield hold
+    for sock in held:
+        sock.close()
+
+
 @pytest.fixture(autouse=True)
 def data_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """The client's files, in the test's directory (also for commands run without --data-dir)."""
@@ -206,8 +222,8 @@ def server_cert(certs: CertFactory, name: str = "localhost", **kwargs) -> CertFi
 # -- TOFU ---------------------------------------------------------------------------------------
 
 
-def test_first_use_renewal_and_key_change(s_server, certs, data_dir):
-    port = free_port()
+def test_first_use_renewal_and_key_change(hold_port, s_server, certs, data_dir):
+    port = hold_port()
     url = f"gemini://localhost:{port}/"
     first = server_cert(certs)
     server = s_server(first, port)
@@ -257,9 +273,11 @@ def test_first_use_renewal_and_key_change(s_server, certs, data_dir):
 
 
 @pytest.mark.parametrize("tls12", [False, True], ids=["tls1.3", "tls1.2"])
-def test_key_change_sends_neither_request_nor_certificate(s_server, certs, data_dir, tls12):
+def test_key_change_sends_neither_request_nor_certificate(
+    hold_port, s_server, certs, data_dir, tls12
+):
     """The impostor sees a ClientHello and an alert: no Certificate, no request."""
-    port = free_port()
+    port = hold_port()
     url = f"gemini://localhost:{port}/private/"
     identities = IdentityStore(data_dir / "identities")
     identities.create("alice")
@@ -288,8 +306,8 @@ def test_key_change_sends_neither_request_nor_certificate(s_server, certs, data_
     assert b"alert" in output.lower()
 
 
-def test_cli_key_change_message_and_explicit_trust(s_server, certs, data_dir, capsys):
-    port = free_port()
+def test_cli_key_change_message_and_explicit_trust(hold_port, s_server, certs, data_dir, capsys):
+    port = hold_port()
     url = f"gemini://localhost:{port}/"
     flags = ["--data-dir", str(data_dir)]
     server = s_server(server_cert(certs), port)
@@ -331,8 +349,8 @@ def test_cli_key_change_message_and_explicit_trust(s_server, certs, data_dir, ca
     server.stop()
 
 
-def test_trust_with_wrong_key_changes_nothing(s_server, certs, data_dir, capsys):
-    port = free_port()
+def test_trust_with_wrong_key_changes_nothing(hold_port, s_server, certs, data_dir, capsys):
+    port = hold_port()
     server = s_server(server_cert(certs), port, response=None)
     code = main(["known-hosts", "trust", f"localhost:{port}", "--key", "SHA256:" + "ab" * 32])
     server.stop()
@@ -341,8 +359,8 @@ def test_trust_with_wrong_key_changes_nothing(s_server, certs, data_dir, capsys)
     assert KnownHosts(data_dir / "known_hosts.sqlite3").get("localhost", port) is None
 
 
-def test_accept_key_for_one_call(s_server, certs, data_dir):
-    port = free_port()
+def test_accept_key_for_one_call(hold_port, s_server, certs, data_dir):
+    port = hold_port()
     url = f"gemini://localhost:{port}/"
     server = s_server(server_cert(certs), port)
     fetch(data_dir, url)
@@ -366,8 +384,10 @@ def test_accept_key_for_one_call(s_server, certs, data_dir):
 # -- hostnames ----------------------------------------------------------------------------------
 
 
-def test_hostname_mismatch_is_reported_not_fatal_by_default(s_server, certs, data_dir, capsys):
-    port = free_port()
+def test_hostname_mismatch_is_reported_not_fatal_by_default(
+    hold_port, s_server, certs, data_dir, capsys
+):
+    port = hold_port()
     cert = server_cert(certs, "example.org")
     server = s_server(cert, port)
     code = main(["get", "-v", "--data-dir", str(data_dir), f"gemini://localhost:{port}/"])
@@ -378,8 +398,10 @@ def test_hostname_mismatch_is_reported_not_fatal_by_default(s_server, certs, dat
     assert "DNS:example.org" in err
 
 
-def test_verify_hostname_makes_a_mismatch_fatal_before_sending(s_server, certs, data_dir):
-    port = free_port()
+def test_verify_hostname_makes_a_mismatch_fatal_before_sending(
+    hold_port, s_server, certs, data_dir
+):
+    port = hold_port()
     server = s_server(server_cert(certs, "example.org"), port)
     with pytest.raises(CertificateUntrusted, match="not issued for localhost"):
         fetch(data_dir, f"gemini://localhost:{port}/", verify_hostname=True)
@@ -389,8 +411,8 @@ def test_verify_hostname_makes_a_mismatch_fatal_before_sending(s_server, certs, 
     assert KnownHosts(data_dir / "known_hosts.sqlite3").get("localhost", port) is None
 
 
-def test_verify_hostname_accepts_a_matching_certificate(s_server, certs, data_dir):
-    port = free_port()
+def test_verify_hostname_accepts_a_matching_certificate(hold_port, s_server, certs, data_dir):
+    port = hold_port()
     server = s_server(server_cert(certs, "localhost"), port)
     response = fetch(data_dir, f"gemini://localhost:{port}/", verify_hostname=True)
     server.stop()
@@ -401,8 +423,8 @@ def test_verify_hostname_accepts_a_matching_certificate(s_server, certs, data_di
 # -- identities -----------------------------------------------------------------------------
 
 
-def test_identity_sent_only_inside_its_scope(s_server, certs, data_dir):
-    port = free_port()
+def test_identity_sent_only_inside_its_scope(hold_port, s_server, certs, data_dir):
+    port = hold_port()
     identities = IdentityStore(data_dir / "identities")
     identities.create("alice")
     identities.add_scope("alice", Scope.parse(f"gemini://localhost:{port}/app/"))
@@ -424,8 +446,8 @@ def test_identity_sent_only_inside_its_scope(s_server, certs, data_dir):
 # -- the end of the stream ----------------------------------------------------------------------
 
 
-def test_response_without_close_notify_is_reported(s_server, certs, data_dir):
-    port = free_port()
+def test_response_without_close_notify_is_reported(hold_port, s_server, certs, data_dir):
+    port = hold_port()
     server = s_server(server_cert(certs), port)
     response = fetch(data_dir, f"gemini://localhost:{port}/")
     server.stop()
@@ -449,38 +471,42 @@ def test_response_without_close_notify_is_reported(s_server, certs, data_dir):
     ],
     ids=["no-crlf", "one-digit", "long-meta", "garbage", "no-space", "bad-utf8", "early-close"],
 )
-def test_malformed_responses(s_server, certs, data_dir, response, message):
-    port = free_port()
+def test_malformed_responses(hold_port, s_server, certs, data_dir, response, message):
+    port = hold_port()
     server = s_server(server_cert(certs), port, response)
     with pytest.raises(MalformedResponse, match=message):
         fetch(data_dir, f"gemini://localhost:{port}/", timeout=20)
     server.stop()
 
 
-def test_an_overlong_header_fails_without_waiting_for_the_close(s_server, certs, data_dir):
+def test_an_overlong_header_fails_without_waiting_for_the_close(
+    hold_port, s_server, certs, data_dir
+):
     """The header limit is enforced as bytes arrive, not when the server gives up."""
-    port = free_port()
+    port = hold_port()
     server = s_server(server_cert(certs), port, b"20 " + b"m" * 1100, keep_open=True)
     with pytest.raises(MalformedResponse, match="longer than"):
         fetch(data_dir, f"gemini://localhost:{port}/", timeout=30)
     server.stop()
 
 
-def test_silent_server_times_out(s_server, certs, data_dir):
-    port = free_port()
+def test_silent_server_times_out(hold_port, s_server, certs, data_dir):
+    port = hold_port()
     server = s_server(server_cert(certs), port, None)
     with pytest.raises(FetchTimeout, match="response header"):
         fetch(data_dir, f"gemini://localhost:{port}/", timeout=1)
     server.stop()
 
 
-def test_cli_exit_codes_for_malformed_and_silent_servers(s_server, certs, data_dir, capsys):
+def test_cli_exit_codes_for_malformed_and_silent_servers(
+    hold_port, s_server, certs, data_dir, capsys
+):
     flags = ["--data-dir", str(data_dir)]
-    port = free_port()
+    port = hold_port()
     server = s_server(server_cert(certs), port, b"2 x\r\n")
     assert main(["get", *flags, f"gemini://localhost:{port}/"]) == 15
     server.stop()
-    port = free_port()
+    port = hold_port()
     server = s_server(server_cert(certs), port, None)
     assert main(["get", *flags, "--timeout", "1", f"gemini://localhost:{port}/"]) == 11
     server.stop()
@@ -524,9 +550,9 @@ def test_not_tls_at_all(data_dir):
 # -- TLS ----------------------------------------------------------------------------------------
 
 
-def test_server_name_indication_is_sent(s_server, certs, data_dir):
+def test_server_name_indication_is_sent(hold_port, s_server, certs, data_dir):
     """s_server presents its second certificate only to a client that sent SNI "localhost"."""
-    port = free_port()
+    port = hold_port()
     default = server_cert(certs, "default.example")
     named = server_cert(certs)
     server = s_server(
@@ -538,7 +564,7 @@ def test_server_name_indication_is_sent(s_server, certs, data_dir):
     server.stop()
     assert response.certificate.dns_names == ("localhost",)
     # An IP address is never sent as SNI (RFC 6066): the default certificate comes back.
-    port = free_port()
+    port = hold_port()
     server = s_server(
         default,
         port,
@@ -549,8 +575,8 @@ def test_server_name_indication_is_sent(s_server, certs, data_dir):
     assert response.certificate.dns_names == ("default.example",)
 
 
-def test_tls_older_than_1_2_is_refused(s_server, certs, data_dir):
-    port = free_port()
+def test_tls_older_than_1_2_is_refused(hold_port, s_server, certs, data_dir):
+    port = hold_port()
     server = s_server(server_cert(certs), port, extra=("-tls1_1", "-cipher", "DEFAULT:@SECLEVEL=0"))
     with pytest.raises(TLSFailure, match="protocol"):
         fetch(data_dir, f"gemini://localhost:{port}/")

@@ -11,13 +11,10 @@ import os
 import resource
 import socket
 import ssl
-import subprocess
-import sys
-import time
 
 import pytest
 
-from helpers import free_port, start, stop, wait_for_port
+from helpers import serve_process
 from hostile import Memory, client_context, client_hello, connect, request, tls_connect, wait_for
 from test_hostile_certs import huge_chain
 
@@ -32,13 +29,12 @@ def test_flood_keeps_memory_bounded_and_leaks_no_descriptor(tmp_path, capsys):
     capsule = tmp_path / "capsule"
     capsule.mkdir()
     (capsule / "index.gmi").write_text("# hello\n")
-    port = free_port()
-    args = ["serve", "--port", str(port), "--root", str(capsule), "--state", str(tmp_path / "s")]
-    process = start([*args, "--access-log", "off"])
+    args = ["--root", str(capsule), "--state", str(tmp_path / "s"), "--access-log", "off"]
+    process = serve_process(args)
+    port = process.port
     url = f"gemini://localhost:{port}/"
     held: list[socket.socket] = []
     try:
-        wait_for_port(port, process)
         for _ in range(20):
             assert request(port, url).status == 20
         base = Memory.of(process.pid)
@@ -87,7 +83,7 @@ def test_flood_keeps_memory_bounded_and_leaks_no_descriptor(tmp_path, capsys):
     finally:
         for sock in held:
             sock.close()
-        code, _, stderr = stop(process)
+        code, _, stderr = process.stop()
     assert code == 0, stderr
     assert "Traceback" not in stderr
 
@@ -97,44 +93,37 @@ def test_low_open_file_limit_caps_connections_and_the_server_survives(tmp_path):
     capsule = tmp_path / "capsule"
     capsule.mkdir()
     (capsule / "index.gmi").write_text("# hello\n")
-    port = free_port()
 
     def low_limit() -> None:
         resource.setrlimit(resource.RLIMIT_NOFILE, (100, 100))
 
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "hospes",
-            "serve",
-            "--port",
-            str(port),
-            "--root",
-            str(capsule),
-            "--state",
-            str(tmp_path / "s"),
-            "--access-log",
-            "off",
-        ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        preexec_fn=low_limit,  # noqa: PLW1509 - a single-threaded child; only sets a limit
+    process = serve_process(
+        ["--root", str(capsule), "--state", str(tmp_path / "s"), "--access-log", "off"],
+        preexec_fn=low_limit,  # runs in the child before exec: only sets a limit
     )
+    port = process.port
     url = f"gemini://localhost:{port}/"
     held: list[socket.socket] = []
+
+    def served() -> bool:
+        with contextlib.suppress(OSError, ssl.SSLError):
+            return request(port, url, timeout=2).status == 20
+        return False
+
     try:
-        wait_for_port(port, process)
-        held += [connect(port) for _ in range(150)]
+        for _ in range(150):
+            # Past the cap, the server may reset a connection before connect() returns.
+            with contextlib.suppress(ConnectionResetError):
+                held.append(connect(port))
         assert wait_for(lambda: server_fds(process.pid) < 100)
-        time.sleep(1.1)  # idle for over a second: the oldest may now be displaced
-        assert request(port, url).status == 20
+        # Full of idle connections: a newcomer is served once the oldest has waited long
+        # enough to be displaced (a second of the server's own clock, in another process).
+        assert wait_for(served, 10, step=0.1)
         assert process.poll() is None
     finally:
         for sock in held:
             sock.close()
-        code, _, stderr = stop(process)
+        code, _, stderr = process.stop()
     assert code == 0, stderr
     assert "max_connections 1024 does not fit the open-file limit (100); using 75" in stderr
     assert "Traceback" not in stderr

@@ -22,17 +22,9 @@ from hospes.policy.addresses import (
     parse_network,
     read_address_file,
 )
+from hospes.policy.clock import ManualClock
 from hospes.policy.limits import DEFAULT_TRUSTED, Limits
 from hospes.policy.ratelimit import Blocks, RateLimits, RateRule
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
-
 
 # -- addresses ----------------------------------------------------------------------------------
 
@@ -139,7 +131,7 @@ def test_read_address_file(tmp_path):
 
 
 def test_longest_prefix_wins_and_both_keys_must_grant():
-    clock = Clock()
+    clock = ManualClock()
     limits = RateLimits(
         [RateRule("/", per_address=1, burst=5), RateRule("/search", per_address=1, per_key=1)],
         clock=clock,
@@ -150,7 +142,7 @@ def test_longest_prefix_wins_and_both_keys_must_grant():
     assert limits.take("/search", "b", "key") == 0
     assert limits.take("/search", "c", "key") == pytest.approx(1.0)  # same key, new address
     assert limits.take("/search", None, "key") == 0  # trusted address: no limits at all
-    clock.now += 1
+    clock.advance(1)
     assert limits.take("/search", "a", None) == 0
 
 
@@ -160,7 +152,7 @@ def test_paths_without_a_rule_are_not_limited():
 
 
 def test_inherit_keeps_buckets_of_unchanged_rules_only():
-    clock = Clock()
+    clock = ManualClock()
     kept, changed = RateRule("/", per_address=1, burst=1), RateRule("/x", per_address=1, burst=1)
     old = RateLimits([kept, changed], clock=clock)
     old.take("/", "a", None)
@@ -184,39 +176,39 @@ def test_limiter_memory_is_bounded():
 
 
 def test_blocks_escalate_double_and_cap():
-    clock = Clock()
+    clock = ManualClock()
     blocks = Blocks(after=3, first=60, longest=200, clock=clock)
     periods = []
     for _ in range(4):
         for _ in range(4):  # one 44, then three retries before its wait is over
             period = blocks.refused("a", 10)
-            clock.now += 1
+            clock.advance(1)
         periods.append(period)
         assert blocks.blocked("a") > 0
         assert blocks.blocked("b") == 0
-        clock.now += period
+        clock.advance(period)
         assert blocks.blocked("a") == 0
     assert periods == [60, 120, 200, 200]
 
 
 def test_honouring_44_never_earns_a_block():
-    clock = Clock()
+    clock = ManualClock()
     blocks = Blocks(after=2, first=60, clock=clock)
     for _ in range(50):
         assert blocks.refused("a", 5) == 0
-        clock.now += 5  # came back exactly when told
+        clock.advance(5)  # came back exactly when told
     assert blocks.blocked("a") == 0
 
 
 def test_blocks_are_forgotten_after_a_quiet_period_and_can_be_disabled():
-    clock = Clock()
+    clock = ManualClock()
     blocks = Blocks(after=1, first=10, longest=100, clock=clock)
     blocks.refused("a", 5)
     assert blocks.refused("a", 5) == 10
-    clock.now += 10
+    clock.advance(10)
     blocks.refused("a", 5)
     assert blocks.refused("a", 5) == 20
-    clock.now += 20 + 101  # unblocked for longer than `longest`
+    clock.advance(20 + 101)  # unblocked for longer than `longest`
     blocks.refused("a", 5)
     assert blocks.refused("a", 5) == 10
     off = Blocks(after=0, clock=clock)

@@ -7,12 +7,11 @@ from __future__ import annotations
 
 import signal
 import ssl
-import threading
 from pathlib import Path
 
 import pytest
 
-from helpers import free_port, start, stop, wait_for_port
+from helpers import Hospes, serve_process
 from hospes.gemini.fingerprint import fingerprint
 from hospes.selfsigned import (
     generate_key,
@@ -26,21 +25,13 @@ pytestmark = pytest.mark.slow
 
 
 class Serving:
-    """A ``hospes serve --config`` process with its stderr collected line by line."""
+    """A ``hospes serve --config`` process (its port from the banner), stderr line by line."""
 
-    def __init__(self, config: Path, port: int) -> None:
+    def __init__(self, config: Path) -> None:
         self.config = config
-        self.port = port
-        self.process = start(["serve", "--config", str(config)])
-        self.lines: list[str] = []
-        self._reader = threading.Thread(target=self._read, daemon=True)
-        self._reader.start()
-        wait_for_port(port, self.process)
-
-    def _read(self) -> None:
-        assert self.process.stderr is not None
-        for line in self.process.stderr:
-            self.lines.append(line.rstrip("\n"))
+        self.process = Hospes(["serve", "--config", str(config)])
+        self.port = self.process.listening()
+        self.lines = self.process.stderr
 
     def get(self, path: str = "/") -> tuple[int, bytes]:
         response = request(self.port, f"gemini://localhost:{self.port}{path}")
@@ -59,12 +50,7 @@ class Serving:
         return any(text in line for line in self.lines)
 
     def stop(self) -> int:
-        if self.process.poll() is not None:
-            return self.process.returncode
-        self.process.send_signal(signal.SIGTERM)
-        self.process.wait(15)
-        self._reader.join(5)
-        return self.process.returncode
+        return self.process.stop()[0]
 
 
 def capsule(directory: Path, text: str) -> Path:
@@ -78,11 +64,11 @@ def capsule(directory: Path, text: str) -> Path:
 def test_sighup_reloads_root_and_rules_keeps_inflight_and_refuses_bad_config(tmp_path):
     capsule(tmp_path / "a", "A\n")
     capsule(tmp_path / "b", "B\n")
-    port = free_port()
-    base = f'port = {port}\nstate = "state"\naccess_log = "off"\nlog_level = "info"\n'
+    base = 'port = 0\nstate = "state"\naccess_log = "off"\nlog_level = "info"\n'
     config = tmp_path / "hospes.toml"
     config.write_text(base + 'root = "a"\n')
-    serving = Serving(config, port)
+    serving = Serving(config)
+    port = serving.port
     try:
         assert serving.get() == (20, b"A\n")
         assert serving.get("/secret/") == (20, b"secret A\n")
@@ -92,6 +78,7 @@ def test_sighup_reloads_root_and_rules_keeps_inflight_and_refuses_bad_config(tmp
             base + 'root = "b"\n[[access]]\npath = "/secret/"\nrequire = "certificate"\n'
         )
         assert serving.said(f"reloaded the configuration from {config}")
+        assert not serving.said("port changed"), "port 0 is satisfied by the port in use"
         assert serving.get() == (20, b"B\n")
         assert serving.get("/secret/")[0] == 60
 
@@ -113,7 +100,7 @@ def test_sighup_reloads_root_and_rules_keeps_inflight_and_refuses_bad_config(tmp
         assert serving.said("capsule root")
         assert serving.get() == (20, b"B\n")
 
-        serving.reload(base.replace(str(port), str(port + 1)) + 'root = "a"\n')
+        serving.reload(base.replace("port = 0", f"port = {port + 1}") + 'root = "a"\n')
         assert serving.said(f"port changed from {port} to {port + 1}: that needs a restart")
         assert serving.get() == (20, b"A\n")
         assert serving.process.poll() is None
@@ -147,14 +134,14 @@ def presented(port: int) -> str:
 def test_sighup_picks_up_a_renewed_certificate_and_reopens_the_access_log(tmp_path):
     capsule(tmp_path / "a", "A\n")
     cert, key, first = server_certificate(tmp_path)
-    port = free_port()
     config = tmp_path / "hospes.toml"
     config.write_text(
-        f'port = {port}\nstate = "state"\nroot = "a"\naccess_log = "access.log"\n'
+        f'port = 0\nstate = "state"\nroot = "a"\naccess_log = "access.log"\n'
         f'cert = "{cert}"\nkey = "{key}"\n'
     )
     log = tmp_path / "access.log"
-    serving = Serving(config, port)
+    serving = Serving(config)
+    port = serving.port
     try:
         assert presented(port) == first
         assert serving.get() == (20, b"A\n")
@@ -179,17 +166,14 @@ def test_sighup_picks_up_a_renewed_certificate_and_reopens_the_access_log(tmp_pa
 
 def test_sighup_without_a_config_file_reloads_the_command_line(tmp_path):
     root = capsule(tmp_path / "a", "A\n")
-    port = free_port()
-    process = start(
-        ["serve", "--port", str(port), "--root", str(root), "--state", str(tmp_path / "s")]
-    )
+    process = serve_process(["--root", str(root), "--state", str(tmp_path / "s")])
+    port = process.port
     try:
-        wait_for_port(port, process)
         process.send_signal(signal.SIGHUP)
         process.send_signal(signal.SIGUSR1)
         assert request(port, f"gemini://localhost:{port}/").body == b"A\n"
     finally:
-        code, _, stderr = stop(process)
+        code, _, stderr = process.stop()
     assert code == 0
     assert "reloaded the configuration from the command line" in stderr
     assert "counters: accepted " in stderr

@@ -8,7 +8,6 @@ import subprocess
 import sys
 import textwrap
 import threading
-import time
 from pathlib import Path
 
 import pytest
@@ -16,21 +15,21 @@ from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.serialization import Encoding
 
-from helpers import free_port, raw_request, start, stop, wait_for_port
+from helpers import Process, raw_request, serve_process
 from hospes.demo import CAPSULE
 from hospes.gemini.fingerprint import fingerprint
+from hostile import wait_for
 
 pytestmark = pytest.mark.slow
 
 
 def test_first_run_creates_certificate_then_reuses_it(tmp_path):
     state = tmp_path / "state"
-    port = free_port()
-    process = start(["serve", "--port", str(port), "--state", str(state)])
-    wait_for_port(port, process)
+    process = serve_process(["--state", str(state)])
+    port = process.port
     response = raw_request(port, f"gemini://localhost:{port}/")
     assert response.status == 20
-    code, stdout, stderr = stop(process)
+    code, stdout, stderr = process.stop()
     assert code == 0
     key = state / "certs" / "localhost.key"
     cert = state / "certs" / "localhost.crt"
@@ -44,14 +43,15 @@ def test_first_run_creates_certificate_then_reuses_it(tmp_path):
     expected = fingerprint(certificate.public_bytes(Encoding.DER))
     assert expected in stderr
     assert "(created now)" in stderr
+    # Started with --port 0, the banner shows the port the server got.
     assert f"gemini://localhost:{port}/" in stderr
+    assert f"listening on 127.0.0.1:{port}" in stderr
     assert str(state) in stderr
     assert f'"gemini://localhost:{port}/" 20' in stdout
 
     before = key.read_bytes()
-    process = start(["serve", "--port", str(port), "--state", str(state)])
-    wait_for_port(port, process)
-    code, _, stderr = stop(process, signal.SIGINT)
+    process = serve_process(["--state", str(state)])
+    code, _, stderr = process.stop(signal.SIGINT)
     assert code == 0
     assert key.read_bytes() == before
     assert expected in stderr
@@ -59,22 +59,18 @@ def test_first_run_creates_certificate_then_reuses_it(tmp_path):
 
 
 def test_state_defaults_to_xdg_state_home(tmp_path):
-    port = free_port()
-    process = start(["serve", "--port", str(port)], env={"XDG_STATE_HOME": str(tmp_path)})
-    wait_for_port(port, process)
-    stop(process)
+    process = serve_process([], env={"XDG_STATE_HOME": str(tmp_path)})
+    assert process.stop()[0] == 0
     assert (tmp_path / "hospes" / "certs" / "localhost.crt").exists()
 
 
 def test_certificate_without_key_is_an_error_not_a_new_key(tmp_path):
     state = tmp_path / "state"
-    port = free_port()
-    process = start(["serve", "--port", str(port), "--state", str(state)])
-    wait_for_port(port, process)
-    stop(process)
+    process = serve_process(["--state", str(state)])
+    assert process.stop()[0] == 0
     (state / "certs" / "localhost.key").unlink()
     result = subprocess.run(
-        [sys.executable, "-m", "hospes", "serve", "--port", str(port), "--state", str(state)],
+        [sys.executable, "-m", "hospes", "serve", "--port", "0", "--state", str(state)],
         capture_output=True,
         text=True,
         timeout=30,
@@ -90,12 +86,8 @@ def test_own_certificate_and_root(tmp_path, certs):
     root = tmp_path / "root"
     root.mkdir()
     (root / "index.gmi").write_text("# mine\n")
-    port = free_port()
-    process = start(
+    process = serve_process(
         [
-            "serve",
-            "--port",
-            str(port),
             "--state",
             str(tmp_path / "state"),
             "--cert",
@@ -106,9 +98,9 @@ def test_own_certificate_and_root(tmp_path, certs):
             str(root),
         ]
     )
-    wait_for_port(port, process)
+    port = process.port
     assert raw_request(port, f"gemini://localhost:{port}/").body == b"# mine\n"
-    assert stop(process)[0] == 0
+    assert process.stop()[0] == 0
     assert not (tmp_path / "state" / "certs").exists()
 
 
@@ -116,27 +108,30 @@ def test_config_file_and_flags(tmp_path):
     root = tmp_path / "root"
     root.mkdir()
     (root / "index.gmi").write_text("# from config\n")
-    port = free_port()
     config = tmp_path / "hospes.toml"
-    config.write_text(
-        textwrap.dedent(
-            f"""
-            port = {port + 1}
-            hostnames = ["example.test", "localhost"]
-            root = "root"
-            state = "state"
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        # The file's port is taken: the server starts only if the --port flag wins.
+        config.write_text(
+            textwrap.dedent(
+                f"""
+                port = {taken.getsockname()[1]}
+                hostnames = ["example.test", "localhost"]
+                root = "root"
+                state = "state"
 
-            [[access]]
-            path = "/private/"
-            require = "certificate"
-            """
+                [[access]]
+                path = "/private/"
+                require = "certificate"
+                """
+            )
         )
-    )
-    process = start(["serve", "--config", str(config), "--port", str(port)])
-    wait_for_port(port, process)
+        process = serve_process(["--config", str(config)])
+    port = process.port
     assert raw_request(port, f"gemini://example.test:{port}/").body == b"# from config\n"
     assert raw_request(port, f"gemini://localhost:{port}/private/x").status == 60
-    assert stop(process)[0] == 0
+    assert process.stop()[0] == 0
     assert (tmp_path / "state" / "certs" / "example.test.crt").exists()
 
 
@@ -205,40 +200,51 @@ from hospes.runner import run
 
 app = Application()
 
+release = Path(sys.argv[2])
+
 @app.route("/slow")
 async def slow(request):
-    await asyncio.sleep(1.0)
+    print("slow request started", flush=True)
+    while not release.exists():  # until the test has seen the listener closed
+        await asyncio.sleep(0.01)
     return "finished\\n"
 
-run(Config(port=int(sys.argv[1]), state=Path(sys.argv[2])), app)
+def announce(started, config):
+    print("port", started.addresses[0][1], flush=True)
+
+run(Config(port=0, state=Path(sys.argv[1]), access_log="off"), app, announce=announce)
 """
 
 
+def refuses_connections(port: int) -> bool:
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=1).close()
+    except OSError:
+        return True
+    return False
+
+
 def test_sigterm_finishes_in_flight_requests_then_exits_0(tmp_path):
-    port = free_port()
     script = tmp_path / "slow.py"
     script.write_text(SLOW_SERVER)
-    process = subprocess.Popen(
-        [sys.executable, str(script), str(port), str(tmp_path / "state")],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    wait_for_port(port, process)
+    release = tmp_path / "release"
+    process = Process([sys.executable, str(script), str(tmp_path / "state"), str(release)])
+    port = int(process.wait_for_line(r"^port (\d+)$", stderr=False).group(1))
     results = []
     request = threading.Thread(
         target=lambda: results.append(raw_request(port, f"gemini://localhost:{port}/slow"))
     )
     request.start()
-    time.sleep(0.4)
+    process.wait_for_line("slow request started", stderr=False)
     process.send_signal(signal.SIGTERM)
-    time.sleep(0.2)
-    with pytest.raises(OSError):
-        socket.create_connection(("127.0.0.1", port), timeout=1).close()
+    # The listener closes at once; the request in flight still gets its whole answer.
+    assert wait_for(lambda: refuses_connections(port), 5)
+    assert not results
+    release.touch()
     request.join(10)
-    code = process.wait(10)
+    code, _, stderr = process.wait(10)
     assert results and results[0].body == b"finished\n"
-    assert code == 0
+    assert code == 0, stderr
 
 
 def test_python_dash_m_and_version():

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from helpers import free_port, raw_request, start, stop, wait_for_port
+from helpers import raw_request, serve_process
 
 pytestmark = pytest.mark.slow
 
@@ -42,26 +42,30 @@ def listeners(port: int) -> int:
     return count
 
 
-def wait_until(condition, timeout: float = 10.0) -> bool:
+def wait_until(condition, timeout: float = 10.0, step: float = 0.05) -> bool:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if condition():
             return True
-        time.sleep(0.05)
+        time.sleep(step)
     return False
 
 
+def reloads(process) -> int:
+    return sum("reloaded the configuration" in line for line in process.stderr)
+
+
 def test_workers_serve_restart_reload_and_stop(tmp_path):
-    port = free_port()
-    process = start(["serve", "--port", str(port), "--state", str(tmp_path), "--workers", "2"])
+    # Port 0: the supervisor binds a free port and holds it; every worker listens on it.
+    process = serve_process(["--state", str(tmp_path), "--workers", "2"])
+    port = process.port
     try:
-        wait_for_port(port, process)
         assert wait_until(lambda: len(children(process.pid)) == 2 and listeners(port) == 2)
         for _ in range(6):
             assert raw_request(port, f"gemini://localhost:{port}/").status == 20
         process.send_signal(signal.SIGHUP)
+        assert wait_until(lambda: reloads(process) == 2)  # both workers
         victim = min(children(process.pid))
-        time.sleep(0.5)
         os.kill(victim, signal.SIGKILL)
         assert wait_until(
             lambda: (
@@ -71,19 +75,20 @@ def test_workers_serve_restart_reload_and_stop(tmp_path):
             )
         )
         assert raw_request(port, f"gemini://localhost:{port}/").status == 20
-        # A reload sent while a worker is starting must not kill it.
+        # A reload sent while a worker is starting must not kill it.  (The victim
+        # died soon after it started, so the supervisor pauses before the next one.)
         victim = min(children(process.pid))
         os.kill(victim, signal.SIGKILL)
         assert wait_until(lambda: victim not in children(process.pid))
-        time.sleep(1.05)
+        assert wait_until(lambda: len(children(process.pid)) == 2, step=0.002)
         process.send_signal(signal.SIGHUP)
         assert wait_until(lambda: listeners(port) == 2)
         assert raw_request(port, f"gemini://localhost:{port}/").status == 20
         assert process.poll() is None
     finally:
-        code, _, stderr = stop(process)
+        code, _, stderr = process.stop()
     assert code == 0
-    assert "with 2 workers" in stderr
+    assert f"listening on 127.0.0.1:{port} with 2 workers" in stderr
     assert stderr.count(" exited with status -9; starting a new one") == 2  # only our kills
     assert stderr.count("reloaded the configuration") >= 3
     assert not children(process.pid)

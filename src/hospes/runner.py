@@ -15,9 +15,11 @@ import asyncio
 import logging
 import os
 import signal
+import socket
 import sys
+import time
 from collections.abc import Callable, Coroutine, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -30,9 +32,11 @@ from .app.static import StaticFiles
 from .config import Config, ConfigError
 from .demo import create_app
 from .policy.addresses import AddressError, AddressSet
+from .policy.clock import Clock
 from .policy.ratelimit import RateLimits
+from .server import Server, raise_open_file_limit
 from .server.accesslog import AccessLog
-from .server.server import Server, bind, raise_open_file_limit
+from .server.listen import bind_all
 from .server.state import ensure_server_certificate
 from .server.supervisor import supervise
 from .server.tls import HostCertificate, ServerContexts, TLSError, load_server_context
@@ -138,10 +142,15 @@ class _NotFound:
 
 
 def build_dispatcher(
-    config: Config, handler: Handler, store: Store | None, previous: Dispatcher | None = None
+    config: Config,
+    handler: Handler,
+    store: Store | None,
+    previous: Dispatcher | None = None,
+    *,
+    clock: Clock = time.monotonic,
 ) -> Dispatcher:
     """The dispatcher of ``config``; ``previous`` hands over its identity cache and rate buckets."""
-    rate_limits = RateLimits(config.rate_limits)
+    rate_limits = RateLimits(config.rate_limits, clock=clock)
     if previous is not None and previous.rate_limits is not None:
         rate_limits.inherit(previous.rate_limits)
     return Dispatcher(
@@ -153,20 +162,27 @@ def build_dispatcher(
         clock_skew=config.clock_skew,
         identities=previous.identities if previous is not None else None,
         rate_limits=rate_limits,
+        clock=clock,
     )
 
 
 def prepare(
-    config: Config, handler: Handler | None = None, access_log: AccessLog | None = None
+    config: Config,
+    handler: Handler | None = None,
+    access_log: AccessLog | None = None,
+    *,
+    clock: Clock = time.monotonic,
 ) -> Prepared:
-    """Build (but do not start) the server for ``config``.
+    """Build (but do not start) the server for ``config``, its time read from ``clock``.
 
     Raises :class:`~hospes.server.tls.TLSError`, :class:`OSError` or
     :class:`NotADirectoryError` with a message for the operator.
     """
     certificates, created = load_certificates(config)
     store = open_store(config)
-    dispatcher = build_dispatcher(config, handler or build_handler(config, store), store)
+    dispatcher = build_dispatcher(
+        config, handler or build_handler(config, store), store, clock=clock
+    )
     owns_access_log = access_log is None
     if access_log is None:
         access_log = AccessLog(_access_stream(config.access_log))
@@ -176,6 +192,7 @@ def prepare(
         limits=config.limits,
         access_log=access_log,
         deny=AddressSet(config.deny),
+        clock=clock,
     )
     return Prepared(server, certificates, created, store, config, handler, owns_access_log)
 
@@ -206,7 +223,9 @@ class Reloader:
             store = self.prepared.store
             server = self.prepared.server
             handler = self.prepared.handler or build_handler(config, store)
-            dispatcher = build_dispatcher(config, handler, store, previous=server.dispatcher)
+            dispatcher = build_dispatcher(
+                config, handler, store, previous=server.dispatcher, clock=server.clock
+            )
             contexts = ServerContexts(certificates)
             deny = AddressSet(config.deny)
             server.reconfigure(
@@ -229,7 +248,8 @@ class Reloader:
     def _keep_what_needs_a_restart(running: Config, config: Config) -> None:
         for what, old, new in (
             ("listening addresses", running.listen, config.listen),
-            ("port", running.port, config.port),
+            # Port 0 asks for any free port: the one in use is one.
+            ("port", running.port, config.port or running.port),
             ("state directory", running.state, config.state),
             ("workers", running.workers, config.workers),
         ):
@@ -286,9 +306,20 @@ async def serve(
     its file and applies its flags again); without it, SIGHUP reloads
     ``config`` as it is, which still picks up new certificates and files.
     ``reuse_port`` lets several worker processes listen on the same port.
+    Port 0 listens on a free port, which the dispatcher answers for and
+    ``announce`` is told.
     """
     raise_open_file_limit()
-    prepared = prepare(config, handler)
+    # Bound first (so port 0 is a known port before the dispatcher is built), listened on
+    # last (so nobody connects before the signals are handled).
+    listeners = bind_all(config.listen, config.port, reuse_port=reuse_port, listen=False)
+    try:
+        config = _on_bound_port(config, listeners)
+        prepared = prepare(config, handler)
+    except BaseException:
+        for listener in listeners:
+            listener.close()
+        raise
     server = prepared.server
     reloader = Reloader(prepared, reload or (lambda: config))
     loop = asyncio.get_running_loop()
@@ -304,7 +335,7 @@ async def serve(
         # port answers must reload, not kill the process with the default action.
         for signum, callback in handlers.items():
             loop.add_signal_handler(signum, callback)
-        await server.start(config.listen, config.port, reuse_port=reuse_port)
+        await server.start(sockets=listeners)
         if announce is not None:
             announce(Started(prepared.certificates, prepared.created, server.addresses), config)
         await stopping.wait()
@@ -327,37 +358,42 @@ def run(
 ) -> int:
     """Run the server until a signal stops it; returns the exit status.
 
-    With ``config.workers`` above 1, the port is checked and the certificates
-    created here, then :func:`~hospes.server.supervisor.supervise` forks the workers,
-    each running :func:`serve` on its own ``SO_REUSEPORT`` socket.
+    With ``config.workers`` above 1, the certificates are created and the
+    listening addresses bound here (a taken port fails before any fork), then
+    :func:`~hospes.server.supervisor.supervise` forks the workers, each
+    running :func:`serve` on its own ``SO_REUSEPORT`` socket.  The
+    supervisor keeps its sockets bound but not listening: they receive no
+    connection, and hold the port (port 0: the free one found here) for
+    every worker, restarted ones included.
     """
     if config.workers == 1:
         _run_loop(serve(config, handler, announce=announce, reload=reload))
         return 0
-    if config.port == 0:
-        raise ValueError("several workers need a fixed port (port = 0 would give each its own)")
     certificates, created = load_certificates(config)
-    addresses = _check_addresses(config)
-    if announce is not None:
-        announce(Started(certificates, created, addresses, config.workers), config)
-
-    def worker(index: int) -> int:
-        _run_loop(serve(config, handler, reload=reload, reuse_port=True))
-        return 0
-
-    return supervise(config.workers, worker)
-
-
-def _check_addresses(config: Config) -> list[tuple[str, int]]:
-    """Bind (and release) every listening address, so a taken port fails before any fork."""
-    sockets = []
+    held = bind_all(config.listen, config.port, reuse_port=True, listen=False)
     try:
-        for host in config.listen:
-            sockets.extend(bind(host, config.port, reuse_port=True))
-        return [listener.getsockname()[:2] for listener in sockets]
+        config = _on_bound_port(config, held)
+        if announce is not None:
+            addresses = [listener.getsockname()[:2] for listener in held]
+            announce(Started(certificates, created, addresses, config.workers), config)
+
+        def worker(index: int) -> int:
+            for listener in held:
+                listener.close()
+            _run_loop(serve(config, handler, reload=reload, reuse_port=True))
+            return 0
+
+        return supervise(config.workers, worker)
     finally:
-        for listener in sockets:
+        for listener in held:
             listener.close()
+
+
+def _on_bound_port(config: Config, sockets: list[socket.socket]) -> Config:
+    """``config`` with its port 0 (any free port) replaced by the port ``sockets`` are bound to."""
+    if config.port != 0 or not sockets:
+        return config
+    return replace(config, port=sockets[0].getsockname()[1])
 
 
 def _run_loop(main: Coroutine[Any, Any, None]) -> None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import math
 import time
 from collections.abc import Collection, Hashable
 from dataclasses import dataclass
@@ -21,6 +22,7 @@ from ..gemini.fingerprint import fingerprint
 from ..gemini.identity import CertificateError, ClientIdentity, IdentityCache
 from ..gemini.protocol import GeminiError, Status, check_target, decode_path, parse_request
 from ..gemini.url import URL, normalize_path, quote_path
+from ..policy.clock import Clock
 from ..policy.ratelimit import RateLimiter, RateLimits
 from ..store import Store, StoreError
 from .access import AccessPolicy, Requirement, check
@@ -63,6 +65,7 @@ class Dispatcher:
         clock_skew: dt.timedelta = dt.timedelta(minutes=5),
         identities: IdentityCache | None = None,
         rate_limits: RateLimits | None = None,
+        clock: Clock = time.monotonic,
     ) -> None:
         self.handler = handler
         self.hostnames = frozenset(hostnames)
@@ -74,7 +77,9 @@ class Dispatcher:
         self.rate_limits = rate_limits
         self.resolve_accounts: bool = getattr(handler, "uses_accounts", True)
         """Whether handlers may read ``request.account`` (a static capsule does not)."""
-        self._store_error_at = -60.0
+        self.clock = clock
+        """Monotonic seconds, for throttling the log (rate limits have their own clock)."""
+        self._store_error_at = -math.inf
 
     async def respond(
         self,
@@ -190,7 +195,7 @@ class Dispatcher:
 
     def _store_failed(self, error: StoreError) -> None:
         """Log a store failure, once a minute at most: an outage must not flood the log."""
-        now = time.monotonic()
+        now = self.clock()
         if now - self._store_error_at >= 60:
             self._store_error_at = now
             log.error("identity store unavailable: %s", error)

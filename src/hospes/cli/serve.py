@@ -32,7 +32,9 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
         action="append",
         help="address to listen on (repeatable; default 127.0.0.1, '::' for all)",
     )
-    parser.add_argument("--port", type=int, help="TCP port (default 1965)")
+    parser.add_argument(
+        "--port", type=int, help="TCP port (default 1965; 0: a free one, shown at start-up)"
+    )
     parser.add_argument(
         "--hostname",
         action="append",

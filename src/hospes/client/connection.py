@@ -2,7 +2,7 @@
 
 OpenSSL reads and writes the socket itself; whenever it would block, the
 coroutine waits for the socket to become readable or writable with
-``loop.add_reader``/``add_writer`` (as :mod:`hospes.server.server` does), bounded by
+``loop.add_reader``/``add_writer`` (as :mod:`hospes.server.connection` does), bounded by
 a deadline.  Every error becomes a :class:`~hospes.client.errors.ClientError`
 that says which step failed.
 """

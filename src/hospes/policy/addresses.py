@@ -34,7 +34,6 @@ __all__ = [
 
 _MAPPED = 0xFFFF << 32
 _MAPPED_MASK = ((1 << 96) - 1) << 32
-_ALL = (1 << 128) - 1
 
 
 class AddressError(ValueError):

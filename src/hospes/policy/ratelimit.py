@@ -14,7 +14,8 @@ addresses at accept, before any TLS work.
 
 Memory is bounded everywhere: every table keeps at most ``max_keys`` entries,
 least recently used first out (a forgotten key starts afresh, which errs on
-the side of serving).
+the side of serving).  Time comes from the :class:`~hospes.policy.clock.Clock`
+each is given (:func:`time.monotonic` by default), so tests move it by hand.
 """
 
 from __future__ import annotations
@@ -22,8 +23,10 @@ from __future__ import annotations
 import math
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Hashable, Iterable
+from collections.abc import Hashable, Iterable
 from dataclasses import dataclass
+
+from .clock import Clock
 
 __all__ = ["Blocks", "RateLimiter", "RateLimits", "RateRule"]
 
@@ -41,7 +44,7 @@ class RateLimiter:
         burst: float,
         *,
         max_keys: int = MAX_KEYS,
-        clock: Callable[[], float] = time.monotonic,
+        clock: Clock = time.monotonic,
     ) -> None:
         if rate <= 0 or burst < 1:
             raise ValueError("a rate limiter needs rate > 0 and burst >= 1")
@@ -51,8 +54,8 @@ class RateLimiter:
         self._clock = clock
         self._buckets: OrderedDict[Hashable, tuple[float, float]] = OrderedDict()
 
-    def take(self, key: Hashable, cost: float = 1.0) -> float:
-        """Spend ``cost`` tokens of ``key``'s bucket: 0.0 if granted, else the seconds to wait.
+    def take(self, key: Hashable) -> float:
+        """Spend a token of ``key``'s bucket: 0.0 if granted, else the seconds to wait.
 
         A refused action spends nothing.
         """
@@ -64,12 +67,12 @@ class RateLimiter:
         else:
             level, then = entry
             tokens = min(self.burst, level + (now - then) * self.rate)
-        if tokens >= cost:
-            buckets[key] = (tokens - cost, now)
+        if tokens >= 1.0:
+            buckets[key] = (tokens - 1.0, now)
             wait = 0.0
         else:
             buckets[key] = (tokens, now)
-            wait = (cost - tokens) / self.rate
+            wait = (1.0 - tokens) / self.rate
         if len(buckets) > self.max_keys:
             buckets.popitem(last=False)
         return wait
@@ -102,13 +105,13 @@ class _RuleLimiters:
 
     __slots__ = ("addresses", "keys", "rule")
 
-    def __init__(self, rule: RateRule, clock: Callable[[], float]) -> None:
+    def __init__(self, rule: RateRule, clock: Clock) -> None:
         self.rule = rule
         self.addresses = _limiter(rule.per_address, rule.burst, clock)
         self.keys = _limiter(rule.per_key, rule.burst, clock)
 
 
-def _limiter(rate: float | None, burst: float, clock: Callable[[], float]) -> RateLimiter | None:
+def _limiter(rate: float | None, burst: float, clock: Clock) -> RateLimiter | None:
     return None if rate is None else RateLimiter(rate, burst, clock=clock)
 
 
@@ -121,19 +124,11 @@ class RateLimits:
     not limited.
     """
 
-    __slots__ = ("_clock", "_rules")
+    __slots__ = ("_rules",)
 
-    def __init__(
-        self, rules: Iterable[RateRule], *, clock: Callable[[], float] = time.monotonic
-    ) -> None:
-        self._clock = clock
+    def __init__(self, rules: Iterable[RateRule], *, clock: Clock = time.monotonic) -> None:
         ordered = sorted(rules, key=lambda rule: len(rule.path), reverse=True)
         self._rules = [_RuleLimiters(rule, clock) for rule in ordered]
-
-    @property
-    def rules(self) -> list[RateRule]:
-        """The rules, longest prefix first."""
-        return [limiters.rule for limiters in self._rules]
 
     def inherit(self, old: RateLimits) -> None:
         """Keep ``old``'s buckets of every unchanged rule (a reload must not reset them)."""
@@ -191,7 +186,7 @@ class Blocks:
         longest: float = 86400.0,
         *,
         max_keys: int = MAX_KEYS,
-        clock: Callable[[], float] = time.monotonic,
+        clock: Clock = time.monotonic,
     ) -> None:
         self.after = after
         self.first = first

@@ -109,7 +109,6 @@ class ServerContexts:
     def __init__(self, certificates: Mapping[str, HostCertificate]) -> None:
         if not certificates:
             raise ValueError("a server needs at least one certificate")
-        self.certificates = dict(certificates)
         self._by_name = {name: entry.context for name, entry in certificates.items()}
         self.default = next(iter(certificates.values())).context
         distinct = {id(context) for context in self._by_name.values()}
