@@ -515,9 +515,9 @@ def test_cli_exit_codes_for_malformed_and_silent_servers(
     assert "timed out" in err
 
 
-def test_meta_is_escaped_on_stderr(s_server, certs, data_dir, capsys):
+def test_meta_is_escaped_on_stderr(hold_port, s_server, certs, data_dir, capsys):
     """A hostile meta is escaped by ``hospes get`` (hospes' own server refuses to send one)."""
-    port = free_port()
+    port = hold_port()
     server = s_server(server_cert(certs), port, b"20 text/gemini; note=\x1b]0;pwned\x07\r\nhi\n")
     assert main(["get", "--data-dir", str(data_dir), f"gemini://localhost:{port}/"]) == 0
     server.stop()
