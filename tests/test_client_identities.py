@@ -38,7 +38,14 @@ def store(data_dir: Path) -> IdentityStore:
         ("gemini://Example.ORG:1966/app/", "example.org", 1966, "/app/"),
         ("gemini://[::1]/x", "::1", 1965, "/x"),
         ("gemini://café.example/a%20b/../c", "xn--caf-dma.example", 1965, "/c"),
-        ("gemini://example.org//app//x", "example.org", 1965, "/app/x"),
+        # Empty segments are segments (RFC 3986): the scope is what was written.
+        ("gemini://example.org//app//x", "example.org", 1965, "//app//x"),
+        # One canonical spelling: unreserved characters decoded, the rest encoded one way.
+        ("gemini://h/%61pp/caf%c3%a9/é/", "h", 1965, "/app/caf%C3%A9/%C3%A9/"),
+        ("gemini://h/a%2fb/%2E%2E/c", "h", 1965, "/c"),
+        ("gemini://h/a%2fb/c", "h", 1965, "/a%2Fb/c"),
+        ("gemini://h/x/..", "h", 1965, "/"),
+        ("gemini://127.1/", "127.0.0.1", 1965, "/"),
     ],
 )
 def test_scope_parse(text, host, port, path):
@@ -94,18 +101,19 @@ PATH = st.lists(SEGMENT, max_size=4).map(lambda parts: "/" + "/".join(parts))
 
 @given(PATH)
 def test_scope_text_round_trips(path):
-    scope = Scope("example.org", 1965, path)
+    scope = Scope.parse("gemini://example.org" + quote_path(path))
+    assert scope.segments == tuple(filter(None, path.split("/")))
     assert Scope.parse(str(scope)) == scope
 
 
 @given(PATH, st.lists(SEGMENT, max_size=3), SEGMENT)
 def test_scope_covers_its_subtree_and_not_its_siblings(prefix, below, sibling):
-    scope = Scope("example.org", 1965, prefix.rstrip("/") + "/")
-    inner = scope.path + "/".join(below)
+    scope = Scope.parse("gemini://example.org" + quote_path(prefix.rstrip("/") + "/"))
+    inner = prefix.rstrip("/") + "/" + "/".join(below)
     assert scope.contains(parse_url("gemini://example.org" + quote_path(inner)))
     assume(prefix != "/")  # the root has no siblings
     outside = prefix.rstrip("/") + sibling
-    if not (outside + "/").startswith(scope.path):
+    if not (outside + "/").startswith(prefix.rstrip("/") + "/"):
         assert not scope.contains(parse_url("gemini://example.org" + quote_path(outside)))
 
 
