@@ -244,9 +244,12 @@ def test_cli_lifecycle(data_dir, tmp_path, capsys):
     assert main(["id", "scope", "alice", "http://example.org/"]) == 2
     capsys.readouterr()
     assert main(["id", "list"]) == 0
-    listing = capsys.readouterr().out
-    assert listing.startswith("alice  SHA256:")
-    assert "gemini://example.org/app/" in listing
+    listing = capsys.readouterr().out.splitlines()
+    assert listing[0].split() == ["NAME", "KEY", "VALID", "SCOPES", "CERTIFICATE"]
+    assert listing[1].startswith("alice  Ed25519 (256 bits)  until ")
+    assert listing[1].endswith(store_fingerprint("alice"))
+    assert listing[3].split() == ["SCOPE", "SENT", "NOTE"]
+    assert listing[4].split() == ["gemini://example.org/app/", "alice"]
     assert main(["id", "show", "alice"]) == 0
     shown = capsys.readouterr().out
     assert "common name      Alice" in shown
@@ -266,7 +269,11 @@ def test_cli_lifecycle(data_dir, tmp_path, capsys):
     assert main(["id", "delete", "alice", "--yes"]) == 0
     capsys.readouterr()
     assert main(["id", "list"]) == 0
-    assert capsys.readouterr().out.startswith("copy  SHA256:")
+    assert capsys.readouterr().out.splitlines()[1].startswith("copy  Ed25519")
+
+
+def store_fingerprint(name: str) -> str:
+    return IdentityStore(Path(os.environ["HOSPES_DATA_DIR"]) / "identities").get(name).fingerprint
 
 
 def test_cli_export_to_stdout(data_dir, capsys):
