@@ -378,7 +378,7 @@ def test_a_terminal_is_asked_again_up_to_a_limit(serve, monkeypatch, capsys):
 
     err = at_terminal(monkeypatch, "1\n2\n3\n4\n")
     assert main(["get", url]) == 3
-    assert "the server asked 3 times: giving up" in err.getvalue()
+    assert "the server asked again after 3 answers: giving up" in err.getvalue()
     assert [query for _, query, _ in capsule.requests[4:]] == [None, "1", "2", "3"]
 
 

@@ -389,7 +389,9 @@ class Client:
                         text_sent, answer = True, input
                 elif input is not None:
                     if prompts >= self.max_prompts:
-                        response.unanswered = f"the server asked {prompts} times: giving up"
+                        response.unanswered = (
+                            f"the server asked again after {prompts} answers: giving up"
+                        )
                     else:
                         prompts += 1
                         answer = await _answer(input, response.meta, status == 11, current)
