@@ -4,7 +4,11 @@ An asyncio Protocol feeds received bytes into a memory BIO and writes what
 OpenSSL produces; every client certificate is accepted; one fixed response.
 This is what "a bare pyOpenSSL + uvloop responder" usually looks like, with
 no features at all: the floor hospes must beat while doing real work.
-Usage: python reference_bio.py PORT CERT KEY
+Usage: python reference_bio.py PORT CERT KEY [--no-ticket]
+
+``--no-ticket`` sets ``OP_NO_TICKET``: TLS 1.3 then issues stateful tickets
+(a session id into the server's cache) instead of encrypting the whole
+session, client certificate included, into every ticket; hospes does the same.
 """
 
 from __future__ import annotations
@@ -19,8 +23,10 @@ from OpenSSL import SSL
 RESPONSE = b"20 text/gemini\r\n# hello\n"
 
 
-def context(cert: str, key: str) -> SSL.Context:
+def context(cert: str, key: str, *, no_ticket: bool = False) -> SSL.Context:
     ctx = SSL.Context(SSL.TLS_SERVER_METHOD)
+    if no_ticket:
+        ctx.set_options(SSL.OP_NO_TICKET)
     ctx.set_min_proto_version(SSL.TLS1_2_VERSION)
     ctx.use_certificate_chain_file(cert)
     ctx.use_privatekey_file(key)
@@ -61,8 +67,8 @@ class Responder(asyncio.Protocol):
             self.transport.write(self.tls.bio_read(65536))
 
 
-async def main(port: int, cert: str, key: str) -> None:
-    ctx = context(cert, key)
+async def main(port: int, cert: str, key: str, no_ticket: bool) -> None:
+    ctx = context(cert, key, no_ticket=no_ticket)
     loop = asyncio.get_running_loop()
     server = await loop.create_server(lambda: Responder(ctx), "127.0.0.1", port, backlog=4096)
     host, port = server.sockets[0].getsockname()[:2]
@@ -71,4 +77,4 @@ async def main(port: int, cert: str, key: str) -> None:
 
 
 if __name__ == "__main__":
-    uvloop.run(main(int(sys.argv[1]), sys.argv[2], sys.argv[3]))
+    uvloop.run(main(int(sys.argv[1]), sys.argv[2], sys.argv[3], "--no-ticket" in sys.argv[4:]))

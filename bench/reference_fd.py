@@ -4,7 +4,8 @@ The fastest minimal responder we know how to write in Python: non-blocking
 sockets handed to OpenSSL, one reader callback per connection, batch
 accepts, a fixed response.  It reads the client certificate (as any Gemini
 server must) but does nothing with it.  hospes is measured against it to see
-what its features cost.  Usage: python reference_fd.py PORT CERT KEY
+what its features cost.  Usage: python reference_fd.py PORT CERT KEY [--no-ticket]
+(``--no-ticket``: stateful TLS 1.3 tickets, as in reference_bio.py).
 """
 
 from __future__ import annotations
@@ -50,8 +51,8 @@ class Connection:
         self.sock.close()
 
 
-async def main(port: int, cert: str, key: str) -> None:
-    ctx = context(cert, key)
+async def main(port: int, cert: str, key: str, no_ticket: bool) -> None:
+    ctx = context(cert, key, no_ticket=no_ticket)
     loop = asyncio.get_running_loop()
     listener = socket.socket()
     listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -75,4 +76,4 @@ async def main(port: int, cert: str, key: str) -> None:
 
 
 if __name__ == "__main__":
-    uvloop.run(main(int(sys.argv[1]), sys.argv[2], sys.argv[3]))
+    uvloop.run(main(int(sys.argv[1]), sys.argv[2], sys.argv[3], "--no-ticket" in sys.argv[4:]))

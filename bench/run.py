@@ -1,67 +1,150 @@
-"""Throughput of hospes against reference responders measured in the same run.
+"""hospes against the real peers, measured in the same run: capacity per core, req/s, latency.
 
-Every request is a new TCP connection and a full TLS handshake (gemload, in
-C).  The servers are pinned to CPU 0 and the load generator to CPU 1; rounds
-alternate between the servers so that noise hits them alike; medians are
-quoted.  Two figures per server:
+Every request is a new TCP connection and a TLS handshake, full or resumed
+(gemload, in C).  The servers are pinned to CPU 0 and the load generator to
+CPU 1; rounds alternate the order of the servers so that noise hits them
+alike; medians are quoted.  For every server and scenario:
 
-* rps: responses per second seen by the load generator;
-* req/cpu-s: responses per second of the *server's own CPU time* (from
-  /proc/PID/stat), i.e. what one core can serve; it is much less sensitive to
-  a noisy machine or to a load generator that cannot keep up.
+* capacity: responses per second of the *server's own CPU time* (from
+  /proc, summed over the server's processes), i.e. what one core can serve.
+  It is the figure to compare: it barely moves with a noisy machine or with a
+  load generator that cannot keep up;
+* req/s, p50 and p99 latency, as gemload saw them;
+* gemload's own CPU share of its core: near 1.0, the load generator is the
+  bottleneck and req/s says nothing about the server (capacity still does).
 
-Run by hand (not in CI)::
+The peers: Molly Brown (Debian package ``molly-brown``, installed with
+apt-get when missing and run as root), jetforce (PyPI, in a throw-away
+virtualenv under ``bench/.peers/``) and the minimal pyOpenSSL responders of
+this directory, with and without ``OP_NO_TICKET``.  A peer that cannot be
+installed is skipped with a message.  matplotlib (for the chart) and a recent
+libssl for the load generator (psycopg-binary's wheel ships OpenSSL 3.5;
+Debian's OpenSSL 3.0 costs gemload ~1.3 ms of CPU per handshake) go in
+another throw-away virtualenv there; none of them is a dependency of hospes.
 
-    .venv/bin/python bench/run.py --rounds 5 --duration 5
-    .venv/bin/python bench/run.py --scenario nocert
-    .venv/bin/python bench/run.py --scenario identity   # /me page: identity + store
+Run by hand (not in CI), or ``make bench``::
 
-Needs a C compiler and OpenSSL headers (``apt-get install libssl-dev``).  If a
-newer libssl than the system's is available in the virtualenv (for example
-the OpenSSL 3.5 shipped inside psycopg-binary's wheel), gemload is linked
-against it: with OpenSSL 3.0 the load generator spends ~1.3 ms of CPU per
-handshake and saturates its core before a fast server does.
+    .venv/bin/python bench/run.py                       # all peers, 4 scenarios
+    .venv/bin/python bench/run.py --rounds 3 --duration 2 --servers hospes reference-fd-noticket
+    .venv/bin/python bench/run.py --keys ecdsa rsa4096 --servers hospes --scenarios full-cert
+    .venv/bin/python bench/run.py --servers hospes hospes-workers2 --scenarios full-cert
+
+Results go to ``bench/results/``: ``latest.json``, ``latest.md`` (the tables
+printed at the end) and ``latest.png`` (the chart).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import datetime as dt
+import json
 import os
 import re
 import shutil
 import signal
+import socket
 import statistics
 import subprocess
 import sys
-import sysconfig
 import tempfile
-from dataclasses import dataclass, field
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
 BIN = HERE / "bin"
 GEMLOAD = BIN / "gemload"
+PEERS = HERE / ".peers"
+RESULTS = HERE / "results"
 TICKS = os.sysconf("SC_CLK_TCK")
+PAGE = "# hello\n"
+LOADED_CPU = 0.9
+"""gemload's CPU share of its core above which it, not the server, sets the pace."""
 
 
-def find_newer_libssl() -> Path | None:
-    """A directory with a libssl/libcrypto 3.x shipped in site-packages (newer than Debian's)."""
-    site = Path(sysconfig.get_paths()["purelib"])
-    for directory in sorted(site.glob("*.libs")):
+@dataclass(frozen=True)
+class Scenario:
+    """How gemload connects: resumed or full handshakes, with or without a client certificate."""
+
+    name: str
+    resume: bool
+    cert: bool
+
+    @property
+    def label(self) -> str:
+        handshake = "resumed" if self.resume else "full"
+        return f"{handshake} handshake, {'client cert' if self.cert else 'no client cert'}"
+
+
+SCENARIOS = {
+    s.name: s
+    for s in (
+        Scenario("full-cert", resume=False, cert=True),
+        Scenario("resumed-cert", resume=True, cert=True),
+        Scenario("full-nocert", resume=False, cert=False),
+        Scenario("resumed-nocert", resume=True, cert=False),
+    )
+}
+
+
+# -- tools and peers: throw-away virtualenvs and Debian packages ----------------------------
+
+
+def venv(name: str, packages: Sequence[str]) -> Path | None:
+    """The python of ``bench/.peers/NAME`` with ``packages`` installed (made once), or None."""
+    directory = PEERS / name
+    python = directory / "bin" / "python"
+    stamp = directory / ".installed"
+    wanted = " ".join(packages)
+    if stamp.exists() and stamp.read_text() == wanted:
+        return python
+    print(f"setting up bench/.peers/{name}: pip install {wanted}", flush=True)
+    try:
+        subprocess.run([sys.executable, "-m", "venv", "--clear", str(directory)], check=True)
+        subprocess.run(
+            [str(python), "-m", "pip", "install", "--quiet", *packages],
+            check=True,
+            timeout=900,
+        )
+    except (subprocess.CalledProcessError, subprocess.TimeoutExpired, OSError) as exc:
+        print(f"  cannot install {wanted} ({exc}): skipped", flush=True)
+        return None
+    stamp.write_text(wanted)
+    return python
+
+
+def site_packages(python: Path) -> Path:
+    code = "import sysconfig; print(sysconfig.get_paths()['purelib'])"
+    return Path(subprocess.run([str(python), "-c", code], capture_output=True, text=True).stdout.strip())
+
+
+def find_newer_libssl(python: Path | None) -> Path | None:
+    """A directory with a libssl/libcrypto 3.x shipped in a wheel (newer than Debian's)."""
+    if python is None:
+        return None
+    for directory in sorted(site_packages(python).glob("*.libs")):
         if list(directory.glob("libssl-*.so.3")) and list(directory.glob("libcrypto-*.so.3")):
             return directory
     return None
 
 
-def build_gemload() -> str:
-    """Compile bench/gemload.c once; returns a description of the OpenSSL it uses."""
+def build_gemload(libdir: Path | None) -> None:
+    """Compile bench/gemload.c (again when the libssl it should link against changed)."""
     BIN.mkdir(exist_ok=True)
-    libdir = find_newer_libssl()
     stamp = BIN / "gemload.openssl"
     wanted = str(libdir) if libdir else "system"
-    if GEMLOAD.exists() and stamp.exists() and stamp.read_text() == wanted:
-        return wanted
-    command = ["cc", "-O2", "-Wall", "-o", str(GEMLOAD), str(HERE / "gemload.c")]
+    source = HERE / "gemload.c"
+    if (
+        GEMLOAD.exists()
+        and stamp.exists()
+        and stamp.read_text() == wanted
+        and GEMLOAD.stat().st_mtime >= source.stat().st_mtime
+    ):
+        return
+    command = ["cc", "-O2", "-Wall", "-o", str(GEMLOAD), str(source)]
     if libdir:
         ssl = next(libdir.glob("libssl-*.so.3")).name
         crypto = next(libdir.glob("libcrypto-*.so.3")).name
@@ -71,82 +154,125 @@ def build_gemload() -> str:
     command.append("-lpthread")
     subprocess.run(command, check=True)
     stamp.write_text(wanted)
-    return wanted
+
+
+def molly_brown(install: bool) -> str | None:
+    """The molly-brown binary, installed from Debian when missing (as root), or None."""
+    found = shutil.which("molly-brown")
+    if found or not install or os.geteuid() != 0 or shutil.which("apt-get") is None:
+        return found
+    print("installing molly-brown: apt-get install molly-brown", flush=True)
+    with contextlib.suppress(subprocess.CalledProcessError, subprocess.TimeoutExpired):
+        subprocess.run(
+            ["apt-get", "install", "-y", "-q", "molly-brown"],
+            check=True,
+            capture_output=True,
+            timeout=600,
+        )
+    return shutil.which("molly-brown")
+
+
+# -- servers ------------------------------------------------------------------------------
 
 
 def cpu_seconds(pid: int) -> float:
-    """User + system CPU time of a process and its threads."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
-    return (int(fields[11]) + int(fields[12])) / TICKS
+    """User + system CPU time of a process, its threads and its live child processes."""
+    total = 0.0
+    family = {pid}
+    for entry in sorted(Path("/proc").iterdir(), key=lambda p: int(p.name) if p.name.isdigit() else 0):
+        if not entry.name.isdigit():
+            continue
+        with contextlib.suppress(OSError):
+            fields = (entry / "stat").read_text().rpartition(")")[2].split()
+            if int(entry.name) in family or int(fields[1]) in family:
+                family.add(int(entry.name))
+                total += (int(fields[11]) + int(fields[12])) / TICKS
+    return total
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+@dataclass
+class Sample:
+    """One gemload run against one server."""
+
+    rps: float
+    capacity: float
+    p50_ms: float
+    p99_ms: float
+    load_cpu: float
+    errors: int
+    resumed: float
+    """Share of the handshakes that were resumptions."""
 
 
 @dataclass
 class Server:
-    """A server started on port 0; it prints ``listening on HOST:PORT`` on stderr once it does."""
+    """A server under test, started once and measured in every round and scenario.
+
+    ``command`` gets the port to listen on (0 where the server reports the one
+    it got with a ``listening on HOST:PORT`` line).
+    """
 
     name: str
-    command: list[str]
+    command: Callable[[int], list[str]]
+    banner: bool
+    key: str
+    samples: dict[str, list[Sample]] = field(default_factory=dict)
     port: int = 0
     process: subprocess.Popen[bytes] | None = None
-    rps: list[float] = field(default_factory=list)
-    per_cpu: list[float] = field(default_factory=list)
-    load_cpu: list[float] = field(default_factory=list)
-    errors: int = 0
+    log: Path | None = None
 
-    def start(self) -> None:
-        self.process = subprocess.Popen(
-            ["taskset", "-c", "0", *self.command],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-        )
-        assert self.process.stderr is not None
-        seen = []
-        for line in iter(self.process.stderr.readline, b""):
-            seen.append(line.decode())
-            found = re.search(r"listening on \S+?:(\d+)", seen[-1])
-            if found:
-                self.port = int(found.group(1))
-                return
-        raise SystemExit(f"{self.name} exited: {''.join(seen)}")
+    def start(self, work: Path) -> None:
+        self.port = 0 if self.banner else free_port()
+        self.log = work / f"{self.name}.log"
+        with self.log.open("wb") as output:
+            self.process = subprocess.Popen(
+                ["taskset", "-c", "0", *self.command(self.port)],
+                stdout=output,
+                stderr=subprocess.STDOUT,
+                cwd=work,
+                start_new_session=True,
+            )
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"exited: {self.log.read_text(errors='replace')[-2000:]}")
+            if self.banner:
+                found = re.search(r"listening on \S+?:(\d+)", self.log.read_text(errors="replace"))
+                if found:
+                    self.port = int(found.group(1))
+                    return
+            else:
+                with socket.socket() as probe:
+                    if probe.connect_ex(("127.0.0.1", self.port)) == 0:
+                        return
+            time.sleep(0.1)
+        raise RuntimeError("did not start listening within 30 s")
 
     def stop(self) -> None:
         if self.process and self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.process.pid, signal.SIGTERM)
             try:
                 self.process.wait(10)
             except subprocess.TimeoutExpired:
-                self.process.kill()
+                os.killpg(self.process.pid, signal.SIGKILL)
+                self.process.wait(10)
+
+    def rss_kib(self) -> int:
+        assert self.process is not None
+        status = Path(f"/proc/{self.process.pid}/status").read_text()
+        return int(re.search(r"VmRSS:\s+(\d+)", status).group(1))  # type: ignore[union-attr]
 
 
-def run_load(server: Server, url: str, args: argparse.Namespace, certs: Path) -> str:
-    command = [
-        "taskset",
-        "-c",
-        "1",
-        str(GEMLOAD),
-        "-c",
-        str(args.concurrency),
-        "-d",
-        str(args.duration),
-    ]
-    command += ["-w", "1"]
-    if args.scenario != "nocert":
-        command += ["-C", str(certs / "client.crt"), "-K", str(certs / "client.key")]
-    command += ["127.0.0.1", str(server.port), url]
-    assert server.process is not None
-    before = cpu_seconds(server.process.pid)
-    output = subprocess.run(command, capture_output=True, text=True, check=True).stdout
-    used = cpu_seconds(server.process.pid) - before
-    result = dict(re.findall(r"(\w+)=([\d.]+)", output.strip().splitlines()[-1]))
-    server.rps.append(float(result["rps"]))
-    server.per_cpu.append(int(result["done"]) / used if used else 0.0)
-    server.load_cpu.append(float(result["cpu"]))
-    server.errors += int(result["err"])
-    return output.strip().splitlines()[-1]
-
-
-def make_certificates(directory: Path) -> None:
-    sys.path.insert(0, str(HERE.parent / "src"))
+def make_certificates(directory: Path, keys: Sequence[str]) -> None:
+    """A server certificate per key kind (``ecdsa``, ``rsa2048``, ``rsa4096``) and a client one."""
+    sys.path.insert(0, str(ROOT / "src"))
     from hospes.selfsigned import (  # noqa: PLC0415 - after the path tweak
         generate_key,
         self_signed_certificate,
@@ -154,95 +280,366 @@ def make_certificates(directory: Path) -> None:
         write_private_key,
     )
 
-    for name, host in (("server", "localhost"), ("client", "bench")):
-        key = generate_key("ecdsa")
-        write_private_key(directory / f"{name}.key", key)
-        hostnames = [host] if name == "server" else []
-        write_certificate(
-            directory / f"{name}.crt", self_signed_certificate(key, host, hostnames=hostnames)
+    for kind in keys:
+        key = generate_key("rsa", int(kind[3:])) if kind.startswith("rsa") else generate_key("ecdsa")
+        write_private_key(directory / f"server-{kind}.key", key)
+        certificate = self_signed_certificate(key, "localhost", hostnames=["localhost"])
+        write_certificate(directory / f"server-{kind}.crt", certificate)
+    client = generate_key("ecdsa")
+    write_private_key(directory / "client.key", client)
+    write_certificate(directory / "client.crt", self_signed_certificate(client, "bench"))
+
+
+def define_servers(
+    names: Sequence[str], keys: Sequence[str], work: Path, install: bool
+) -> list[Server]:
+    """The servers to measure, one per name and server key; the missing peers skipped, said why."""
+    capsule = work / "capsule"
+    python = sys.executable
+    molly = molly_brown(install) if "molly-brown" in names else None
+    jetforce_python = venv("jetforce", ["jetforce"]) if "jetforce" in names and install else None
+    if "jetforce" in names and not install and (PEERS / "jetforce" / ".installed").exists():
+        jetforce_python = PEERS / "jetforce" / "bin" / "python"
+    servers = []
+    for key in keys:
+        cert, private = str(work / f"server-{key}.crt"), str(work / f"server-{key}.key")
+        suffix = "" if len(keys) == 1 else f"[{key}]"
+        for name in names:
+            label = name + suffix
+
+            def hospes(port: int, workers: int = 1, label: str = label) -> list[str]:
+                command = [python, "-m", "hospes", "serve", "--port", str(port)]
+                command += ["--cert", cert, "--key", private, "--root", str(capsule)]
+                command += ["--state", str(work / f"state-{label}")]
+                command += ["--access-log", str(work / f"{label}.access.log")]
+                return command + (["--workers", str(workers)] if workers > 1 else [])
+
+            if name == "hospes":
+                servers.append(Server(label, hospes, banner=True, key=key))
+            elif name == "hospes-workers2":
+                servers.append(
+                    Server(label, lambda port, h=hospes: h(port, 2), banner=True, key=key)
+                )
+            elif name.startswith("reference-"):
+                kind, _, variant = name.removeprefix("reference-").partition("-")
+                script = str(HERE / f"reference_{kind}.py")
+                flags = ["--no-ticket"] if variant == "noticket" else []
+                servers.append(
+                    Server(
+                        label,
+                        lambda port, s=script, f=flags, c=cert, k=private: [
+                            python, s, str(port), c, k, *f
+                        ],
+                        banner=True,
+                        key=key,
+                    )
+                )
+            elif name == "molly-brown":
+                if molly is None:
+                    print("skipped molly-brown: not installed (Debian: apt-get install molly-brown)")
+                    continue
+                servers.append(
+                    Server(
+                        label,
+                        lambda port, m=molly, c=cert, k=private, l=label: [
+                            m, "-c", str(molly_config(work, l, port, c, k))
+                        ],
+                        banner=False,
+                        key=key,
+                    )
+                )
+            elif name == "jetforce":
+                if jetforce_python is None:
+                    print("skipped jetforce: cannot be installed from PyPI into bench/.peers/")
+                    continue
+                executable = str(jetforce_python.parent / "jetforce")
+                servers.append(
+                    Server(
+                        label,
+                        lambda port, j=executable, c=cert, k=private: [
+                            j, "--host", "127.0.0.1", "--port", str(port),
+                            "--hostname", "localhost", "--dir", str(capsule),
+                            "--tls-certfile", c, "--tls-keyfile", k,
+                        ],  # fmt: skip
+                        banner=False,
+                        key=key,
+                    )
+                )
+            else:
+                raise SystemExit(f"unknown server {name!r}")
+    return servers
+
+
+def molly_config(work: Path, label: str, port: int, cert: str, key: str) -> Path:
+    """Molly Brown's configuration: the same capsule, an access log in a file like the others."""
+    path = work / f"{label}.conf"
+    path.write_text(
+        f'Port = {port}\nHostname = "localhost"\nCertPath = "{cert}"\nKeyPath = "{key}"\n'
+        f'DocBase = "{work / "capsule"}"\n'
+        f'AccessLog = "{work / (label + ".access.log")}"\n'
+        f'ErrorLog = "{work / (label + ".error.log")}"\n'
+    )
+    return path
+
+
+# -- measuring ----------------------------------------------------------------------------
+
+
+def run_load(server: Server, scenario: Scenario, args: argparse.Namespace, work: Path) -> Sample:
+    command = ["taskset", "-c", "1", str(GEMLOAD), "-c", str(args.concurrency)]
+    command += ["-d", str(args.duration), "-w", str(args.warmup), "-g", args.groups]
+    if scenario.cert:
+        command += ["-C", str(work / "client.crt"), "-K", str(work / "client.key")]
+    if scenario.resume:
+        command.append("-r")
+    command += ["127.0.0.1", str(server.port), f"gemini://localhost:{server.port}/"]
+    assert server.process is not None
+    before = cpu_seconds(server.process.pid)
+    finished = subprocess.run(command, capture_output=True, text=True)
+    used = cpu_seconds(server.process.pid) - before
+    lines = finished.stdout.strip().splitlines()
+    if not lines or not lines[-1].startswith("RESULT"):
+        raise RuntimeError(f"gemload failed: {finished.stdout}{finished.stderr}")
+    result = {k: float(v) for k, v in re.findall(r"(\w+)=([\d.]+)", lines[-1])}
+    done = result["done"]
+    return Sample(
+        rps=result["rps"],
+        capacity=done / used if used else 0.0,
+        p50_ms=result["p50_ms"],
+        p99_ms=result["p99_ms"],
+        load_cpu=result["cpu"],
+        errors=int(result["err"]),
+        resumed=result["resumed"] / done if done else 0.0,
+    )
+
+
+def median(values: Sequence[float]) -> float:
+    return statistics.median(values) if values else float("nan")
+
+
+def ratio(a: list[Sample], b: list[Sample], attribute: str = "capacity") -> float:
+    """Median of the per-round ratios a/b: two servers measured back to back share the noise."""
+    pairs = [getattr(x, attribute) / getattr(y, attribute) for x, y in zip(a, b, strict=False)]
+    return median([p for p in pairs if p == p])
+
+
+# -- the report ---------------------------------------------------------------------------
+
+TARGETS = [
+    # (scenario, hospes vs, at least)
+    ("full-cert", "molly-brown", 0.75),
+    ("full-cert", "jetforce", 1.4),
+    ("full-cert", "reference-fd-noticket", 0.95),
+    ("full-nocert", "molly-brown", 0.85),
+]
+
+
+def report(servers: list[Server], scenarios: list[Scenario], meta: dict[str, object]) -> str:
+    lines = [f"Run {meta['date']}: {meta['command']}", ""]
+    lines.append(
+        f"{meta['rounds']} rounds x {meta['duration']} s per server and scenario, "
+        f"{meta['concurrency']} connections, gemload {meta['gemload']}, "
+        f"load average {meta['load_before']} before, {meta['load_after']} after."
+    )
+    for scenario in scenarios:
+        lines += ["", f"### {scenario.label}", ""]
+        lines.append(
+            "| server | capacity (req per CPU-s) | req/s | p50 ms | p99 ms | gemload CPU "
+            "| resumed | errors |"
         )
+        lines.append("|---|---|---|---|---|---|---|---|")
+        for server in servers:
+            samples = server.samples.get(scenario.name, [])
+            if not samples:
+                continue
+            load = median([s.load_cpu for s in samples])
+            flag = " (saturated)" if load > LOADED_CPU else ""
+            lines.append(
+                f"| {server.name} | {median([s.capacity for s in samples]):,.0f} "
+                f"| {median([s.rps for s in samples]):,.0f} "
+                f"| {median([s.p50_ms for s in samples]):.1f} "
+                f"| {median([s.p99_ms for s in samples]):.1f} | {load:.2f}{flag} "
+                f"| {median([s.resumed for s in samples]):.0%} "
+                f"| {sum(s.errors for s in samples)} |"
+            )
+    by_name = {server.name: server for server in servers}
+    hospes_names = [name for name in by_name if name.startswith("hospes")]
+    lines += ["", "### Ratios by capacity (median of per-round ratios)", ""]
+    lines.append("| scenario | ratio | value |")
+    lines.append("|---|---|---|")
+    for scenario in scenarios:
+        for mine in hospes_names:
+            for other in by_name.values():
+                if other.name.startswith("hospes"):
+                    continue
+                value = ratio(
+                    by_name[mine].samples.get(scenario.name, []),
+                    other.samples.get(scenario.name, []),
+                )
+                if value == value:
+                    lines.append(f"| {scenario.name} | {mine} / {other.name} | {value:.2f} |")
+    for server in servers:
+        for cert in ("cert", "nocert"):
+            value = ratio(
+                server.samples.get(f"resumed-{cert}", []), server.samples.get(f"full-{cert}", [])
+            )
+            if value == value:
+                lines.append(f"| {cert} | {server.name}: resumed / full | {value:.2f} |")
+    checks = []
+    for scenario, other, floor in TARGETS:
+        if "hospes" in by_name and other in by_name:
+            value = ratio(
+                by_name["hospes"].samples.get(scenario, []), by_name[other].samples.get(scenario, [])
+            )
+            if value == value:
+                verdict = "met" if value >= floor else "NOT met"
+                checks.append(f"- {scenario}: hospes / {other} {value:.2f} (>= {floor}): {verdict}")
+    if "hospes" in by_name:
+        value = ratio(
+            by_name["hospes"].samples.get("resumed-cert", []),
+            by_name["hospes"].samples.get("full-cert", []),
+        )
+        if value == value:
+            verdict = "met" if value >= 1.35 else "NOT met"
+            checks.append(f"- hospes resumed / full, client cert {value:.2f} (>= 1.35): {verdict}")
+    if checks:
+        lines += ["", "### Targets of issue 14", "", *checks]
+    return "\n".join(lines) + "\n"
 
 
-def main() -> int:
+def main() -> int:  # noqa: PLR0915 - one linear script
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rounds", type=int, default=5)
-    parser.add_argument("--duration", type=float, default=5.0, help="measured seconds per run")
-    parser.add_argument("--concurrency", type=int, default=32)
+    parser.add_argument("--duration", type=float, default=4.0, help="measured seconds per run")
+    parser.add_argument("--warmup", type=float, default=1.0, help="seconds before each run")
+    parser.add_argument("--concurrency", type=int, default=64, help="connections in flight")
     parser.add_argument(
-        "--scenario",
-        choices=["static", "nocert", "identity"],
-        default="static",
-        help="static: a small gemtext file with a client certificate; nocert: the same "
-        "without one; identity: the demo's /me page (identity, store, templating)",
+        "--servers",
+        nargs="+",
+        default=["hospes", "molly-brown", "jetforce", "reference-fd-noticket", "reference-fd"],
+        help="among hospes, hospes-workers2, molly-brown, jetforce, reference-fd, "
+        "reference-fd-noticket, reference-bio, reference-bio-noticket",
     )
-    parser.add_argument("--only", nargs="*", help="servers to run (default: all)")
+    parser.add_argument(
+        "--scenarios", nargs="+", default=list(SCENARIOS), choices=list(SCENARIOS)
+    )
+    parser.add_argument(
+        "--keys",
+        nargs="+",
+        default=["ecdsa"],
+        choices=["ecdsa", "rsa2048", "rsa4096"],
+        help="server key kinds (each server runs once per kind)",
+    )
+    parser.add_argument(
+        "--groups",
+        default="X25519:P-256",
+        help="key exchange groups gemload offers (X25519MLKEM768 for the post-quantum one)",
+    )
+    parser.add_argument(
+        "--no-install", action="store_true", help="use only the peers already installed"
+    )
+    parser.add_argument("--output", type=Path, default=RESULTS, help="where results go")
     args = parser.parse_args()
     if shutil.which("taskset") is None or shutil.which("cc") is None:
-        raise SystemExit("needs taskset (util-linux) and a C compiler")
-    openssl = build_gemload()
+        raise SystemExit("needs taskset (util-linux) and a C compiler with the OpenSSL headers")
+    install = not args.no_install
+    tools = venv("tools", ["matplotlib", "psycopg-binary"]) if install else None
+    if tools is None and (PEERS / "tools" / ".installed").exists():
+        tools = PEERS / "tools" / "bin" / "python"
+    build_gemload(find_newer_libssl(tools))
+    scenarios = [SCENARIOS[name] for name in args.scenarios]
     work = Path(tempfile.mkdtemp(prefix="hospes-bench-"))
-    make_certificates(work)
-    capsule = work / "capsule"
-    capsule.mkdir()
-    (capsule / "index.gmi").write_text("# hello\n")
-    python = sys.executable
-    cert, key = str(work / "server.crt"), str(work / "server.key")
-    servers = []
-    for name in ("reference-bio", "reference-fd", "hospes"):
-        if name == "hospes":
-            command = [python, "-m", "hospes", "serve", "--port", "0"]
-            command += ["--cert", cert, "--key", key, "--state", str(work / "state")]
-            command += ["--access-log", str(work / "access.log")]
-            if args.scenario != "identity":
-                command += ["--root", str(capsule)]
-        else:
-            command = [python, str(HERE / f"{name.replace('-', '_')}.py"), "0", cert, key]
-        servers.append(Server(name, command))
-    if args.only:
-        servers = [server for server in servers if server.name in args.only]
-    path = "/me" if args.scenario == "identity" else "/"
-    print(f"gemload linked against OpenSSL from: {openssl}")
-    print(
-        f"scenario {args.scenario}: {args.rounds} rounds x {args.duration:g} s, "
-        f"{args.concurrency} connections, URL path {path}"
-    )
+    make_certificates(work, args.keys)
+    (work / "capsule").mkdir()
+    (work / "capsule" / "index.gmi").write_text(PAGE)
+    servers = define_servers(args.servers, args.keys, work, install)
+    meta: dict[str, object] = {
+        "date": dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC"),
+        "command": " ".join(["bench/run.py", *sys.argv[1:]]),
+        "rounds": args.rounds,
+        "duration": args.duration,
+        "concurrency": args.concurrency,
+        "groups": args.groups,
+        "load_before": f"{os.getloadavg()[0]:.1f}",
+    }
+    started: list[Server] = []
     try:
         for server in servers:
-            server.start()
+            try:
+                server.start(work)
+            except RuntimeError as exc:
+                print(f"skipped {server.name}: {exc}")
+                server.stop()
+                continue
+            started.append(server)
+        servers = started
+        probe = run_probe(servers, work, args)
+        meta["gemload"] = probe
+        print(f"gemload: {probe}; load average {meta['load_before']}")
+        print(
+            f"{len(servers)} servers x {len(scenarios)} scenarios x {args.rounds} rounds x "
+            f"{args.warmup + args.duration:g} s", flush=True
+        )
         for round_number in range(1, args.rounds + 1):
             order = servers if round_number % 2 else list(reversed(servers))
-            for server in order:
-                line = run_load(server, f"gemini://localhost:{server.port}{path}", args, work)
-                print(f"  round {round_number} {server.name:14} {line}", flush=True)
-    finally:
+            for scenario in scenarios:
+                for server in order:
+                    sample = run_load(server, scenario, args, work)
+                    server.samples.setdefault(scenario.name, []).append(sample)
+                    print(
+                        f"  round {round_number} {scenario.name:15} {server.name:24} "
+                        f"capacity {sample.capacity:6.0f}  rps {sample.rps:6.0f}  "
+                        f"p50 {sample.p50_ms:6.1f} p99 {sample.p99_ms:6.1f} ms  "
+                        f"gemload cpu {sample.load_cpu:.2f}  resumed {sample.resumed:.0%}  "
+                        f"err {sample.errors}",
+                        flush=True,
+                    )
         for server in servers:
+            meta.setdefault("rss_kib", {})[server.name] = server.rss_kib()  # type: ignore[index]
+    finally:
+        for server in started:
             server.stop()
+    meta["load_after"] = f"{os.getloadavg()[0]:.1f}"
+    text = report(servers, scenarios, meta)
     print()
-    print(f"{'server':14} {'rps':>8} {'req/cpu-s':>10} {'gemload cpu':>12} {'errors':>7}")
-    for server in servers:
-        print(
-            f"{server.name:14} {statistics.median(server.rps):8.0f} "
-            f"{statistics.median(server.per_cpu):10.0f} "
-            f"{statistics.median(server.load_cpu):12.2f} {server.errors:7d}"
+    print(text)
+    args.output.mkdir(parents=True, exist_ok=True)
+    data = {
+        "meta": meta,
+        "scenarios": [asdict(s) | {"label": s.label} for s in scenarios],
+        "servers": {s.name: {k: [asdict(x) for x in v] for k, v in s.samples.items()} for s in servers},
+    }
+    (args.output / "latest.json").write_text(json.dumps(data, indent=1))
+    (args.output / "latest.md").write_text(text)
+    if tools is not None:
+        chart = args.output / "latest.png"
+        subprocess.run(
+            [str(tools), str(HERE / "chart.py"), str(args.output / "latest.json"), str(chart)],
+            check=False,
         )
-    by_name = {server.name: server for server in servers}
-    if "hospes" in by_name:
-        hospes = by_name["hospes"]
-        for reference in ("reference-bio", "reference-fd"):
-            if reference not in by_name:
-                continue
-            other = by_name[reference]
-            # Ratios of the same round, measured back to back, share the machine's noise.
-            rps = statistics.median(a / b for a, b in zip(hospes.rps, other.rps, strict=True))
-            per_cpu = statistics.median(
-                a / b for a, b in zip(hospes.per_cpu, other.per_cpu, strict=True)
-            )
-            print(
-                f"hospes / {reference} (median of per-round ratios): "
-                f"rps x{rps:.2f}, req/cpu-s x{per_cpu:.2f}"
-            )
+        print(f"chart: {chart}")
+    else:
+        print("no chart: matplotlib could not be installed into bench/.peers/tools")
+    print(f"results: {args.output / 'latest.json'}, {args.output / 'latest.md'}")
     shutil.rmtree(work, ignore_errors=True)
     return 0
+
+
+def run_probe(servers: list[Server], work: Path, args: argparse.Namespace) -> str:
+    """Check every server answers (a few requests with -v); returns gemload's OpenSSL version."""
+    version = "?"
+    for server in list(servers):
+        command = [str(GEMLOAD), "-n", "4", "-c", "1", "-v", "-g", args.groups]
+        command += ["-C", str(work / "client.crt"), "-K", str(work / "client.key")]
+        command += ["127.0.0.1", str(server.port), f"gemini://localhost:{server.port}/"]
+        finished = subprocess.run(command, capture_output=True, text=True, timeout=60)
+        found = re.search(r"gemload \((OpenSSL [^)]*)\)", finished.stdout)
+        version = found.group(1) if found else version
+        if finished.returncode != 0 or "err=0" not in finished.stdout:
+            print(f"skipped {server.name}: it does not answer: {finished.stderr[-500:]}")
+            server.stop()
+            servers.remove(server)
+    return version
 
 
 if __name__ == "__main__":
