@@ -16,8 +16,7 @@ from pathlib import Path
 import matplotlib as mpl
 
 mpl.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402 - after choosing the backend
-
+import matplotlib.pyplot as plt
 
 COLORS = {
     "hospes": "#c0392b",
@@ -46,7 +45,7 @@ def main(source: Path, target: Path) -> None:
             lows.append(middle - min(values) if values else 0.0)
             highs.append(max(values) - middle if values else 0.0)
         positions = [i + (index - (len(servers) - 1) / 2) * width for i in range(len(scenarios))]
-        color = COLORS.get(name.partition("[")[0], None)
+        color = COLORS.get(name.partition("[")[0])
         bars = axes.bar(
             positions, heights, width, yerr=[lows, highs], capsize=2, label=name, color=color
         )

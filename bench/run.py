@@ -38,6 +38,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import datetime as dt
+import functools
 import json
 import os
 import re
@@ -118,7 +119,8 @@ def venv(name: str, packages: Sequence[str]) -> Path | None:
 
 def site_packages(python: Path) -> Path:
     code = "import sysconfig; print(sysconfig.get_paths()['purelib'])"
-    return Path(subprocess.run([str(python), "-c", code], capture_output=True, text=True).stdout.strip())
+    found = subprocess.run([str(python), "-c", code], check=True, capture_output=True, text=True)
+    return Path(found.stdout.strip())
 
 
 def find_newer_libssl(python: Path | None) -> Path | None:
@@ -179,13 +181,13 @@ def cpu_seconds(pid: int) -> float:
     """User + system CPU time of a process, its threads and its live child processes."""
     total = 0.0
     family = {pid}
-    for entry in sorted(Path("/proc").iterdir(), key=lambda p: int(p.name) if p.name.isdigit() else 0):
-        if not entry.name.isdigit():
-            continue
+    # In the order of process ids, so that parents come before their children.
+    entries = sorted((int(p.name), p) for p in Path("/proc").iterdir() if p.name.isdigit())
+    for number, entry in entries:
         with contextlib.suppress(OSError):
             fields = (entry / "stat").read_text().rpartition(")")[2].split()
-            if int(entry.name) in family or int(fields[1]) in family:
-                family.add(int(entry.name))
+            if number in family or int(fields[1]) in family:
+                family.add(number)
                 total += (int(fields[11]) + int(fields[12])) / TICKS
     return total
 
@@ -227,7 +229,7 @@ class Server:
     process: subprocess.Popen[bytes] | None = None
     log: Path | None = None
 
-    def start(self, work: Path) -> None:
+    def start(self, work: Path, timeout: float = 30) -> None:
         self.port = 0 if self.banner else free_port()
         self.log = work / f"{self.name}.log"
         with self.log.open("wb") as output:
@@ -238,7 +240,7 @@ class Server:
                 cwd=work,
                 start_new_session=True,
             )
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
                 raise RuntimeError(f"exited: {self.log.read_text(errors='replace')[-2000:]}")
@@ -252,7 +254,7 @@ class Server:
                     if probe.connect_ex(("127.0.0.1", self.port)) == 0:
                         return
             time.sleep(0.1)
-        raise RuntimeError("did not start listening within 30 s")
+        raise RuntimeError(f"did not start listening within {timeout:g} s")
 
     def stop(self) -> None:
         if self.process and self.process.poll() is None:
@@ -281,7 +283,8 @@ def make_certificates(directory: Path, keys: Sequence[str]) -> None:
     )
 
     for kind in keys:
-        key = generate_key("rsa", int(kind[3:])) if kind.startswith("rsa") else generate_key("ecdsa")
+        rsa = kind.startswith("rsa")
+        key = generate_key("rsa", int(kind[3:])) if rsa else generate_key("ecdsa")
         write_private_key(directory / f"server-{kind}.key", key)
         certificate = self_signed_certificate(key, "localhost", hostnames=["localhost"])
         write_certificate(directory / f"server-{kind}.crt", certificate)
@@ -290,83 +293,89 @@ def make_certificates(directory: Path, keys: Sequence[str]) -> None:
     write_certificate(directory / "client.crt", self_signed_certificate(client, "bench"))
 
 
+@dataclass(frozen=True)
+class Peers:
+    """Where the peers' programs are (None: not installed)."""
+
+    molly_brown: str | None
+    jetforce: str | None
+
+
+def find_peers(names: Sequence[str], install: bool) -> Peers:
+    molly = molly_brown(install) if "molly-brown" in names else None
+    jetforce = None
+    if "jetforce" in names:
+        python = venv("jetforce", ["jetforce"]) if install else None
+        if python is None and (PEERS / "jetforce" / ".installed").exists():
+            python = PEERS / "jetforce" / "bin" / "python"
+        jetforce = str(python.parent / "jetforce") if python else None
+    return Peers(molly, jetforce)
+
+
+def server_command(
+    name: str, label: str, key: str, work: Path, peers: Peers, port: int
+) -> list[str]:
+    """The command line that starts server ``name`` with the ``key`` certificate on ``port``."""
+    cert, private = str(work / f"server-{key}.crt"), str(work / f"server-{key}.key")
+    capsule = str(work / "capsule")
+    if name.startswith("hospes"):
+        command = [sys.executable, "-m", "hospes", "serve", "--port", str(port)]
+        command += ["--cert", cert, "--key", private, "--root", capsule]
+        command += ["--state", str(work / f"state-{label}")]
+        command += ["--access-log", str(work / f"{label}.access.log")]
+        return command + (["--workers", "2"] if name == "hospes-workers2" else [])
+    if name.startswith("reference-"):
+        kind, _, variant = name.removeprefix("reference-").partition("-")
+        flags = ["--no-ticket"] if variant == "noticket" else []
+        return [
+            sys.executable,
+            str(HERE / f"reference_{kind}.py"),
+            str(port),
+            cert,
+            private,
+            *flags,
+        ]
+    if name == "molly-brown":
+        assert peers.molly_brown is not None
+        return [peers.molly_brown, "-c", str(molly_config(work, label, port, cert, private))]
+    assert name == "jetforce" and peers.jetforce is not None
+    command = [peers.jetforce, "--host", "127.0.0.1", "--port", str(port)]
+    command += ["--hostname", "localhost", "--dir", capsule]
+    return [*command, "--tls-certfile", cert, "--tls-keyfile", private]
+
+
+SERVERS = (
+    "hospes",
+    "hospes-workers2",
+    "molly-brown",
+    "jetforce",
+    "reference-fd",
+    "reference-fd-noticket",
+    "reference-bio",
+    "reference-bio-noticket",
+)
+
+
 def define_servers(
     names: Sequence[str], keys: Sequence[str], work: Path, install: bool
 ) -> list[Server]:
     """The servers to measure, one per name and server key; the missing peers skipped, said why."""
-    capsule = work / "capsule"
-    python = sys.executable
-    molly = molly_brown(install) if "molly-brown" in names else None
-    jetforce_python = venv("jetforce", ["jetforce"]) if "jetforce" in names and install else None
-    if "jetforce" in names and not install and (PEERS / "jetforce" / ".installed").exists():
-        jetforce_python = PEERS / "jetforce" / "bin" / "python"
+    peers = find_peers(names, install)
+    if "molly-brown" in names and peers.molly_brown is None:
+        print("skipped molly-brown: not installed (Debian: apt-get install molly-brown)")
+    if "jetforce" in names and peers.jetforce is None:
+        print("skipped jetforce: cannot be installed from PyPI into bench/.peers/")
     servers = []
     for key in keys:
-        cert, private = str(work / f"server-{key}.crt"), str(work / f"server-{key}.key")
-        suffix = "" if len(keys) == 1 else f"[{key}]"
         for name in names:
-            label = name + suffix
-
-            def hospes(port: int, workers: int = 1, label: str = label) -> list[str]:
-                command = [python, "-m", "hospes", "serve", "--port", str(port)]
-                command += ["--cert", cert, "--key", private, "--root", str(capsule)]
-                command += ["--state", str(work / f"state-{label}")]
-                command += ["--access-log", str(work / f"{label}.access.log")]
-                return command + (["--workers", str(workers)] if workers > 1 else [])
-
-            if name == "hospes":
-                servers.append(Server(label, hospes, banner=True, key=key))
-            elif name == "hospes-workers2":
-                servers.append(
-                    Server(label, lambda port, h=hospes: h(port, 2), banner=True, key=key)
-                )
-            elif name.startswith("reference-"):
-                kind, _, variant = name.removeprefix("reference-").partition("-")
-                script = str(HERE / f"reference_{kind}.py")
-                flags = ["--no-ticket"] if variant == "noticket" else []
-                servers.append(
-                    Server(
-                        label,
-                        lambda port, s=script, f=flags, c=cert, k=private: [
-                            python, s, str(port), c, k, *f
-                        ],
-                        banner=True,
-                        key=key,
-                    )
-                )
-            elif name == "molly-brown":
-                if molly is None:
-                    print("skipped molly-brown: not installed (Debian: apt-get install molly-brown)")
-                    continue
-                servers.append(
-                    Server(
-                        label,
-                        lambda port, m=molly, c=cert, k=private, l=label: [
-                            m, "-c", str(molly_config(work, l, port, c, k))
-                        ],
-                        banner=False,
-                        key=key,
-                    )
-                )
-            elif name == "jetforce":
-                if jetforce_python is None:
-                    print("skipped jetforce: cannot be installed from PyPI into bench/.peers/")
-                    continue
-                executable = str(jetforce_python.parent / "jetforce")
-                servers.append(
-                    Server(
-                        label,
-                        lambda port, j=executable, c=cert, k=private: [
-                            j, "--host", "127.0.0.1", "--port", str(port),
-                            "--hostname", "localhost", "--dir", str(capsule),
-                            "--tls-certfile", c, "--tls-keyfile", k,
-                        ],  # fmt: skip
-                        banner=False,
-                        key=key,
-                    )
-                )
-            else:
-                raise SystemExit(f"unknown server {name!r}")
+            if (name == "molly-brown" and peers.molly_brown is None) or (
+                name == "jetforce" and peers.jetforce is None
+            ):
+                continue
+            label = name if len(keys) == 1 else f"{name}[{key}]"
+            command = functools.partial(server_command, name, label, key, work, peers)
+            banner = name.startswith(("hospes", "reference-"))
+            servers.append(Server(label, command, banner=banner, key=key))
     return servers
 
 
@@ -395,7 +404,7 @@ def run_load(server: Server, scenario: Scenario, args: argparse.Namespace, work:
     command += ["127.0.0.1", str(server.port), f"gemini://localhost:{server.port}/"]
     assert server.process is not None
     before = cpu_seconds(server.process.pid)
-    finished = subprocess.run(command, capture_output=True, text=True)
+    finished = subprocess.run(command, check=False, capture_output=True, text=True)
     used = cpu_seconds(server.process.pid) - before
     lines = finished.stdout.strip().splitlines()
     if not lines or not lines[-1].startswith("RESULT"):
@@ -488,9 +497,8 @@ def report(servers: list[Server], scenarios: list[Scenario], meta: dict[str, obj
     checks = []
     for scenario, other, floor in TARGETS:
         if "hospes" in by_name and other in by_name:
-            value = ratio(
-                by_name["hospes"].samples.get(scenario, []), by_name[other].samples.get(scenario, [])
-            )
+            mine, theirs = by_name["hospes"].samples, by_name[other].samples
+            value = ratio(mine.get(scenario, []), theirs.get(scenario, []))
             if value == value:
                 verdict = "met" if value >= floor else "NOT met"
                 checks.append(f"- {scenario}: hospes / {other} {value:.2f} (>= {floor}): {verdict}")
@@ -507,7 +515,7 @@ def report(servers: list[Server], scenarios: list[Scenario], meta: dict[str, obj
     return "\n".join(lines) + "\n"
 
 
-def main() -> int:  # noqa: PLR0915 - one linear script
+def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--duration", type=float, default=4.0, help="measured seconds per run")
@@ -517,12 +525,9 @@ def main() -> int:  # noqa: PLR0915 - one linear script
         "--servers",
         nargs="+",
         default=["hospes", "molly-brown", "jetforce", "reference-fd-noticket", "reference-fd"],
-        help="among hospes, hospes-workers2, molly-brown, jetforce, reference-fd, "
-        "reference-fd-noticket, reference-bio, reference-bio-noticket",
+        choices=SERVERS,
     )
-    parser.add_argument(
-        "--scenarios", nargs="+", default=list(SCENARIOS), choices=list(SCENARIOS)
-    )
+    parser.add_argument("--scenarios", nargs="+", default=list(SCENARIOS), choices=list(SCENARIOS))
     parser.add_argument(
         "--keys",
         nargs="+",
@@ -578,7 +583,8 @@ def main() -> int:  # noqa: PLR0915 - one linear script
         print(f"gemload: {probe}; load average {meta['load_before']}")
         print(
             f"{len(servers)} servers x {len(scenarios)} scenarios x {args.rounds} rounds x "
-            f"{args.warmup + args.duration:g} s", flush=True
+            f"{args.warmup + args.duration:g} s",
+            flush=True,
         )
         for round_number in range(1, args.rounds + 1):
             order = servers if round_number % 2 else list(reversed(servers))
@@ -607,7 +613,9 @@ def main() -> int:  # noqa: PLR0915 - one linear script
     data = {
         "meta": meta,
         "scenarios": [asdict(s) | {"label": s.label} for s in scenarios],
-        "servers": {s.name: {k: [asdict(x) for x in v] for k, v in s.samples.items()} for s in servers},
+        "servers": {
+            s.name: {name: [asdict(x) for x in v] for name, v in s.samples.items()} for s in servers
+        },
     }
     (args.output / "latest.json").write_text(json.dumps(data, indent=1))
     (args.output / "latest.md").write_text(text)
@@ -632,7 +640,7 @@ def run_probe(servers: list[Server], work: Path, args: argparse.Namespace) -> st
         command = [str(GEMLOAD), "-n", "4", "-c", "1", "-v", "-g", args.groups]
         command += ["-C", str(work / "client.crt"), "-K", str(work / "client.key")]
         command += ["127.0.0.1", str(server.port), f"gemini://localhost:{server.port}/"]
-        finished = subprocess.run(command, capture_output=True, text=True, timeout=60)
+        finished = subprocess.run(command, check=False, capture_output=True, text=True, timeout=60)
         found = re.search(r"gemload \((OpenSSL [^)]*)\)", finished.stdout)
         version = found.group(1) if found else version
         if finished.returncode != 0 or "err=0" not in finished.stdout:

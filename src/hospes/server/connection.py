@@ -81,6 +81,7 @@ class Connection:
     __slots__ = (
         "accepted",
         "address",
+        "certificate",
         "deadline",
         "fd",
         "handshaken",
@@ -120,6 +121,8 @@ class Connection:
         self.tls = setup.contexts.connection(sock)
         self.reader = RequestReader()
         self.handshaken = False
+        self.certificate: bytes | None = None
+        """The client certificate's DER, once the handshake is done (None: it sent none)."""
         self.task: asyncio.Task[None] | None = None
         self.phase = "handshake"
         """What the deadline is for: handshake, request, response or write."""
@@ -144,6 +147,9 @@ class Connection:
             if not self.handshaken:
                 tls.do_handshake()
                 self.handshaken = True
+                # Done here, not at the request: a client that never asks counts too.
+                self.certificate = peer_certificate_der(tls)
+                self.setup.contexts.sessions.handshake(tls, self.certificate)
                 self.phase = "request"
                 self.deadline = self.accepted + self.setup.limits.request_timeout
             while line is None:
@@ -183,7 +189,7 @@ class Connection:
         status: int | str = "-"
         size = 0
         outcome: Outcome | None = None
-        certificate = peer_certificate_der(self.tls)
+        certificate = self.certificate
         try:
             dispatcher = self.setup.dispatcher
             if error is not None:
