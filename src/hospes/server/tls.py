@@ -231,16 +231,18 @@ class ServerContexts:
         self,
         certificates: Mapping[str, HostCertificate],
         *,
-        session_budget: int = SESSION_BUDGET,
+        session_budget: int | None = None,
         clock: Clock = time.monotonic,
     ) -> None:
+        """``session_budget``: bytes the session cache may hold (default :data:`SESSION_BUDGET`)."""
         if not certificates:
             raise ValueError("a server needs at least one certificate")
         self._by_name = {name: entry.context for name, entry in certificates.items()}
         first = next(iter(certificates.values()))
         self.default = first.context
         self._uncached = first.uncached
-        self.sessions = SessionBudget(session_budget, SESSION_LIFETIME, clock)
+        budget = SESSION_BUDGET if session_budget is None else session_budget
+        self.sessions = SessionBudget(budget, SESSION_LIFETIME, clock)
         distinct = {id(context) for context in self._by_name.values()}
         if len(distinct) > 1:
             for context in (*self._by_name.values(), self._uncached):
