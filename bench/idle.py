@@ -57,6 +57,48 @@ def settle(pid: int, seconds: float = 1.0) -> tuple[int, int]:
     return memory(pid)
 
 
+def measure(work: Path, kind: str, context: ssl.SSLContext | None, count: int) -> None:
+    """Start a server, open ``count`` idle connections of one kind, print its memory."""
+    log = (work / "server.log").open("w")
+    server = subprocess.Popen(
+        [sys.executable, "-m", "hospes", "serve", "--config", str(work / "hospes.toml")],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        cwd=work,
+    )
+    try:
+        port = 0
+        deadline = time.monotonic() + 30
+        while not port and time.monotonic() < deadline:
+            found = re.search(r"listening on \S+?:(\d+)", (work / "server.log").read_text())
+            port = int(found.group(1)) if found else 0
+            time.sleep(0.1)
+        if not port:
+            raise SystemExit(f"the server did not start: {(work / 'server.log').read_text()}")
+        for sock in open_connections(port, 20, context):  # first-time allocations
+            sock.close()
+        base, _ = settle(server.pid)
+        started = time.monotonic()
+        held = open_connections(port, count, context)
+        rss, peak = settle(server.pid)
+        print(
+            f"{count} idle connections ({kind}, opened in {time.monotonic() - started:.1f} s): "
+            f"RSS {base / 1024:.1f} MiB at rest, {rss / 1024:.1f} MiB with them, peak "
+            f"{peak / 1024:.1f} MiB: {(rss - base) * 1024 / count:,.0f} bytes per connection",
+            flush=True,
+        )
+        for sock in held:
+            with contextlib.suppress(OSError):
+                sock.close()
+    finally:
+        server.send_signal(signal.SIGTERM)
+        try:
+            server.wait(20)
+        except subprocess.TimeoutExpired:
+            server.kill()
+        log.close()
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--connections", type=int, default=5000)
@@ -84,52 +126,14 @@ def main() -> int:
         f"[limits]\nmax_connections = {args.connections + 100}\n"
         "handshake_timeout = 120\nrequest_timeout = 120\n"
     )
-    log = (work / "server.log").open("w")
-    server = subprocess.Popen(
-        [sys.executable, "-m", "hospes", "serve", "--config", str(work / "hospes.toml")],
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        cwd=work,
-    )
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    context.load_cert_chain(work / "client.crt", work / "client.key")
     try:
-        port = 0
-        deadline = time.monotonic() + 30
-        while not port and time.monotonic() < deadline:
-            found = re.search(r"listening on \S+?:(\d+)", (work / "server.log").read_text())
-            port = int(found.group(1)) if found else 0
-            time.sleep(0.1)
-        if not port:
-            raise SystemExit(f"the server did not start: {(work / 'server.log').read_text()}")
-        context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-        context.check_hostname = False
-        context.verify_mode = ssl.CERT_NONE
-        context.load_cert_chain(work / "client.crt", work / "client.key")
-        for sock in open_connections(port, 20, context):  # first-time allocations
-            sock.close()
-        base, _ = settle(server.pid)
-        print(f"server RSS at rest: {base / 1024:.1f} MiB")
         for kind, ctx in (("TCP, nothing sent", None), ("TLS handshake done, no request", context)):
-            started = time.monotonic()
-            held = open_connections(port, args.connections, ctx)
-            rss, peak = settle(server.pid)
-            print(
-                f"{args.connections} idle connections ({kind}, opened in "
-                f"{time.monotonic() - started:.1f} s): RSS {rss / 1024:.1f} MiB, "
-                f"peak {peak / 1024:.1f} MiB, {(rss - base) * 1024 / args.connections:,.0f} "
-                f"bytes per connection"
-            )
-            for sock in held:
-                with contextlib.suppress(OSError):
-                    sock.close()
-            after, _ = settle(server.pid, 2.0)
-            print(f"  after closing them: RSS {after / 1024:.1f} MiB")
+            measure(work, kind, ctx, args.connections)  # a fresh server for each kind
     finally:
-        server.send_signal(signal.SIGTERM)
-        try:
-            server.wait(20)
-        except subprocess.TimeoutExpired:
-            server.kill()
-        log.close()
         shutil.rmtree(work, ignore_errors=True)
     return 0
 

@@ -133,9 +133,9 @@ class Connection:
 
     def start(self) -> None:
         """Start reading; the connection runs by itself from here."""
+        # No handshake attempt before the ClientHello is there: OpenSSL would allocate its
+        # buffers at once (29 kB), and an idle connection costs 18 kB instead of 47 kB.
         self.loop.add_reader(self.fd, self._on_readable)
-        # The ClientHello has usually arrived by the time the connection is accepted.
-        self._on_readable()
 
     # -- reading the request --------------------------------------------------------------
 
