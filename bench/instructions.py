@@ -41,8 +41,10 @@ from run import (
 )
 
 
-def gemload(server: Server, scenario: Scenario, work: Path, requests: int) -> str:
-    command = [str(GEMLOAD), "-n", str(requests), "-c", "4", "-T", "120000"]
+def gemload(
+    server: Server, scenario: Scenario, work: Path, requests: int, groups: str = "X25519:P-256"
+) -> str:
+    command = [str(GEMLOAD), "-n", str(requests), "-c", "4", "-T", "120000", "-g", groups]
     if scenario.cert:
         command += ["-C", str(work / "client.crt"), "-K", str(work / "client.key")]
     if scenario.resume:
@@ -89,13 +91,15 @@ def by_object(dump: Path, requests: int) -> str:
     return ", ".join(f"{label} {value / requests / 1e3:.0f} k" for label, value in ordered)
 
 
-def measure(server: Server, scenario: Scenario, work: Path, requests: int) -> tuple[float, Path]:
+def measure(
+    server: Server, scenario: Scenario, work: Path, requests: int, groups: str = "X25519:P-256"
+) -> tuple[float, Path]:
     """Instructions per request of ``server`` (started under callgrind), and the dump."""
     assert server.process is not None
-    gemload(server, scenario, work, 50)  # warm-up: caches, first-time imports
+    gemload(server, scenario, work, 50, groups)  # warm-up: caches, first-time imports
     pid = server.process.pid  # taskset and valgrind exec: the same process
     subprocess.run(["callgrind_control", "-z", str(pid)], check=True, capture_output=True)
-    gemload(server, scenario, work, requests)
+    gemload(server, scenario, work, requests, groups)
     dump = work / f"dump-{server.name}-{time.monotonic_ns()}"
     subprocess.run(
         ["callgrind_control", "-d", dump.name, str(pid)], check=True, capture_output=True
@@ -113,6 +117,12 @@ def main() -> int:
     parser.add_argument("--scenario", default="full-cert", choices=list(SCENARIOS))
     parser.add_argument("--requests", type=int, default=400)
     parser.add_argument("--rounds", type=int, default=1)
+    parser.add_argument(
+        "--key", default="ecdsa", choices=["ecdsa", "rsa2048", "rsa4096"], help="server key"
+    )
+    parser.add_argument(
+        "--groups", default="X25519:P-256", help="key exchange groups gemload offers"
+    )
     args = parser.parse_args()
     if shutil.which("valgrind") is None:
         raise SystemExit("needs valgrind (apt-get install valgrind)")
@@ -120,10 +130,10 @@ def main() -> int:
     build_gemload(find_newer_libssl(tools if tools.exists() else None))
     scenario = SCENARIOS[args.scenario]
     work = Path(tempfile.mkdtemp(prefix="hospes-instructions-"))
-    make_certificates(work, ["ecdsa"])
+    make_certificates(work, [args.key])
     (work / "capsule").mkdir()
     (work / "capsule" / "index.gmi").write_text(PAGE)
-    servers = define_servers(args.servers, ["ecdsa"], work, install=False)
+    servers = define_servers(args.servers, [args.key], work, install=False)
     results: dict[str, list[float]] = {server.name: [] for server in servers}
     try:
         for server in servers:
@@ -138,7 +148,7 @@ def main() -> int:
         for round_number in range(1, args.rounds + 1):
             order = servers if round_number % 2 else list(reversed(servers))
             for server in order:
-                per_request, dump = measure(server, scenario, work, args.requests)
+                per_request, dump = measure(server, scenario, work, args.requests, args.groups)
                 results[server.name].append(per_request)
                 shares = by_object(dump, args.requests)
                 print(
@@ -149,7 +159,10 @@ def main() -> int:
     finally:
         for server in servers:
             server.stop()
-    print(f"\n{scenario.label}, {args.requests} requests, 4 in flight:")
+    print(
+        f"\n{scenario.label}, {args.key} server key, groups {args.groups}, "
+        f"{args.requests} requests, 4 in flight:"
+    )
     for name, values in results.items():
         print(f"  {name:24} {statistics.median(values) / 1e6:8.3f} M instructions per request")
     print(f"callgrind files in {work} (callgrind_annotate FILE | head -60)")
