@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import datetime as dt
 import functools
 import json
@@ -73,11 +74,14 @@ class Scenario:
     name: str
     resume: bool
     cert: bool
+    groups: str = "X25519:P-256"
+    """Key exchange groups gemload offers (OpenSSL list syntax)."""
 
     @property
     def label(self) -> str:
         handshake = "resumed" if self.resume else "full"
-        return f"{handshake} handshake, {'client cert' if self.cert else 'no client cert'}"
+        label = f"{handshake} handshake, {'client cert' if self.cert else 'no client cert'}"
+        return label if self.groups == "X25519:P-256" else f"{label}, {self.groups}"
 
 
 SCENARIOS = {
@@ -228,13 +232,15 @@ class Server:
     port: int = 0
     process: subprocess.Popen[bytes] | None = None
     log: Path | None = None
+    cpus: str = "0"
+    """The CPUs the server is pinned to (taskset -c)."""
 
     def start(self, work: Path, timeout: float = 30) -> None:
         self.port = 0 if self.banner else free_port()
         self.log = work / f"{self.name}.log"
         with self.log.open("wb") as output:
             self.process = subprocess.Popen(
-                ["taskset", "-c", "0", *self.command(self.port)],
+                ["taskset", "-c", self.cpus, *self.command(self.port)],
                 stdout=output,
                 stderr=subprocess.STDOUT,
                 cwd=work,
@@ -396,7 +402,7 @@ def molly_config(work: Path, label: str, port: int, cert: str, key: str) -> Path
 
 def run_load(server: Server, scenario: Scenario, args: argparse.Namespace, work: Path) -> Sample:
     command = ["taskset", "-c", "1", str(GEMLOAD), "-c", str(args.concurrency)]
-    command += ["-d", str(args.duration), "-w", str(args.warmup), "-g", args.groups]
+    command += ["-d", str(args.duration), "-w", str(args.warmup), "-g", scenario.groups]
     if scenario.cert:
         command += ["-C", str(work / "client.crt"), "-K", str(work / "client.key")]
     if scenario.resume:
@@ -487,6 +493,15 @@ def report(servers: list[Server], scenarios: list[Scenario], meta: dict[str, obj
                 )
                 if value == value:
                     lines.append(f"| {scenario.name} | {mine} / {other.name} | {value:.2f} |")
+    for workers in servers:
+        one = by_name.get(workers.name.replace("hospes-workers2", "hospes"))
+        if not workers.name.startswith("hospes-workers2") or one is None:
+            continue
+        for scenario in scenarios:
+            mine, theirs = workers.samples, one.samples
+            value = ratio(mine.get(scenario.name, []), theirs.get(scenario.name, []))
+            if value == value:
+                lines.append(f"| {scenario.name} | {workers.name} / {one.name} | {value:.2f} |")
     for server in servers:
         for cert in ("cert", "nocert"):
             value = ratio(
@@ -537,8 +552,16 @@ def main() -> int:
     )
     parser.add_argument(
         "--groups",
-        default="X25519:P-256",
-        help="key exchange groups gemload offers (X25519MLKEM768 for the post-quantum one)",
+        nargs="+",
+        default=["X25519:P-256"],
+        help="key exchange groups gemload offers, OpenSSL list syntax (X25519MLKEM768: the "
+        "post-quantum one); several lists: every scenario runs with each, in the same rounds",
+    )
+    parser.add_argument(
+        "--server-cpus",
+        default="0",
+        help="CPUs the servers are pinned to (gemload runs on CPU 1); 0,1 lets the two "
+        "processes of hospes-workers2 each have a core, gemload sharing one of them",
     )
     parser.add_argument(
         "--no-install", action="store_true", help="use only the peers already installed"
@@ -552,19 +575,30 @@ def main() -> int:
     if tools is None and (PEERS / "tools" / ".installed").exists():
         tools = PEERS / "tools" / "bin" / "python"
     build_gemload(find_newer_libssl(tools))
-    scenarios = [SCENARIOS[name] for name in args.scenarios]
+    scenarios = [
+        dataclasses.replace(
+            SCENARIOS[name],
+            name=name if len(args.groups) == 1 else f"{name}@{groups}",
+            groups=groups,
+        )
+        for groups in args.groups
+        for name in args.scenarios
+    ]
     work = Path(tempfile.mkdtemp(prefix="hospes-bench-"))
     make_certificates(work, args.keys)
     (work / "capsule").mkdir()
     (work / "capsule" / "index.gmi").write_text(PAGE)
     servers = define_servers(args.servers, args.keys, work, install)
+    for server in servers:
+        server.cpus = args.server_cpus
     meta: dict[str, object] = {
         "date": dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC"),
         "command": " ".join(["bench/run.py", *sys.argv[1:]]),
         "rounds": args.rounds,
         "duration": args.duration,
         "concurrency": args.concurrency,
-        "groups": args.groups,
+        "server_cpus": args.server_cpus,
+        "groups": " ".join(args.groups),
         "load_before": f"{os.getloadavg()[0]:.1f}",
     }
     started: list[Server] = []
@@ -637,7 +671,7 @@ def run_probe(servers: list[Server], work: Path, args: argparse.Namespace) -> st
     """Check every server answers (a few requests with -v); returns gemload's OpenSSL version."""
     version = "?"
     for server in list(servers):
-        command = [str(GEMLOAD), "-n", "4", "-c", "1", "-v", "-g", args.groups]
+        command = [str(GEMLOAD), "-n", "4", "-c", "1", "-v"]
         command += ["-C", str(work / "client.crt"), "-K", str(work / "client.key")]
         command += ["127.0.0.1", str(server.port), f"gemini://localhost:{server.port}/"]
         finished = subprocess.run(command, check=False, capture_output=True, text=True, timeout=60)
