@@ -6,9 +6,10 @@ BIN := $(VENV)/bin
 PIP := $(BIN)/python -m pip install --quiet --disable-pip-version-check
 # Extra flags for `hospes serve`, e.g. make serve ARGS="--host :: --hostname example.org"
 ARGS ?=
-# Flags for bench/run.py: 5 rounds of 5 s per server, a small static page with a client
-# certificate (about 2 minutes); e.g. make bench BENCH_ARGS="--rounds 12 --duration 2 --scenario nocert"
-BENCH_ARGS ?= --rounds 5 --duration 5 --scenario static
+# Flags for bench/run.py: hospes, Molly Brown, jetforce and the minimal responders, full and
+# resumed handshakes with and without a client certificate, 5 rounds of 4 s (about 10 minutes);
+# e.g. make bench BENCH_ARGS="--rounds 3 --duration 2 --servers hospes reference-fd-noticket"
+BENCH_ARGS ?= --rounds 5 --duration 4
 
 .PHONY: serve test check lint typecheck unit bench clean
 
@@ -42,9 +43,11 @@ unit: $(VENV)/.installed-test
 	$(BIN)/pytest
 
 # bench/run.py compiles its load generator (bench/gemload.c) on first use: it needs cc, the
-# OpenSSL headers (libssl-dev) and taskset.
+# OpenSSL headers (libssl-dev) and taskset. It installs its peers and tools itself, none of
+# them a dependency of hospes: molly-brown with apt-get (as root), jetforce, matplotlib and a
+# recent libssl (psycopg-binary) in throw-away virtualenvs under bench/.peers/.
 bench: $(VENV)/.installed
 	$(BIN)/python bench/run.py $(BENCH_ARGS)
 
 clean:
-	rm -rf $(VENV) build dist src/*.egg-info .pytest_cache .ruff_cache .mypy_cache .hypothesis bench/bin
+	rm -rf $(VENV) build dist src/*.egg-info .pytest_cache .ruff_cache .mypy_cache .hypothesis bench/bin bench/.peers bench/results

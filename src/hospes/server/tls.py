@@ -14,7 +14,7 @@ The TLS settings were chosen by measurement (docs/performance.md): TLS 1.3
 tickets are stateful (``OP_NO_TICKET``: a ticket is a session id into the
 server's cache instead of the whole session, client certificate included,
 serialized and encrypted twice per handshake), which costs 15 % fewer
-instructions per full handshake with a client certificate and 28 % fewer
+instructions per full handshake with a client certificate and 22 % fewer
 per resumed one; and TLS 1.3 prefers AES-128-GCM with SHA-256.  The session
 cache is bounded in entries (OpenSSL's 20,480) and, by :class:`SessionBudget`,
 in memory.
