@@ -44,7 +44,7 @@ class Outcome:
 
     response: Response
     target: str
-    """The requested URL (escaped when the request was not valid)."""
+    """The requested URL; the request line as received when it was not valid (unescaped)."""
     fingerprint: str | None
     """The client certificate's fingerprint, valid or not, or None."""
     slowed: float = 0.0
@@ -103,8 +103,9 @@ class Dispatcher:
             canonical = normalize_path(path)
             query = _decoded_query(url)
         except GeminiError as exc:
-            escaped = printable(line.decode("utf-8", "replace"), 1024)
-            return self.reject(exc, escaped, certificate, address_key=address_key)
+            # Unescaped: the access log escapes what it writes (and only it knows how).
+            received = line.decode("utf-8", "replace")
+            return self.reject(exc, received, certificate, address_key=address_key)
         identity, problem, presented = self._identify(certificate)
         if canonical != path:
             redirect = str(url.with_path(quote_path(canonical), url.query))

@@ -30,10 +30,12 @@ MAX_REASON = 200
 
 
 def parse_until(text: str, now: dt.datetime) -> dt.datetime:
-    """When a ban ends: a duration from ``now`` (``7d``, ``12h``, ``1w2d``) or an ISO time.
+    """When a ban ends, in UTC: a duration from ``now`` (``7d``, ``12h``, ``1w2d``) or an ISO time.
 
     An ISO date or time without an offset is UTC.  Raises :class:`ValueError`
-    with a message for anything else, or for a time not after ``now``.
+    with a message for anything else, for a time not after ``now``, or for one
+    more than 100 years (:data:`MAX_DURATION`) after it: a longer ban is a
+    permanent one.
     """
     value = text.strip().lower()
     if _DURATION.match(value):
@@ -52,8 +54,20 @@ def parse_until(text: str, now: dt.datetime) -> dt.datetime:
         ) from None
     if moment_.tzinfo is None:
         moment_ = moment_.replace(tzinfo=dt.UTC)
+    latest = now + MAX_DURATION
+    try:
+        # In UTC, as the store keeps it: 9999-12-31T23:00-05:00 is past the year 9999.
+        moment_ = moment_.astimezone(dt.UTC)
+    except OverflowError:
+        extreme = dt.datetime.max if moment_.year > 1 else dt.datetime.min
+        moment_ = extreme.replace(tzinfo=dt.UTC)
     if moment_ <= now:
         raise ValueError(f"--until {text!r}: that is not in the future")
+    if moment_ > latest:
+        raise ValueError(
+            f"--until {text!r}: at most 100 years ahead (before {latest:%Y-%m-%d}); "
+            "omit --until for a permanent ban"
+        )
     return moment_
 
 
@@ -69,7 +83,9 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     _target_arguments(ban)
     ban.add_argument("--reason", default=DEFAULT_REASON, help="shown to the banned client")
     ban.add_argument(
-        "--until", help="when the ban ends: a duration (7d, 12h, 30m) or an ISO date/time (UTC)"
+        "--until",
+        help="when the ban ends: a duration (7d, 12h, 30m) or an ISO date/time (UTC unless "
+        "it has an offset), at most 100 years ahead",
     )
     add_store_arguments(ban)
     ban.set_defaults(run=run_ban)

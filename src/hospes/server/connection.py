@@ -29,7 +29,6 @@ from OpenSSL import SSL
 
 from ..app.dispatch import Dispatcher, Outcome
 from ..app.response import Response
-from ..gemini.escape import printable
 from ..gemini.fingerprint import fingerprint
 from ..gemini.protocol import GeminiError, RequestReader
 from ..policy.clock import Clock
@@ -219,7 +218,7 @@ class Connection:
             else:
                 # Cancelled (or failed) before the dispatcher answered: log what was asked.
                 who = None if certificate is None else fingerprint(certificate)
-                target = "-" if line is None else printable(line.decode("utf-8", "replace"), 1024)
+                target = "-" if line is None else line.decode("utf-8", "replace")
             owner.access_log.record(
                 remote=f"{self.address}:{self.port}",
                 fingerprint=who,
