@@ -499,3 +499,70 @@ def test_a_second_store_sees_every_change_at_once(open_store):
     assert run(server.recognise(alice, NOW)).name == "alicia"
     run(admin.delete("alicia"))
     assert run(server.recognise(alice, NOW)) is None
+
+
+# -- accounts created by the admin, fingerprint prefixes ---------------------------------
+
+
+@pytest.mark.parametrize("by", ["certificate", "key"])
+def test_created_account_gets_the_first_matching_certificate(store, by):
+    alice = identity("alice")
+    typed = alice.fingerprint if by == "certificate" else alice.key_fingerprint
+    account = run(store.create_account("alice", typed.upper().replace("SHA256:", ""), NOW))
+    assert account.name == "alice"
+    assert run(store.awaited_fingerprints(account.id)) == [typed]
+    assert run(store.certificates(account.id)) == []
+    assert run(store.recognise(identity("stranger"), NOW)) is None
+    later = NOW + dt.timedelta(days=1)
+    found = run(store.recognise(alice, later))
+    assert found is not None and found.id == account.id
+    [record] = run(store.certificates(account.id))
+    assert (record.fingerprint, record.first_seen) == (alice.fingerprint, later)
+    assert run(store.awaited_fingerprints(account.id)) == []
+    # Claimed once: the account now holds the key, a renewal follows as usual.
+    renewal = identity("alice", key=alice.key_fingerprint)
+    assert run(store.recognise(renewal, later)).id == account.id
+
+
+def test_create_account_refuses_taken_names_and_fingerprints(store):
+    alice = identity("alice")
+    run(store.register("alice", alice, NOW))
+    awaited = fp()
+    run(store.create_account("bob", awaited, NOW))
+    with pytest.raises(NameTaken):
+        run(store.create_account("ALICE", fp(), NOW))
+    with pytest.raises(InvalidName):
+        run(store.create_account("-x", fp(), NOW))
+    for taken in (alice.fingerprint, alice.key_fingerprint, awaited):
+        with pytest.raises(AlreadyRegistered):
+            run(store.create_account("carol", taken, NOW))
+    with pytest.raises(StoreError):
+        run(store.create_account("carol", "SHA256:1234", NOW))
+    assert run(store.account("carol")) is None
+    run(store.delete("bob"))
+    assert run(store.create_account("carol", awaited, NOW)).name == "carol"
+
+
+def test_fingerprints_with_prefix_finds_every_kind_of_known_fingerprint(store):
+    alice = identity("alice")
+    run(store.register("alice", alice, NOW))
+    listed, banned, awaited = fp(), fp(), fp()
+    run(store.allow("friends", listed))
+    run(store.ban(BanKind.KEY, banned, "spam", NOW))
+    run(store.create_account("bob", awaited, NOW))
+    for known in (alice.fingerprint, alice.key_fingerprint, listed, banned, awaited):
+        assert run(store.fingerprints_with_prefix(known[:19])) == [known]
+        assert run(store.fingerprints_with_prefix(known)) == [known]
+    everything = run(store.fingerprints_with_prefix("SHA256:"))
+    assert sorted(everything) == everything
+    assert set(everything) == {
+        alice.fingerprint,
+        alice.key_fingerprint,
+        listed,
+        banned,
+        awaited,
+    }
+    assert len(run(store.fingerprints_with_prefix("SHA256:", limit=2))) == 2
+    assert run(store.fingerprints_with_prefix("SHA256:" + "f" * 64)) == []
+    with pytest.raises(StoreError):
+        run(store.fingerprints_with_prefix("SHA256:" + "g" * 12))

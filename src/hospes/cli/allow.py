@@ -2,19 +2,30 @@
 
 A rule such as ``{ path = "/friends/", require = "allowlist", lists = ["friends"] }``
 admits every certificate (or key) fingerprint on the store's list ``friends``;
-changes apply to the server's next request.
+changes apply to the server's next request.  ``allow add`` warns when no rule
+of the server's configuration (nor the demo capsule, when it is served) uses
+the list: a typo in a list name would otherwise admit nobody, silently.
 """
 
 from __future__ import annotations
 
 import argparse
 import re
+import sys
 
-from ..gemini.fingerprint import parse_fingerprint
+from ..config import Config, ConfigError
+from ..demo import DEMO_LIST
 from ..store import Store
-from .errors import Usage, fail
+from .errors import EXIT_USAGE, Usage, fail
 from .output import emit_json, say, table
-from .store import add_store_arguments, run_with_store
+from .store import (
+    StoreLocation,
+    add_store_arguments,
+    fingerprint_or_prefix,
+    locate_store,
+    resolve_fingerprint,
+    run_with_store,
+)
 
 __all__ = ["check_list_name", "register"]
 
@@ -44,7 +55,12 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     ):
         action = actions.add_parser(name, help=helptext)
         action.add_argument("list", metavar="LIST")
-        action.add_argument("fingerprint", metavar="FINGERPRINT")
+        action.add_argument(
+            "fingerprint",
+            metavar="FINGERPRINT",
+            help="a certificate or key fingerprint, or the first 12 or more hex digits of one "
+            "the store knows",
+        )
         add_store_arguments(action)
         action.set_defaults(run=function)
     show = actions.add_parser("show", help="the fingerprints on a list, or every list's size")
@@ -54,19 +70,42 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
 
 
 def _arguments(args: argparse.Namespace) -> tuple[str, str]:
-    """(list, fingerprint) of ``allow add`` and ``remove``, checked before the store is opened."""
-    try:
-        fingerprint = parse_fingerprint(args.fingerprint)
-    except ValueError as exc:
-        raise Usage(str(exc)) from None
-    return check_list_name(args.list), fingerprint
+    """(list, fingerprint or prefix) of ``allow add`` and ``remove``, checked before opening."""
+    return check_list_name(args.list), fingerprint_or_prefix(args.fingerprint)
+
+
+def lists_in_use(config: Config) -> set[str]:
+    """The allow-list names the server of ``config`` consults: its rules', and the demo's."""
+    used = {name for rule in config.access for name in rule.lists}
+    if config.root is None and all(host.root is None for host in config.hosts):
+        used.add(DEMO_LIST)
+    return used
+
+
+def _warn_if_unused(list_name: str, location: StoreLocation) -> None:
+    used = lists_in_use(location.config)
+    if list_name in used:
+        return
+    where = location.source.path or "the default configuration"
+    named = ", ".join(sorted(used)) if used else "none"
+    print(
+        f"hospes: warning: no access rule of {where} uses the list {list_name!r} "
+        f"(lists in use: {named}); the entry admits nobody until a rule names it",
+        file=sys.stderr,
+    )
 
 
 def run_add(args: argparse.Namespace) -> int:
-    list_name, fingerprint = _arguments(args)
+    list_name, typed = _arguments(args)
+    try:
+        location = locate_store(args)
+    except ConfigError as exc:
+        return fail(str(exc), EXIT_USAGE)
 
     async def action(store: Store) -> int:
+        fingerprint = await resolve_fingerprint(store, typed)
         added = await store.allow(list_name, fingerprint)
+        _warn_if_unused(list_name, location)
         if args.json:
             emit_json({"list": list_name, "fingerprint": fingerprint, "added": added})
             return 0
@@ -75,13 +114,14 @@ def run_add(args: argparse.Namespace) -> int:
             f"added {fingerprint} {where}" if added else f"{fingerprint} was already {where}"
         )
 
-    return run_with_store(args, action, create=True)
+    return run_with_store(args, action, create=True, location=location)
 
 
 def run_remove(args: argparse.Namespace) -> int:
-    list_name, fingerprint = _arguments(args)
+    list_name, typed = _arguments(args)
 
     async def action(store: Store) -> int:
+        fingerprint = await resolve_fingerprint(store, typed)
         removed = await store.disallow(list_name, fingerprint)
         if args.json:
             emit_json({"list": list_name, "fingerprint": fingerprint, "removed": removed})

@@ -13,11 +13,16 @@ import datetime as dt
 import re
 
 from ..gemini.escape import printable
-from ..gemini.fingerprint import parse_fingerprint
 from ..store import Ban, BanKind, Store
 from .errors import Usage, fail
 from .output import ban_json, emit_json, moment, say, table
-from .store import add_store_arguments, find_account, run_with_store
+from .store import (
+    add_store_arguments,
+    find_account,
+    fingerprint_or_prefix,
+    resolve_fingerprint,
+    run_with_store,
+)
 
 __all__ = ["parse_until", "register"]
 
@@ -100,7 +105,10 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
 
 def _target_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
-        "fingerprint", nargs="?", help="a certificate (or with --key, key) fingerprint"
+        "fingerprint",
+        nargs="?",
+        help="a certificate (or with --key, key) fingerprint, or the first 12 or more hex "
+        "digits of one the store knows",
     )
     parser.add_argument(
         "--key", action="store_true", help="FINGERPRINT is a key's: covers every renewal"
@@ -116,10 +124,7 @@ def _fingerprint_target(args: argparse.Namespace) -> tuple[BanKind, str] | None:
         if args.key:
             raise Usage("--key applies to a fingerprint, not to --account")
         return None
-    try:
-        value = parse_fingerprint(args.fingerprint)
-    except ValueError as exc:
-        raise Usage(str(exc)) from None
+    value = fingerprint_or_prefix(args.fingerprint)
     return (BanKind.KEY if args.key else BanKind.CERTIFICATE), value
 
 
@@ -130,7 +135,8 @@ async def _target(
     if checked is None:
         account = await find_account(store, args.account)
         return BanKind.ACCOUNT, str(account.id), f"account {account.name}"
-    kind, value = checked
+    kind, typed = checked
+    value = await resolve_fingerprint(store, typed)
     return kind, value, f"{kind.value} {value}"
 
 

@@ -14,6 +14,7 @@ from ..runner import Started, run
 from ..server.tls import TLSError
 from ..store import StoreError
 from .errors import EXIT_FAILURE, EXIT_USAGE, fail
+from .store import find_config
 
 __all__ = ["register"]
 
@@ -26,7 +27,12 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
         description="Serve a capsule (the bundled demo by default) over Gemini. "
         "Every flag can also be set in the --config file; flags win.",
     )
-    parser.add_argument("--config", type=Path, help="TOML configuration file")
+    parser.add_argument(
+        "--config",
+        type=Path,
+        help="TOML configuration file (default $HOSPES_CONFIG, else /etc/hospes/hospes.toml "
+        "if it exists)",
+    )
     parser.add_argument(
         "--host",
         action="append",
@@ -84,8 +90,9 @@ def _overrides(args: argparse.Namespace) -> dict[str, Any]:
 def build_config(args: argparse.Namespace) -> Config:
     """The configuration file (if any) with the flags applied over it."""
     overrides = _overrides(args)
-    if args.config is not None:
-        return load_config(args.config, overrides)
+    source = find_config(args.config)  # --config, $HOSPES_CONFIG, /etc/hospes/hospes.toml
+    if source.path is not None:
+        return load_config(source.path, overrides)
     return parse_config(overrides) if overrides else Config()
 
 

@@ -100,8 +100,9 @@ class Store(abc.ABC):
 
         A certificate whose fingerprint is unknown but whose public key belongs
         to an account (a renewal) is recorded as a new certificate of that
-        account and recognised.  Updates the certificate's ``last_seen``, at
-        most once every :data:`LAST_SEEN_INTERVAL`.
+        account and recognised, as is one awaited by :meth:`create_account`.
+        Updates the certificate's ``last_seen``, at most once every
+        :data:`LAST_SEEN_INTERVAL`.
         """
 
     @abc.abstractmethod
@@ -123,6 +124,30 @@ class Store(abc.ABC):
         Raises :class:`InvalidName`, :class:`NameTaken` or
         :class:`AlreadyRegistered`; exactly one of two concurrent registrations
         of a name succeeds.
+        """
+
+    @abc.abstractmethod
+    async def create_account(self, name: str, fingerprint: str, now: dt.datetime) -> Account:
+        """Create account ``name`` for a certificate or key fingerprint not seen yet (the admin's).
+
+        The first certificate presented whose fingerprint, or whose key's
+        fingerprint, is ``fingerprint`` becomes the account's (in
+        :meth:`recognise`); until then :meth:`awaited_fingerprints` lists it.
+        Raises :class:`InvalidName`, :class:`NameTaken`, :class:`StoreError`
+        for a malformed fingerprint, or :class:`AlreadyRegistered` when the
+        fingerprint is an account's certificate or key, or awaited by one.
+        """
+
+    @abc.abstractmethod
+    async def awaited_fingerprints(self, account_id: int) -> list[str]:
+        """The fingerprints :meth:`create_account` gave an account that no visit has claimed yet."""
+
+    @abc.abstractmethod
+    async def fingerprints_with_prefix(self, prefix: str, limit: int = 10) -> list[str]:
+        """Known fingerprints starting with ``prefix`` (``SHA256:`` and hex digits), sorted.
+
+        Known: an account's certificates and keys, awaited fingerprints,
+        allow-list entries and certificate or key bans.  At most ``limit``.
         """
 
     @abc.abstractmethod

@@ -75,6 +75,15 @@ MIGRATIONS: tuple[str, ...] = (
     );
     CREATE INDEX bans_value ON bans (value, kind);
     """,
+    # 2: accounts created by the admin for a fingerprint not seen yet (hospes accounts create).
+    """
+    CREATE TABLE awaited_fingerprints (
+        fingerprint  TEXT PRIMARY KEY,
+        account_id   INTEGER NOT NULL REFERENCES accounts (id) ON DELETE CASCADE,
+        created      TEXT NOT NULL
+    );
+    CREATE INDEX awaited_fingerprints_account ON awaited_fingerprints (account_id);
+    """,
 )
 
 

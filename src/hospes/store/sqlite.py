@@ -117,6 +117,18 @@ class SQLiteStore(Store):
         """Create an account with its first certificate, in one transaction."""
         return await self._run(self._db.register, name, identity, now)
 
+    async def create_account(self, name: str, fingerprint: str, now: dt.datetime) -> Account:
+        """Create an account awaiting the first certificate with this (or its key's) fingerprint."""
+        return await self._run(self._db.create_account, name, fingerprint, now)
+
+    async def awaited_fingerprints(self, account_id: int) -> list[str]:
+        """The fingerprints an account created by the admin still waits for."""
+        return await self._run(self._db.awaited_fingerprints, account_id)
+
+    async def fingerprints_with_prefix(self, prefix: str, limit: int = 10) -> list[str]:
+        """Every known fingerprint starting with ``prefix``, sorted, at most ``limit``."""
+        return await self._run(self._db.fingerprints_with_prefix, prefix, limit)
+
     async def account(self, name: str) -> Account | None:
         """The account called ``name``, whatever its case."""
         return await self._run(self._db.account, name)

@@ -24,6 +24,7 @@ import contextlib
 import datetime as dt
 import functools
 import os
+import re
 import sqlite3
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
@@ -51,6 +52,7 @@ R = TypeVar("R")
 BUSY_TIMEOUT = dt.timedelta(seconds=5)
 """How long a write waits for another process's write transaction to finish."""
 
+_PREFIX = re.compile(r"\ASHA256:[0-9a-f]{0,64}\Z")
 _ACCOUNT = "SELECT id, name, created, status FROM accounts"
 _CERTIFICATE = (
     "SELECT fingerprint, key_fingerprint, account_id, common_name, not_before, not_after, "
@@ -65,6 +67,7 @@ _RECOGNISE = (
     "LEFT JOIN certificates AS c ON c.fingerprint = ? AND c.account_id = k.account_id "
     "WHERE k.key_fingerprint = ?"
 )
+_AWAITED = "SELECT 1 FROM awaited_fingerprints WHERE fingerprint IN (?, ?) LIMIT 1"
 _ACTIVE_BAN = (
     _BAN + " WHERE ((value = ? AND kind = 'certificate') OR (value = ? AND kind = 'key') "
     "OR (value = ? AND kind = 'account')) AND (until IS NULL OR until > ?) "
@@ -202,7 +205,7 @@ class SQLiteDatabase:
             _RECOGNISE, (identity.fingerprint, identity.key_fingerprint)
         ).fetchone()
         if row is None:
-            return None, None
+            return self._claim_awaited(identity, now), None
         account = _account(row)
         last_seen = row[4]
         if last_seen is None:
@@ -223,6 +226,33 @@ class SQLiteDatabase:
         else:
             return account, _time(last_seen) + LAST_SEEN_INTERVAL
         return account, now + LAST_SEEN_INTERVAL
+
+    def _claim_awaited(self, identity: ClientIdentity, now: dt.datetime) -> Account | None:
+        """The account awaiting this certificate or key (``accounts create``), which gets it now."""
+        connection = self._db()
+        awaited = (identity.fingerprint, identity.key_fingerprint)
+        if connection.execute(_AWAITED, awaited).fetchone() is None:
+            return None  # a stranger: the usual answer, one indexed read
+        with self._write():
+            row = connection.execute(
+                f"{_ACCOUNT} WHERE id = (SELECT account_id FROM awaited_fingerprints "  # noqa: S608
+                "WHERE fingerprint IN (?, ?) LIMIT 1)",
+                awaited,
+            ).fetchone()
+            if row is None:
+                return None  # claimed (or the account deleted) between the statements
+            account = _account(row)
+            owner = connection.execute(
+                "SELECT account_id FROM account_keys WHERE key_fingerprint = ?",
+                (identity.key_fingerprint,),
+            ).fetchone()
+            if owner is not None and owner[0] != account.id:
+                return None  # the key joined another account meanwhile: that one wins
+            self._insert_certificate(connection, account.id, identity, now, ignore=True)
+            connection.execute(
+                "DELETE FROM awaited_fingerprints WHERE fingerprint IN (?, ?)", awaited
+            )
+        return account
 
     @_sqlite_errors
     def active_ban(
@@ -314,6 +344,76 @@ class SQLiteDatabase:
             assert account_id is not None
             self._insert_certificate(connection, account_id, identity, now)
         return Account(id=account_id, name=name, created=_time(_text(now)))
+
+    @_sqlite_errors
+    def create_account(self, name: str, fingerprint: str, now: dt.datetime) -> Account:
+        """Create an account awaiting the first certificate with this (or its key's) fingerprint."""
+        check_name(name)
+        fingerprint = canonical_fingerprint(fingerprint)
+        with self._write() as connection:
+            row = connection.execute(
+                "SELECT a.name FROM accounts AS a WHERE a.id IN ("
+                "SELECT account_id FROM account_keys WHERE key_fingerprint = ? "
+                "UNION SELECT account_id FROM certificates WHERE fingerprint = ? "
+                "UNION SELECT account_id FROM awaited_fingerprints WHERE fingerprint = ?)",
+                (fingerprint, fingerprint, fingerprint),
+            ).fetchone()
+            if row is not None:
+                raise AlreadyRegistered(f"{fingerprint} already belongs to account {row[0]!r}")
+            try:
+                cursor = connection.execute(
+                    "INSERT INTO accounts (name, created) VALUES (?, ?)", (name, _text(now))
+                )
+            except sqlite3.IntegrityError:
+                raise NameTaken(f"the name {name!r} is taken") from None
+            account_id = cursor.lastrowid
+            assert account_id is not None
+            connection.execute(
+                "INSERT INTO awaited_fingerprints (fingerprint, account_id, created) "
+                "VALUES (?, ?, ?)",
+                (fingerprint, account_id, _text(now)),
+            )
+        return Account(id=account_id, name=name, created=_time(_text(now)))
+
+    @_sqlite_errors
+    def awaited_fingerprints(self, account_id: int) -> list[str]:
+        """The fingerprints an account created by the admin still waits for."""
+        rows = (
+            self._db()
+            .execute(
+                "SELECT fingerprint FROM awaited_fingerprints WHERE account_id = ? "
+                "ORDER BY fingerprint",
+                (account_id,),
+            )
+            .fetchall()
+        )
+        return [row[0] for row in rows]
+
+    @_sqlite_errors
+    def fingerprints_with_prefix(self, prefix: str, limit: int = 10) -> list[str]:
+        """Every known fingerprint starting with ``prefix``, sorted, at most ``limit``."""
+        if not _PREFIX.match(prefix):
+            raise StoreError(f"not a fingerprint prefix: {prefix!r}")
+        # Fingerprints are canonical (lowercase hex): a range scan on each index, no LIKE.
+        low, high = prefix, prefix + "g"
+        rows = (
+            self._db()
+            .execute(
+                "SELECT fingerprint FROM certificates WHERE fingerprint >= ?1 AND fingerprint < ?2 "
+                "UNION SELECT key_fingerprint FROM account_keys "
+                "WHERE key_fingerprint >= ?1 AND key_fingerprint < ?2 "
+                "UNION SELECT fingerprint FROM awaited_fingerprints "
+                "WHERE fingerprint >= ?1 AND fingerprint < ?2 "
+                "UNION SELECT fingerprint FROM allow_entries "
+                "WHERE fingerprint >= ?1 AND fingerprint < ?2 "
+                "UNION SELECT value FROM bans WHERE kind IN ('certificate', 'key') "
+                "AND value >= ?1 AND value < ?2 "
+                "ORDER BY 1 LIMIT ?3",
+                (low, high, limit),
+            )
+            .fetchall()
+        )
+        return [row[0] for row in rows]
 
     @_sqlite_errors
     def account(self, name: str) -> Account | None:

@@ -1,0 +1,260 @@
+"""The admin commands find the server's store, take fingerprint prefixes, create accounts.
+
+The end-to-end test runs a real server from a configuration file with an
+``account`` and an ``allowlist`` rule, and acts on what its access log shows.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+
+import pytest
+
+from helpers import identity_of, raw_request, start_server
+from hospes.cli import build_parser, main
+from hospes.cli import store as cli_store
+from hospes.cli.serve import build_config
+from hospes.config import load_config
+from hospes.server.accesslog import LINE
+from hospes.store.sqlite import SQLiteStore
+from test_store import run
+
+
+def hospes(capsys, *argv):
+    """Run ``hospes ARGV`` in this process; returns (exit status, stdout, stderr)."""
+    status = main([str(arg) for arg in argv])
+    out, err = capsys.readouterr()
+    return status, out, err
+
+
+@pytest.fixture(autouse=True)
+def no_config_around(monkeypatch, tmp_path):
+    """No $HOSPES_CONFIG, no system file and a private default state, unless a test sets one."""
+    monkeypatch.delenv("HOSPES_CONFIG", raising=False)
+    monkeypatch.setattr(cli_store, "SYSTEM_CONFIG", tmp_path / "etc" / "hospes.toml")
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "xdg"))
+
+
+def write_config(path, state, root=None, **extra):
+    lines = [f'state = "{state}"']
+    if root is not None:
+        lines.append(f'root = "{root}"')
+    lines += [f"{key} = {value}" for key, value in extra.items()]
+    lines += [
+        "[[access]]",
+        'path = "/members/"',
+        'require = "account"',
+        "[[access]]",
+        'path = "/friends/"',
+        'require = "allowlist"',
+        'lists = ["friends"]',
+    ]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def test_discovery_order_and_the_store_named_on_stderr(capsys, monkeypatch, tmp_path):
+    explicit = write_config(tmp_path / "explicit.toml", tmp_path / "explicit-state")
+    environment = write_config(tmp_path / "env.toml", tmp_path / "env-state")
+    system = write_config(cli_store.SYSTEM_CONFIG, tmp_path / "system-state")
+    fingerprint = "SHA256:" + "cd" * 32
+
+    def added_to(*argv):
+        status, _, err = hospes(capsys, "allow", "add", "friends", fingerprint, *argv)
+        assert status == 0, err
+        return err
+
+    err = added_to()  # the system file exists: it wins over the default
+    assert f"identity store {tmp_path / 'system-state' / 'hospes.sqlite3'}" in err
+    assert f"the state directory of {system}" in err
+    monkeypatch.setenv("HOSPES_CONFIG", str(environment))
+    err = added_to()
+    assert f"identity store {tmp_path / 'env-state' / 'hospes.sqlite3'}" in err
+    assert "($HOSPES_CONFIG)" in err
+    err = added_to("--config", explicit)
+    assert f"identity store {tmp_path / 'explicit-state' / 'hospes.sqlite3'}" in err
+    assert "(--config)" in err
+    err = added_to("--config", explicit, "--state", tmp_path / "flag-state")
+    assert f"identity store {tmp_path / 'flag-state' / 'hospes.sqlite3'} (--state)" in err
+    monkeypatch.delenv("HOSPES_CONFIG")
+    system.unlink()
+    err = added_to()
+    assert f"identity store {tmp_path / 'xdg' / 'hospes' / 'hospes.sqlite3'}" in err
+    assert "the default state directory" in err
+    for state in ("system-state", "env-state", "explicit-state", "flag-state", "xdg/hospes"):
+        store = SQLiteStore(tmp_path / state / "hospes.sqlite3")
+        try:
+            assert run(store.allow_list("friends")) == [fingerprint], state
+        finally:
+            run(store.close())
+
+
+def test_serve_finds_its_configuration_the_same_way(capsys, monkeypatch, tmp_path):
+    environment = write_config(tmp_path / "env.toml", tmp_path / "env-state")
+    monkeypatch.setenv("HOSPES_CONFIG", str(environment))
+    config = build_config(build_parser().parse_args(["serve"]))
+    assert (config.state, config.source) == (tmp_path / "env-state", environment)
+    monkeypatch.setenv("HOSPES_CONFIG", "")
+    write_config(cli_store.SYSTEM_CONFIG, tmp_path / "system-state")
+    config = build_config(build_parser().parse_args(["serve"]))
+    assert config.state == tmp_path / "system-state"
+
+
+def test_a_broken_configuration_is_a_usage_error(capsys, monkeypatch, tmp_path):
+    broken = tmp_path / "broken.toml"
+    broken.write_text("stat = 1\n")
+    monkeypatch.setenv("HOSPES_CONFIG", str(broken))
+    status, _, err = hospes(capsys, "bans")
+    assert status == 2
+    assert f"hospes: {broken}: unknown setting 'stat'" in err
+
+
+def test_allow_add_warns_about_a_list_no_rule_uses(capsys, tmp_path):
+    config = write_config(tmp_path / "hospes.toml", tmp_path / "state", root=tmp_path)
+    fingerprint = "ab" * 32
+    status, _, err = hospes(capsys, "allow", "add", "friends", fingerprint, "--config", config)
+    assert status == 0
+    assert "warning" not in err
+    status, out, err = hospes(capsys, "allow", "add", "frends", fingerprint, "--config", config)
+    assert status == 0  # added all the same: a rule may come with the next reload
+    assert out.startswith("added ")
+    assert f"warning: no access rule of {config} uses the list 'frends'" in err
+    assert "lists in use: friends" in err
+    # Serving the demo capsule (no root): its own list counts as in use.
+    status, _, err = hospes(capsys, "allow", "add", "demo", fingerprint, "--state", tmp_path / "d")
+    assert status == 0
+    assert "warning" not in err
+
+
+def known_store(state, *fingerprints):
+    store = SQLiteStore(state / "hospes.sqlite3")
+    try:
+        for fingerprint in fingerprints:
+            run(store.allow("friends", fingerprint))
+    finally:
+        run(store.close())
+
+
+@pytest.mark.parametrize(
+    ("typed", "message"),
+    [
+        ("SHA256:abababababab", "is ambiguous"),  # two known fingerprints start so
+        ("ABABABABABAB", "is ambiguous"),
+        ("ab:ab:ab:ab:ab:ab:", "is ambiguous"),
+        ("SHA256:0123456789ab", "no certificate or key the store knows starts with"),
+        ("abababababa", "not a SHA-256 fingerprint"),  # 11 digits: too short to mean one
+        ("SHA256:ababababababzz", "not a SHA-256 fingerprint"),
+    ],
+)
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["ban"],
+        ["ban", "--key"],
+        ["unban"],
+        ["allow", "add", "friends"],
+        ["allow", "remove", "friends"],
+        ["accounts", "create", "carol"],
+    ],
+)
+def test_ambiguous_unknown_or_short_prefixes_are_refused(capsys, tmp_path, command, typed, message):
+    state = tmp_path / "state"
+    first, second = "SHA256:" + "ab" * 6 + "0" * 52, "SHA256:" + "ab" * 6 + "1" * 52
+    known_store(state, first, second)
+    status, _, err = hospes(capsys, *command, typed, "--state", state)
+    assert status == 2, err
+    assert message in err
+    if message == "is ambiguous":
+        assert first in err and second in err
+    store = SQLiteStore(state / "hospes.sqlite3")
+    try:
+        assert run(store.bans()) == []
+        assert run(store.accounts()) == []
+        assert run(store.allow_list("friends")) == [first, second]
+    finally:
+        run(store.close())
+
+
+def test_accounts_create_lists_and_shows_the_awaited_fingerprint(capsys, tmp_path):
+    state = tmp_path / "state"
+    key = "SHA256:" + "ef" * 32
+    status, out, err = hospes(capsys, "accounts", "create", "carol", key, "--state", state)
+    assert status == 0, err
+    assert out.startswith(f"created account carol: the first certificate with {key}")
+    status, out, _ = hospes(capsys, "accounts", "list", "--json", "--state", state)
+    [listed] = json.loads(out)
+    assert (listed["name"], listed["status"], listed["certificates"]) == (
+        "carol",
+        "waiting for its first visit",
+        0,
+    )
+    status, out, _ = hospes(capsys, "accounts", "show", "carol", "--state", state)
+    assert f"awaits   {key}" in out
+    status, _, err = hospes(capsys, "accounts", "create", "dave", key, "--state", state)
+    assert status == 1
+    assert "already belongs to account 'carol'" in err
+    status, _, err = hospes(capsys, "accounts", "create", "CAROL", "ab" * 32, "--state", state)
+    assert status == 1
+    assert "taken" in err
+    status, _, err = hospes(capsys, "accounts", "create", "no way", "ab" * 32, "--state", state)
+    assert status == 2
+    assert "not a valid account name" in err
+
+
+def _access_lines(server, count):
+    deadline = time.monotonic() + 10
+    while len(server.log_lines) < count and time.monotonic() < deadline:
+        time.sleep(0.01)
+    return [LINE.match(line) for line in server.log_lines]
+
+
+@pytest.mark.parametrize("by", ["certificate", "key"])
+def test_account_rule_without_code_from_an_access_log_line(
+    capsys, monkeypatch, tmp_path, certs, by
+):
+    """An operator acts on the 12 digits the access log shows, with no account pages mounted."""
+    capsule = tmp_path / "capsule"
+    (capsule / "members").mkdir(parents=True)
+    (capsule / "members" / "index.gmi").write_text("# Members\n")
+    (capsule / "friends").mkdir()
+    (capsule / "friends" / "index.gmi").write_text("# Friends\n")
+    state = tmp_path / "state"
+    config_file = write_config(tmp_path / "hospes.toml", state, root=capsule)
+    monkeypatch.setenv("HOSPES_CONFIG", str(config_file))
+    server = start_server(state, config=load_config(config_file))
+    try:
+        alice = certs.make("alice")
+        refused = raw_request(server.port, server.url("/members/"), cert=alice)
+        assert refused.status == 61
+        [line] = _access_lines(server, 1)
+        short = line["fingerprint"]
+        assert re.fullmatch(r"SHA256:[0-9a-f]{12}", short)
+        # The store has never seen alice: a prefix cannot be resolved, the whole one can.
+        status, _, err = hospes(capsys, "accounts", "create", "alice", short)
+        assert status == 2
+        assert "no certificate or key the store knows" in err
+        who = identity_of(alice)
+        typed = who.fingerprint if by == "certificate" else who.key_fingerprint
+        status, _, err = hospes(capsys, "accounts", "create", "alice", typed)
+        assert status == 0, err
+        assert f"identity store {state / 'hospes.sqlite3'}" in err
+        assert raw_request(server.port, server.url("/members/"), cert=alice).status == 20
+        # Now the store knows alice's certificate and key: the log's 12 digits will do.
+        assert raw_request(server.port, server.url("/friends/"), cert=alice).status == 61
+        status, out, err = hospes(capsys, "allow", "add", "friends", short[7:].upper())
+        assert status == 0, err
+        assert f"{short} is {who.fingerprint}" in err
+        assert out == f"added {who.fingerprint} on friends\n"
+        assert raw_request(server.port, server.url("/friends/"), cert=alice).status == 20
+        status, _, err = hospes(capsys, "ban", short, "--reason", "spam")
+        assert status == 0, err
+        banned = raw_request(server.port, server.url("/members/"), cert=alice)
+        assert (banned.status, banned.meta) == (61, "banned: spam")
+        status, _, err = hospes(capsys, "unban", short)
+        assert status == 0, err
+        assert raw_request(server.port, server.url("/members/"), cert=alice).status == 20
+    finally:
+        server.stop()
