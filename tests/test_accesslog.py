@@ -5,12 +5,14 @@ from __future__ import annotations
 import io
 import logging
 import re
+import signal
 import time
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from helpers import raw_request
+from helpers import identity_of, raw_request, serve_process
 from hospes.server.accesslog import LINE as DOCUMENTED_LINE
 from hospes.server.accesslog import AccessLog, quote, unquote
 
@@ -142,3 +144,32 @@ def test_quote_is_one_unambiguous_field(text):
     assert match["target"] == quoted
     assert match["status"] == "59"
     assert "\n" not in quoted and "\r" not in quoted and "\x1b" not in quoted
+
+
+@pytest.mark.slow
+def test_access_log_fingerprint_full_in_the_configuration(tmp_path, certs):
+    """``access_log_fingerprint = "full"`` writes whole fingerprints; a reload applies a change."""
+    log_file = tmp_path / "access.log"
+    config = tmp_path / "hospes.toml"
+    config.write_text(f'access_log = "{log_file}"\naccess_log_fingerprint = "full"\n')
+    alice = certs.make("alice")
+    process = serve_process(["--config", str(config), "--state", str(tmp_path / "state")])
+    try:
+        assert (
+            raw_request(process.port, f"gemini://localhost:{process.port}/", cert=alice).status
+            == 20
+        )
+        config.write_text(f'access_log = "{log_file}"\n')  # back to the default: short
+        process.send_signal(signal.SIGHUP)
+        process.wait_for_line("reloaded the configuration")
+        assert (
+            raw_request(process.port, f"gemini://localhost:{process.port}/", cert=alice).status
+            == 20
+        )
+    finally:
+        code, _, _ = process.stop()
+    assert code == 0
+    first, second = [DOCUMENTED_LINE.match(line) for line in log_file.read_text().splitlines()]
+    expected = identity_of(alice).fingerprint
+    assert first["fingerprint"] == expected
+    assert second["fingerprint"] == expected[:19]

@@ -185,7 +185,10 @@ def prepare(
     )
     owns_access_log = access_log is None
     if access_log is None:
-        access_log = AccessLog(_access_stream(config.access_log))
+        access_log = AccessLog(
+            _access_stream(config.access_log),
+            full_fingerprints=config.access_log_fingerprint == "full",
+        )
     server = Server(
         dispatcher,
         ServerContexts(certificates),
@@ -238,6 +241,7 @@ class Reloader:
         self.prepared.certificates = certificates
         if self.prepared.owns_access_log:
             self._reopen_access_log(config.access_log)
+            server.access_log.full_fingerprints = config.access_log_fingerprint == "full"
         logging.getLogger().setLevel(config.log_level.upper())
         for name in created:
             log.info("created a certificate for %s", name)

@@ -102,6 +102,8 @@ class Config:
     deny: tuple[str, ...] = ()
     """Addresses and networks refused at accept (the file entries included)."""
     access_log: str = "-"
+    access_log_fingerprint: str = "short"
+    """``short`` (``SHA256:`` and 12 hex digits) or ``full`` fingerprints in the access log."""
     log_level: str = "info"
     clock_skew: dt.timedelta = dt.timedelta(minutes=5)
     workers: int = 1
@@ -444,6 +446,12 @@ SCHEMA = Table(
         Key("cert", FilePath(), "certificate (PEM; a chain is fine) of the first hostname"),
         Key("key", FilePath(), "private key (PEM) of the first hostname's certificate"),
         Key("access_log", _LogTarget(), "where the access log goes", default='"-"'),
+        Key(
+            "access_log_fingerprint",
+            OneOf({name: name for name in ("short", "full")}, fold_case=True),
+            "client certificate fingerprints in the access log: 12 hex digits, or all 64",
+            default='"short"',
+        ),
         Key(
             "log_level",
             OneOf({name: name for name in ("debug", "info", "warning", "error")}, fold_case=True),
