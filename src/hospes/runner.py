@@ -6,7 +6,7 @@ dispatcher, the TLS contexts, listening sockets, signals and a clean shutdown.
 
 Signals: SIGINT and SIGTERM shut down gracefully; SIGHUP reloads the
 configuration and certificates (:class:`Reloader`) and reopens the access log;
-SIGUSR1 logs the server's counters.
+SIGUSR1 logs the server's counters (with workers, the supervisor logs their totals).
 """
 
 from __future__ import annotations
@@ -36,6 +36,7 @@ from .policy.clock import Clock
 from .policy.ratelimit import RateLimits
 from .server import Server, raise_open_file_limit
 from .server.accesslog import AccessLog
+from .server.counters import CounterBoard, CounterPublisher
 from .server.listen import bind_all
 from .server.state import ensure_server_certificate
 from .server.supervisor import supervise
@@ -92,6 +93,8 @@ class Prepared:
     """The application given to :func:`prepare` (None: built from the configuration)."""
     owns_access_log: bool = True
     """Whether the access log's stream was opened from the configuration (and may be reopened)."""
+    counters: CounterBoard | None = None
+    """The counters of every worker (:meth:`CounterBoard.totals`), once :func:`serve` runs."""
 
 
 def load_certificates(config: Config) -> tuple[dict[str, HostCertificate], list[str]]:
@@ -303,6 +306,7 @@ async def serve(
     announce: Announce | None = None,
     reload: Callable[[], Config] | None = None,
     reuse_port: bool = False,
+    counters: tuple[CounterBoard, int] | None = None,
 ) -> None:
     """Run a server for ``config`` until SIGINT or SIGTERM, then shut down gracefully.
 
@@ -311,7 +315,10 @@ async def serve(
     ``config`` as it is, which still picks up new certificates and files.
     ``reuse_port`` lets several worker processes listen on the same port.
     Port 0 listens on a free port, which the dispatcher answers for and
-    ``announce`` is told.
+    ``announce`` is told.  ``counters`` is a worker's board and slot: its
+    counters are published there and logged at debug level (the supervisor logs
+    the totals); without it, this process has a board of its own and logs its
+    counters at info level.
     """
     raise_open_file_limit()
     # Bound first (so port 0 is a known port before the dispatcher is built), listened on
@@ -325,6 +332,15 @@ async def serve(
             listener.close()
         raise
     server = prepared.server
+    board, slot = counters or (CounterBoard(1), 0)
+    prepared.counters = board
+    publisher = CounterPublisher(board, slot, server.stats, lambda: server.connection_count)
+    level = logging.INFO if counters is None else logging.DEBUG
+
+    def report_counters() -> None:
+        publisher.publish()
+        log.log(level, "counters: %s", server.stats.summary())
+
     reloader = Reloader(prepared, reload or (lambda: config))
     loop = asyncio.get_running_loop()
     stopping = asyncio.Event()
@@ -332,7 +348,7 @@ async def serve(
         signal.SIGINT: stopping.set,
         signal.SIGTERM: stopping.set,
         signal.SIGHUP: reloader,
-        signal.SIGUSR1: lambda: log.info("counters: %s", server.stats.summary()),
+        signal.SIGUSR1: report_counters,
     }
     try:
         # Signals are handled before the port opens: a SIGHUP sent as soon as the
@@ -340,12 +356,14 @@ async def serve(
         for signum, callback in handlers.items():
             loop.add_signal_handler(signum, callback)
         await server.start(sockets=listeners)
+        publisher.start()
         if announce is not None:
             announce(Started(prepared.certificates, prepared.created, server.addresses), config)
         await stopping.wait()
         log.info("shutting down: finishing in-flight requests")
         await server.shutdown()
-        log.info("counters: %s", server.stats.summary())
+        publisher.stop()
+        log.log(level, "counters: %s", server.stats.summary())
     finally:
         for signum in handlers:
             loop.remove_signal_handler(signum)
@@ -381,13 +399,22 @@ def run(
             addresses = [listener.getsockname()[:2] for listener in held]
             announce(Started(certificates, created, addresses, config.workers), config)
 
-        def worker(index: int) -> int:
+        board = CounterBoard(config.workers)
+
+        def worker(number: int) -> int:
             for listener in held:
                 listener.close()
-            _run_loop(serve(config, handler, reload=reload, reuse_port=True))
+            counters = (board, number - 1)
+            _run_loop(serve(config, handler, reload=reload, reuse_port=True, counters=counters))
             return 0
 
-        return supervise(config.workers, worker)
+        def report() -> None:
+            stats, _ = board.totals()
+            log.info("counters of %d workers: %s", config.workers, stats.summary())
+
+        return supervise(
+            config.workers, worker, report=report, retire=lambda number: board.retire(number - 1)
+        )
     finally:
         for listener in held:
             listener.close()
