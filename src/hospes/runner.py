@@ -38,7 +38,7 @@ from .server import Server, raise_open_file_limit
 from .server.accesslog import AccessLog
 from .server.counters import CounterBoard, CounterPublisher
 from .server.listen import bind_all
-from .server.state import ensure_server_certificate
+from .server.state import ensure_server_certificate, ensure_state_dir
 from .server.supervisor import supervise
 from .server.tls import HostCertificate, ServerContexts, TLSError, load_server_context
 from .store import Store
@@ -181,6 +181,7 @@ def prepare(
     Raises :class:`~hospes.server.tls.TLSError`, :class:`OSError` or
     :class:`NotADirectoryError` with a message for the operator.
     """
+    ensure_state_dir(config.state)
     certificates, created = load_certificates(config)
     store = open_store(config)
     dispatcher = build_dispatcher(
