@@ -7,6 +7,7 @@ import logging
 import re
 import signal
 import time
+from pathlib import Path
 
 import pytest
 from hypothesis import given
@@ -132,6 +133,32 @@ def test_full_fingerprints(certs):
     match = DOCUMENTED_LINE.match(stream.getvalue().rstrip("\n"))
     assert match is not None
     assert match["fingerprint"] == full
+
+
+def _documented_pattern() -> re.Pattern[str]:
+    """The regular expression docs/operations.md gives for an access-log line."""
+    text = (Path(__file__).resolve().parent.parent / "docs" / "operations.md").read_text()
+    block = text[text.index("A line matches this regular expression") :]
+    start = block.index("```\n") + 4
+    return re.compile(block[start : block.index("\n```", start)])
+
+
+@given(st.text(max_size=300), st.sampled_from(["-", "SHA256:" + "ab" * 6, "SHA256:" + "cd" * 32]))
+def test_the_documented_expression_reads_lines_as_the_code_does(text, who):
+    stream = io.StringIO()
+    AccessLog(stream, full_fingerprints=len(who) > 19).record(
+        remote="[::1]:5",
+        fingerprint=None if who == "-" else who,
+        target=text,
+        status=20,
+        size=7,
+        seconds=0.01,
+    )
+    line = stream.getvalue().rstrip("\n")
+    documented = _documented_pattern().match(line)
+    assert documented is not None, line
+    assert documented.groups() == DOCUMENTED_LINE.match(line).groups()
+    assert unquote(documented.group(4)) == text[:1024] + ("…" if len(text) > 1024 else "")
 
 
 @given(st.text(max_size=300))

@@ -5,7 +5,7 @@ Format (one request per line, seven fields separated by single spaces)::
     2026-11-27T17:29:42.123Z 203.0.113.7:51234 SHA256:3f2a9b1c4d5e "gemini://ex.org/" 20 1432 1.8ms
 
 1. time the request ended, UTC, milliseconds (``…Z``);
-2. remote address and port (``[2001:db8::1]:51234`` for IPv6);
+2. remote address and port (``2001:db8::1:51234`` for IPv6: the port follows the last colon);
 3. the client certificate's fingerprint, ``-`` for none: ``SHA256:`` and 12 hex
    digits by default, all 64 with ``full_fingerprints`` (``access_log_fingerprint
    = "full"``);

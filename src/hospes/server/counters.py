@@ -13,8 +13,9 @@ when a worker dies, the supervisor folds its last counters into a slot of
 their own (:meth:`CounterBoard.retire`), so totals since start-up survive restarts.
 
 Cost: nothing per request; one publication (a JSON dump of a few dozen
-counters and one copy into the slot) takes about 10 µs, once a second per
-worker.  Totals are at most one publication interval old.
+counters and one copy into the slot) takes 10 to 20 µs, once a second per
+worker, and a total about 50 µs per worker (``bench/counters.py``).  Totals
+are at most one publication interval old.
 
 A slot is written by one process at a time (its worker; the supervisor once
 the worker is gone) under a sequence number that is odd while a write is in
