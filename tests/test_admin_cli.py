@@ -69,7 +69,7 @@ def test_discovery_order_and_the_store_named_on_stderr(capsys, monkeypatch, tmp_
 
     err = added_to()  # the system file exists: it wins over the default
     assert f"identity store {tmp_path / 'system-state' / 'hospes.sqlite3'}" in err
-    assert f"the state directory of {system}" in err
+    assert f"(the state directory of {system})\n" in err
     monkeypatch.setenv("HOSPES_CONFIG", str(environment))
     err = added_to()
     assert f"identity store {tmp_path / 'env-state' / 'hospes.sqlite3'}" in err

@@ -114,7 +114,9 @@ class StoreLocation:
         elif self.source.path is None:
             why = f"the default state directory: no --config, ${CONFIG_VARIABLE} or {SYSTEM_CONFIG}"
         else:
-            why = f"the state directory of {self.source.path} ({self.source.origin})"
+            why = f"the state directory of {self.source.path}"
+            if self.source.origin != str(self.source.path):
+                why += f" ({self.source.origin})"
         return f"identity store {self.path} ({why})"
 
     def open(self, *, create: bool) -> Store:
