@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import struct
+import time
 from collections import Counter
 
 import pytest
@@ -113,3 +114,23 @@ def test_a_slot_holds_every_status_and_reason():
     board = CounterBoard(1)
     board.publish(0, every)
     assert board.read(0).stats == every
+
+
+def test_waiting_for_the_workers_publications():
+    board = CounterBoard(2)
+    assert board.wait_for_workers(0.0, timeout=0)  # no worker has published: nothing to wait for
+    board.publish(0, stats(1, s20=1))
+    since = board.read(0).published + 1
+    started = time.monotonic()
+    assert not board.wait_for_workers(since, timeout=0.05)
+    assert time.monotonic() - started >= 0.05
+    pid = os.fork()
+    if pid == 0:  # a worker answering the request a moment later
+        time.sleep(0.1)
+        board.publish(0, stats(2, s20=2))
+        os._exit(0)
+    try:
+        assert board.wait_for_workers(time.time(), timeout=10)
+    finally:
+        os.waitpid(pid, 0)
+    assert board.totals()[0].accepted == 2

@@ -410,6 +410,9 @@ def run(
             return 0
 
         def report() -> None:
+            # On SIGUSR1 the workers publish at once: wait for them (a publication from the
+            # last 50 ms, the signals having just been sent, is current), so the line is too.
+            board.wait_for_workers(time.time() - 0.05)
             stats, _ = board.totals()
             log.info("counters of %d workers: %s", config.workers, stats.summary())
 

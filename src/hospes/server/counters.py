@@ -15,7 +15,9 @@ their own (:meth:`CounterBoard.retire`), so totals since start-up survive restar
 Cost: nothing per request; one publication (a JSON dump of a few dozen
 counters and one copy into the slot) takes 10 to 20 µs, once a second per
 worker, and a total about 50 µs per worker (``bench/counters.py``).  Totals
-are at most one publication interval old.
+are at most one publication interval old, unless the reader first asks the
+workers to publish and waits for them (:meth:`CounterBoard.wait_for_workers`:
+the supervisor on SIGUSR1).
 
 A slot is written by one process at a time (its worker; the supervisor once
 the worker is gone) under a sequence number that is odd while a write is in
@@ -135,6 +137,23 @@ class CounterBoard:
         total = Stats.total([gone.stats] + ([] if retired is None else [retired.stats]))
         self._write(self._retired, total, 0)
         self._write(slot, None, 0)
+
+    def wait_for_workers(self, since: float, timeout: float = 0.5) -> bool:
+        """Wait until every worker slot in use was published at ``since`` or later.
+
+        For the supervisor, which has just asked its workers to publish (SIGUSR1):
+        its counters line is then current, not a second old.  Polls every 10 ms
+        for at most ``timeout`` seconds; False if some worker did not answer in
+        time.  Never call it on an event loop: it sleeps.
+        """
+        deadline = time.monotonic() + timeout
+        while True:
+            found = [self.read(slot) for slot in range(self.workers)]
+            if all(item is None or item.published >= since for item in found):
+                return True
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(0.01)
 
     def totals(self) -> tuple[Stats, int]:
         """Every worker's counters added up (stopped ones included), and connections open now."""
