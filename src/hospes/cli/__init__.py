@@ -53,7 +53,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         status = int(args.run(args))
-        sys.stdout.flush()  # here, where a closed pipe is caught, not at the interpreter's exit
+        if sys.stdout is not None:  # None when started with stdout closed
+            sys.stdout.flush()  # here, where a closed pipe is caught, not at the exit
     except Usage as exc:
         return fail(str(exc), EXIT_USAGE)
     except KeyboardInterrupt:

@@ -40,7 +40,7 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     add_store_arguments(listing)
     listing.set_defaults(run=run_list)
     show = actions.add_parser("show", help="one account: certificates and bans")
-    show.add_argument("name")
+    show.add_argument("name", metavar="NAME", help="the account (any case)")
     add_store_arguments(show)
     show.set_defaults(run=run_show)
     create = actions.add_parser(
@@ -50,7 +50,9 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
         "certificate presented with that fingerprint, or made with that key, becomes the "
         "account's. The visitor needs no registration page.",
     )
-    create.add_argument("name", help="the account's name (1 to 32 letters, digits, - _ .)")
+    create.add_argument(
+        "name", metavar="NAME", help="the account's name (1 to 32 letters, digits, - _ .)"
+    )
     create.add_argument(
         "fingerprint",
         metavar="FINGERPRINT",
@@ -60,14 +62,14 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     add_store_arguments(create)
     create.set_defaults(run=run_create)
     rename = actions.add_parser("rename", help="give an account another name")
-    rename.add_argument("name")
-    rename.add_argument("new_name", metavar="NEW_NAME")
+    rename.add_argument("name", metavar="NAME", help="the account (any case)")
+    rename.add_argument("new_name", metavar="NEW_NAME", help="its new name")
     add_store_arguments(rename)
     rename.set_defaults(run=run_rename)
     delete = actions.add_parser(
         "delete", help="delete an account with its certificates (asks unless --yes)"
     )
-    delete.add_argument("name")
+    delete.add_argument("name", metavar="NAME", help="the account (any case)")
     delete.add_argument("--yes", action="store_true", help="do not ask for confirmation")
     add_store_arguments(delete, json_output=False)
     delete.set_defaults(run=run_delete)

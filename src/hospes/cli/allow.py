@@ -54,7 +54,7 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
         ("remove", run_remove, "take a fingerprint off a list"),
     ):
         action = actions.add_parser(name, help=helptext)
-        action.add_argument("list", metavar="LIST")
+        action.add_argument("list", metavar="LIST", help="the list's name, as rules name it")
         action.add_argument(
             "fingerprint",
             metavar="FINGERPRINT",
@@ -64,7 +64,9 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
         add_store_arguments(action)
         action.set_defaults(run=function)
     show = actions.add_parser("show", help="the fingerprints on a list, or every list's size")
-    show.add_argument("list", metavar="LIST", nargs="?")
+    show.add_argument(
+        "list", metavar="LIST", nargs="?", help="the list to show (default: every list's size)"
+    )
     add_store_arguments(show)
     show.set_defaults(run=run_show)
 
