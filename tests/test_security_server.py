@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+import re
 import signal
 import socket
+import subprocess
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -244,3 +246,80 @@ def test_dot_segments_above_the_root_get_59(demo, path):
 def test_other_dot_segments_are_still_redirected(demo, path, target):
     response = raw_request(demo.port, f"gemini://localhost:{demo.port}{path}")
     assert (response.status, response.meta) == (31, demo.url(target))
+
+
+# -- 13: client keys TLS cannot carry, as docs/protocol.md lists them ------------------------
+
+DOCS = Path(__file__).resolve().parent.parent / "docs" / "protocol.md"
+KEYS = {
+    # How `openssl req -newkey` makes each key of the table.
+    "ECDSA P-256": ["ec", "-pkeyopt", "ec_paramgen_curve:P-256"],
+    "P-384": ["ec", "-pkeyopt", "ec_paramgen_curve:P-384"],
+    "P-521": ["ec", "-pkeyopt", "ec_paramgen_curve:P-521"],
+    "Ed25519": ["ed25519"],
+    "Ed448": ["ed448"],
+    "RSA 2048": ["rsa:2048"],
+    "RSA 1024": ["rsa:1024"],
+    "RSA 512": ["rsa:512"],
+    "DSA 2048": ["dsa:{dsa_parameters}"],
+    "ECDSA P-224": ["ec", "-pkeyopt", "ec_paramgen_curve:P-224"],
+    "P-192": ["ec", "-pkeyopt", "ec_paramgen_curve:P-192"],
+    "secp256k1": ["ec", "-pkeyopt", "ec_paramgen_curve:secp256k1"],
+    "brainpoolP256r1": ["ec", "-pkeyopt", "ec_paramgen_curve:brainpoolP256r1"],
+}
+HANDSHAKE_FAILS = "handshake fails"
+
+
+def documented_keys() -> list[tuple[str, str, str]]:
+    """(key, TLS 1.3 outcome, TLS 1.2 outcome) for every key in the table of docs/protocol.md."""
+    text = DOCS.read_text()
+    table = text[text.index("| client key | TLS 1.3 | TLS 1.2 |") :].split("\n\n")[0]
+    rows = []
+    for line in table.splitlines()[2:]:
+        keys, tls13, tls12 = (cell.strip() for cell in line.strip("|").split("|"))
+        rows += [(key, tls13, tls12) for key in keys.split(", ")]
+    return rows
+
+
+def test_the_documented_table_names_every_key_tested():
+    assert sorted(key for key, _, _ in documented_keys()) == sorted(KEYS)
+
+
+@pytest.fixture(scope="module")
+def client_keys(tmp_path_factory) -> dict[str, tuple[Path, Path]]:
+    directory = tmp_path_factory.mktemp("client-keys")
+    parameters = directory / "dsa.pem"
+    subprocess.run(
+        ["openssl", "dsaparam", "-out", str(parameters), "2048"], check=True, capture_output=True
+    )
+    made = {}
+    for name, spec in KEYS.items():
+        stem = directory / name.replace(" ", "-")
+        newkey = [part.format(dsa_parameters=parameters) for part in spec]
+        files = ["-keyout", f"{stem}.key", "-out", f"{stem}.crt"]
+        subprocess.run(
+            ["openssl", "req", "-x509", "-newkey", *newkey, "-nodes", "-subj", "/CN=key", *files],
+            check=True,
+            capture_output=True,
+        )
+        made[name] = (Path(f"{stem}.crt"), Path(f"{stem}.key"))
+    return made
+
+
+@pytest.mark.parametrize(("version", "column"), [("-tls1_3", 1), ("-tls1_2", 2)])
+def test_client_keys_tls_cannot_carry_are_as_documented(demo, client_keys, version, column):
+    for row in documented_keys():
+        key, expected = row[0], row[column]
+        cert, private = client_keys[key]
+        options = (version, "-cert", str(cert), "-key", str(private))
+        result = s_client(demo.port, demo.url("/me"), options=options)
+        if HANDSHAKE_FAILS in expected:
+            assert result.stdout == b"", (key, version)
+            assert "alert number 47" in result.stderr, (key, version, result.stderr)
+        else:
+            status = int(re.search(r"`(\d\d)`", expected).group(1))
+            assert result.status == status, (key, version, result.header)
+            if status == 20:
+                assert b"# Who am I?" in result.stdout
+    # Whatever a client offered, the server serves the next one.
+    assert raw_request(demo.port, demo.url("/")).status == 20
