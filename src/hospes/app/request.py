@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 
 from ..gemini.identity import ClientIdentity
 from ..gemini.url import URL
+from .upload import Channel, Upload
 
 if TYPE_CHECKING:
     from ..store import Account, Store
@@ -41,11 +42,25 @@ class Request:
     """Values of the route's ``{parameters}``."""
     base: str = ""
     """The prefix under which the handler was mounted (``/docs`` for a mount at ``/docs/``)."""
+    upload: Upload | None = None
+    """A Titan upload's size, type, token and body (None for a Gemini request)."""
+    channel: Channel | None = None
+    """The connection's TLS facts, computed when asked (None outside a server)."""
 
     @property
     def relative_path(self) -> str:
         """The path below the handler's mount point, starting with ``/``."""
         return self.path[len(self.base) :] or "/"
+
+    @property
+    def tls_version(self) -> str | None:
+        """The negotiated TLS version (``TLSv1.3``), or None outside a server."""
+        return None if self.channel is None else self.channel.tls_version()
+
+    @property
+    def tls_cipher(self) -> tuple[str, int] | None:
+        """The negotiated cipher suite and its secret bits, or None outside a server."""
+        return None if self.channel is None else self.channel.tls_cipher()
 
     @property
     def fingerprint(self) -> str | None:
