@@ -224,5 +224,5 @@ def test_netstring_and_addresses():
     assert parse_scgi_address("[::1]:4000") == ("::1", 4000)
     assert parse_scgi_address("unix:/run/app.sock") == Path("/run/app.sock")
     for bad in ("localhost", "unix:relative.sock", "host:0", "host:65536", ":80"):
-        with pytest.raises(ValueError, match="expected|absolute"):
+        with pytest.raises(ValueError, match=r"expected|absolute"):
             parse_scgi_address(bad)
