@@ -6,8 +6,9 @@ Layout of ``<data dir>/identities/``::
     NAME.key      its private key (PEM, unencrypted, mode 0600)
     NAME.scope    URL prefixes the identity is sent to, one per line
 
-An identity is sent only to a URL inside one of its scopes: same host, same
-port, and a path under the scope's path (compared after percent-decoding and
+An identity is sent only to a URL inside one of its scopes: same scheme
+(``gemini://``, or ``titan://`` for uploads), same host, same port, and a path
+under the scope's path (compared after percent-decoding and
 removing dot segments, on whole segments: ``/app`` covers ``/app/x`` but not
 ``/apple``).  With no scope it is sent nowhere unless named for one request.
 """
@@ -73,28 +74,33 @@ def check_name(name: str) -> str:
 
 @dataclass(frozen=True, slots=True)
 class Scope:
-    """Where an identity may be sent: a host, a port and a path prefix."""
+    """Where an identity may be sent: a host, a port and a path prefix (and the scheme)."""
 
     host: str
     port: int
     path: str
     """Decoded and normalised, always starting with ``/``."""
+    scheme: str = "gemini"
+    """``gemini``, or ``titan`` for a scope of uploads only."""
 
     @classmethod
     def parse(cls, text: str) -> Scope:
-        """Parse a ``gemini://host[:port][/path]`` prefix; raises :class:`IdentityError`."""
+        """Parse a ``gemini://`` (or ``titan://``) ``host[:port][/path]`` prefix.
+
+        Raises :class:`IdentityError`.
+        """
         try:
             url = parse_url(text.strip())
         except URLError as exc:
             raise IdentityError(f"invalid scope {text!r}: {exc}") from None
-        if url.scheme != "gemini" or not url.host:
+        if url.scheme not in ("gemini", "titan") or not url.host:
             raise IdentityError(f"invalid scope {text!r}: expected gemini://HOST[:PORT][/PATH]")
         if url.query is not None or url.fragment is not None or url.userinfo is not None:
             raise IdentityError(f"invalid scope {text!r}: a scope has no query or fragment")
         path = _decoded_path(url)
         if path is None:
             raise IdentityError(f"invalid scope {text!r}: the path is not valid UTF-8")
-        return cls(url.host, url.effective_port, path)
+        return cls(url.host, url.effective_port, path, url.scheme)
 
     @classmethod
     def of(cls, url: URL) -> Scope | None:
@@ -104,7 +110,7 @@ class Scope:
 
     def contains(self, url: URL) -> bool:
         """Whether ``url`` is inside this scope (host, port, and path on segment boundaries)."""
-        if url.scheme != "gemini" or url.host != self.host or url.effective_port != self.port:
+        if url.scheme != self.scheme or url.host != self.host or url.effective_port != self.port:
             return False
         path = _decoded_path(url)
         if path is None:
@@ -117,7 +123,7 @@ class Scope:
     def __str__(self) -> str:
         host = f"[{self.host}]" if ":" in self.host else self.host
         port = "" if self.port == 1965 else f":{self.port}"
-        return f"gemini://{host}{port}{quote_path(self.path)}"
+        return f"{self.scheme}://{host}{port}{quote_path(self.path)}"
 
 
 def _decoded_path(url: URL) -> str | None:
