@@ -137,7 +137,7 @@ def store_path(config: Config) -> Path:
 def build_handler(config: Config, store: Store | None) -> Handler:
     """The handler serving ``config``: static roots per host, or the bundled demo capsule."""
     if config.root is None and all(host.root is None for host in config.hosts):
-        return create_app(store)
+        return create_app(store, config.state)
     default: Handler = StaticFiles(config.root) if config.root is not None else _NotFound()
     per_host = {host.name: StaticFiles(host.root) for host in config.hosts if host.root is not None}
     return ByHost(per_host, default) if per_host else default
