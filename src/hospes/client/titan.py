@@ -155,7 +155,7 @@ class TitanClient(Client):
             accept_key=accept_key,
             verify_hostname=self.verify_hostname,
         )
-        credentials = None if chosen is None else (chosen.certificate, chosen.load_key())
+        credentials = None if chosen is None else await asyncio.to_thread(chosen.credentials)
         started = loop.time()
         stream = await TLSStream.open(
             host, port, self._context, check, identity=credentials, deadline=deadline
