@@ -183,3 +183,13 @@ def test_the_progress_line_shows_the_share_sent(monkeypatch):
     assert "sent 1.0 MiB of 4.0 MiB (25%), 512.0 KiB/s" in written.getvalue()
     progress.done()
     assert written.getvalue().endswith("\r\x1b[K")
+
+
+def test_titan_scopes_cover_uploads_only():
+    from hospes.client import Scope  # noqa: PLC0415
+
+    scope = Scope.parse("titan://example.org/wiki/")
+    assert str(scope) == "titan://example.org/wiki/"
+    assert scope.contains(parse_url("titan://example.org/wiki/page.gmi"))
+    assert not scope.contains(parse_url("gemini://example.org/wiki/page.gmi"))
+    assert scope.place != Scope.parse("gemini://example.org/wiki/").place
