@@ -20,13 +20,15 @@ man/hospes.1`` reads one from the source tree.
 from __future__ import annotations
 
 import argparse
+import json
+import re
 import sys
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 from .. import __version__
 from ..config import SCHEMA
-from ..config.schema import reference
+from ..config.schema import reference, sections
 from . import build_parser
 from .store import CONFIG_VARIABLE, SYSTEM_CONFIG
 
@@ -228,12 +230,14 @@ def toml_page() -> str:
         ),
     ]
     entries = reference(SCHEMA)
-    # What each table is for: the description of the key that opens it.
+    # What each table is for: the description of the key that opens it, at any depth.
     purposes = {}
-    for entry in entries:
-        opened = entry.key.type.section(entry.key.name)
-        if opened is not None and not entry.section:
-            purposes[opened.label] = entry.key.description
+    for found in sections(SCHEMA):
+        for key in found.table.keys.values():
+            name = key.name if re.fullmatch(r"[A-Za-z0-9_-]+", key.name) else json.dumps(key.name)
+            opened = key.type.section(f"{found.header}.{name}" if found.header else name)
+            if opened is not None:
+                purposes[opened.label] = key.description
     section = None
     for entry in entries:
         if entry.section != section:
