@@ -47,7 +47,9 @@ def test_register_recognise_renew_link_remove(demo, certs):
     assert (created.status, created.meta) == (30, "/members/")
     lounge = get(demo, "/members/", alice)
     assert lounge.status == 20
-    assert b"Welcome back, alice" in lounge.body
+    # A new member is welcomed as one, not "back".
+    assert b"Welcome, alice." in lounge.body
+    assert b"back" not in lounge.body
 
     # Recognised on the next visit; the register page says so.
     again = get(demo, "/account/register", alice)
@@ -58,7 +60,7 @@ def test_register_recognise_renew_link_remove(demo, certs):
 
     # A renewal with the same key is the same account, recorded as a new certificate.
     renewed = certs.renewal(alice)
-    assert b"Welcome back, alice" in get(demo, "/members/", renewed).body
+    assert b"Welcome, alice." in get(demo, "/members/", renewed).body
     listing = get(demo, "/account/certificates", renewed).body.decode()
     assert listing.count("## alice") == 2
     assert "(in use now)" in listing
@@ -70,7 +72,7 @@ def test_register_recognise_renew_link_remove(demo, certs):
     assert get(demo, "/account/link", phone).status == 10
     linked = get(demo, f"/account/link?{code.lower()}", phone)  # case does not matter
     assert (linked.status, linked.meta) == (30, "/members/")
-    assert b"Welcome back, alice" in get(demo, "/members/", phone).body
+    assert b"Welcome, alice." in get(demo, "/members/", phone).body
     tablet = certs.make("tablet")
     reused = get(demo, f"/account/link?{code}", tablet)
     assert reused.status == 10

@@ -15,10 +15,12 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from hospes.app.access import AccessRule, Requirement
+from hospes.app.redirects import RedirectRule
 from hospes.cli import main
 from hospes.config import (
     DEFAULT_RATE_RULE,
     SCHEMA,
+    AccountsConfig,
     Config,
     ConfigError,
     HostConfig,
@@ -113,7 +115,8 @@ def test_hostname_as_a_single_string():
         ({"port": True}, "expected a port number"),
         ({"hostnames": []}, "at least one hostname"),
         ({"hostnames": ["bad host"]}, "invalid hostname"),
-        ({"hostnames": ["a/b"]}, "invalid hostname"),
+        ({"hostnames": ["a/b"]}, "expected a host name, got 'a/b'"),
+        ({"hostnames": ["gemini://a.example/"]}, "expected a host name, got 'gemini://a.exa"),
         ({"host": 5}, "a string or a list of strings"),
         ({"hosts": {"a": {"cert": "x"}}}, "give both a certificate and a key"),
         ({"hosts": {"a": {"colour": "x"}}}, "unknown setting 'colour'"),
@@ -219,7 +222,10 @@ def test_serve_prints_every_mistake_and_exits_2(tmp_path, capsys):
             {"limits": {"workers": 2}},
             "limits: unknown setting 'workers' (did you mean the top-level",
         ),
-        ({"hosts": {"a": {"port": 1}}}, "hosts.a: unknown setting 'port' (did you mean the top"),
+        (
+            {"hostnames": ["a"], "hosts": {"a": {"port": 1}}},
+            "hosts.a: unknown setting 'port' (did you mean the top",
+        ),
         ({"deny": {"cert": "x"}}, "(did you mean the top-level 'cert', above the first [table]"),
         ({"colour": "red"}, "config: unknown setting 'colour'"),
     ],
@@ -246,7 +252,12 @@ def test_a_table_with_a_refused_key_is_not_checked_as_a_whole():
 
 def test_every_unpaired_certificate_is_named():
     with pytest.raises(ConfigError) as caught:
-        parse_config({"hosts": {"a.example": {"cert": "a.crt"}, "b.example": {"key": "b.key"}}})
+        parse_config(
+            {
+                "hostnames": ["a.example", "b.example"],
+                "hosts": {"a.example": {"cert": "a.crt"}, "b.example": {"key": "b.key"}},
+            }
+        )
     assert [problem.message for problem in caught.value.problems] == [
         "a.example: give both a certificate and a key, or neither",
         "b.example: give both a certificate and a key, or neither",
@@ -635,10 +646,13 @@ def test_the_sections_of_hospes_toml():
     assert [section.label for section in schema.sections(SCHEMA)] == [
         "",
         '[hosts."NAME"]',
+        '[hosts."NAME".accounts]',
         "[[access]]",
         "[limits]",
         "[[rate_limit]]",
         "[deny]",
+        "[accounts]",
+        "[[redirect]]",
     ]
 
 
@@ -648,8 +662,11 @@ TARGETS = {
     "[[access]]": (AccessRule, {"register_url"}),
     "[[rate_limit]]": (RateRule, set()),
     '[hosts."NAME"]': (HostConfig, {"name"}),
+    "[accounts]": (AccountsConfig, set()),
+    '[hosts."NAME".accounts]': (AccountsConfig, set()),
+    "[[redirect]]": (RedirectRule, set()),
 }
-BUILT_FROM = {"hostnames", "cert", "key"}  # Config.hosts is built from these and 'hosts'
+BUILT_FROM = {"cert", "key"}  # Config.hosts is built from these, 'hostnames' and 'hosts'
 
 
 @pytest.mark.parametrize("label", sorted(TARGETS))
@@ -663,6 +680,8 @@ def test_every_key_lands_in_a_field_and_every_field_has_a_key(label):
 
 
 def _default_of(target, name):
+    if target is Config:  # hostnames: from the default hosts
+        return getattr(Config(), name)
     for item in dataclasses.fields(target):
         if item.name == name:
             if item.default is not dataclasses.MISSING:
@@ -683,7 +702,7 @@ def test_the_documented_defaults_are_the_real_ones(label):
         documented = convert_one(key.type, raw)
         assert documented == _default_of(target, key.destination), key.name
         checked += 1
-    assert checked >= (1 if label != '[hosts."NAME"]' else 0)
+    assert checked >= (0 if "hosts" in label or "accounts" in label else 1)
 
 
 def test_the_operations_guide_lists_every_limit():
