@@ -80,8 +80,9 @@ def load_server_context(cert_path: Path, key_path: Path) -> HostCertificate:
         context.use_certificate_chain_file(str(cert_path))
     except SSL.Error:
         raise TLSError(f"{cert_path} does not contain a usable certificate chain") from None
-    context.use_privatekey(_load_private_key(key_path))
     try:
+        # OpenSSL compares the key with the certificate here (and again in check_privatekey).
+        context.use_privatekey(_load_private_key(key_path))
         context.check_privatekey()
     except SSL.Error:
         raise TLSError(
