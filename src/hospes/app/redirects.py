@@ -7,8 +7,8 @@ is fixed: an exact redirect of the path, else the longest matching prefix (a
 redirect for the request's host before one for every host at the same
 length).  A prefix redirect keeps the rest of the path (``/old/`` → ``/new/``
 sends ``/old/a/b`` to ``/new/a/b``); both keep the request's query (unless the target has one).
-:class:`Redirects` sorts a configuration's table per host once, so a request
-costs a dictionary look-up and a walk over that host's prefixes.
+:class:`Redirects` indexes a configuration's table per host once, so a request
+costs one dictionary look-up per segment of its path, however long the table.
 """
 
 from __future__ import annotations
@@ -90,31 +90,31 @@ class RedirectRule:
 
 @dataclass(frozen=True, slots=True)
 class _Table:
-    """One host's redirects: exact paths by path, prefixes longest first."""
+    """One host's redirects: exact ones by path, prefixes by path without the trailing '/'."""
 
     exact: dict[str, RedirectRule]
-    prefixes: tuple[RedirectRule, ...]
+    prefixes: dict[str, RedirectRule]
 
     def find(self, path: str) -> RedirectRule | None:
         found = self.exact.get(path)
-        if found is not None:
+        if found is not None or not self.prefixes:
             return found
-        for redirect in self.prefixes:
-            if path_matches(redirect.path, path):
-                return redirect
-        return None
+        # A prefix covers the path when it is the path or one of its ancestors (what
+        # path_matches says): one look-up per segment, longest first, however many rules.
+        base = path.rstrip("/")
+        while True:
+            found = self.prefixes.get(base)
+            if found is not None or not base:
+                return found
+            base = base[: base.rfind("/")]
 
 
 def _table(redirects: Iterable[RedirectRule]) -> _Table:
-    # A redirect for the host is listed after (so overrides) one for every host.
+    # A redirect for the host comes after (so overrides) one for every host.
     ordered = sorted(redirects, key=lambda redirect: bool(redirect.hosts))
     exact = {redirect.path: redirect for redirect in ordered if redirect.exact}
-    prefixes = sorted(
-        (redirect for redirect in ordered if not redirect.exact),
-        key=lambda redirect: (len(redirect.path.rstrip("/")), bool(redirect.hosts)),
-        reverse=True,
-    )
-    return _Table(exact, tuple(prefixes))
+    prefixes = {redirect.path.rstrip("/"): redirect for redirect in ordered if not redirect.exact}
+    return _Table(exact, prefixes)
 
 
 class Redirects:

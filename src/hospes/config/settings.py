@@ -652,7 +652,9 @@ def _redirects(redirects: list[RedirectRule], at: Context) -> list[RedirectRule]
     seen: dict[tuple[str, bool], list[frozenset[str]]] = {}
     reported = len(at.problems)
     for index, redirect in enumerate(redirects):
-        earlier = seen.setdefault((redirect.path, redirect.exact), [])
+        # "/a" and "/a/" are one prefix, as access rules' are.
+        path = redirect.path if redirect.exact else redirect.path.rstrip("/")
+        earlier = seen.setdefault((path, redirect.exact), [])
         if any(not hosts or not redirect.hosts or hosts & redirect.hosts for hosts in earlier):
             at.at(index).at("from").report(f"{redirect.path!r} has a redirect already")
         earlier.append(redirect.hosts)
