@@ -136,6 +136,11 @@ def test_mime_table_replaces_a_built_in_type(tmp_path):
     assert static.mime_of("a.md") == "text/markdown"
     own = StaticFiles(tmp_path, mime={".txt": "text/plain; charset=utf-8"}, charset="latin-1")
     assert own.mime_of("a.txt") == "text/plain; charset=utf-8"  # the table's own charset stays
+    # What could not go in a header fails where it is given, not in each response.
+    with pytest.raises(ValueError, match="control character"):
+        StaticFiles(tmp_path, lang="en\r\n20 text/html")
+    with pytest.raises(ValueError, match="MIME type"):
+        StaticFiles(tmp_path, mime={".x": "nonsense"})
 
 
 def test_hosts_with_the_same_settings_share_one_handler(root, tmp_path):

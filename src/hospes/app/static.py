@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from types import MappingProxyType
 
+from ..gemini.protocol import Status, check_header
 from ..gemini.url import quote_path
 from .listing import render_listing, scan_directory
 from .request import Request
@@ -35,6 +36,7 @@ from .response import GEMTEXT, Response
 __all__ = [
     "BUILTIN_TYPES",
     "CAPSULE_TYPES",
+    "UNKNOWN_TYPE",
     "FileBody",
     "StaticFiles",
     "guess_mime",
@@ -164,6 +166,9 @@ class StaticFiles:
         self._unknown = with_parameters(UNKNOWN_TYPE, **parameters)
         self._listing_type = with_parameters(GEMTEXT, lang=lang)
         """A listing is gemtext in UTF-8, whatever the capsule's charset."""
+        # A bad type, lang or charset fails here, where it is given, not in every response.
+        for meta in {*self._types.values(), self._unknown, self._listing_type}:
+            check_header(Status.SUCCESS, meta)
 
     def mime_of(self, name: str) -> str:
         """The meta a 20 serving the file ``name`` has (its type, with lang and charset)."""
