@@ -8,6 +8,7 @@ import re
 import subprocess
 import sys
 
+from account_flow import answer
 from helpers import identity_of, raw_request
 from hospes.cli import main
 from hospes.demo import DEMO_LIST
@@ -80,7 +81,7 @@ def test_the_certificate_page_commands_work(demo, tmp_path, monkeypatch, capsys)
 
 def test_a_new_member_is_welcomed_and_a_returning_one_welcomed_back(demo, certs):
     alice, bob = certs.make("alice"), certs.make("bob")
-    assert raw_request(demo.port, demo.url("/account/register?"), cert=alice).status == 30
+    assert answer(demo.port, "/account/register", alice, "").header == "30 /members/"
     first = raw_request(demo.port, demo.url("/members/"), cert=alice).body.decode()
     assert "Welcome, alice." in first
     assert "Welcome back" not in first

@@ -46,6 +46,14 @@ def root(tmp_path: Path) -> Path:
     return root
 
 
+def register(server: RunningServer, mount: str, host: str, cert, name: str = "") -> RawResponse:
+    """Register through the mount's pages: the start page sends to a prompt made for ``cert``."""
+    start = get(server, f"{mount}register", host, cert)
+    assert start.status == 30, start.header
+    assert start.meta.startswith(f"{mount}register/"), start.meta
+    return get(server, f"{start.meta}?{urllib.parse.quote(name)}", host, cert)
+
+
 def config_of(root: Path, **raw: object):
     return parse_config({"hostnames": [A, B], "root": str(root), **raw})
 
@@ -388,8 +396,7 @@ def test_account_pages_without_code(serve, root, certs):
     refused = get(server, "/members/", A, alice)
     assert refused.status == 61
     assert refused.meta.endswith("register at /account/register")
-    assert get(server, "/account/register", A, alice).status == 10
-    assert get(server, "/account/register?", A, alice).header == "30 /members/"
+    assert register(server, "/account/", A, alice).header == "30 /members/"
     assert get(server, "/members/", A, alice).body == b"# Members\n"
     # The files around the mount are served as before.
     assert get(server, "/").body == b"# Home\n"
@@ -397,7 +404,7 @@ def test_account_pages_without_code(serve, root, certs):
     bob = certs.make("bob")
     assert get(server, "/members/", B, bob).meta.endswith("register at /konto/register")
     assert get(server, "/account/register", B, bob).status == 51
-    assert get(server, "/konto/register?", B, bob).header == "30 /members/"
+    assert register(server, "/konto/", B, bob).header == "30 /members/"
 
 
 def test_without_the_key_nothing_is_mounted(serve, root, certs, caplog):
@@ -417,8 +424,38 @@ def test_a_host_can_turn_the_mount_off(serve, root, certs):
         )
     )
     alice = certs.make("alice")
-    assert get(server, "/account/register", A, alice).status == 10
     assert get(server, "/account/register", B, alice).status == 51
     # Without members_url, registering leads to the account page itself.
-    assert get(server, "/account/register?", A, alice).header == "30 /account/"
+    assert register(server, "/account/", A, alice).header == "30 /account/"
     assert re.search(r"# alice", get(server, "/account/", A, alice).body.decode())
+
+
+def test_host_rules_apply_where_a_symlink_leads_and_to_listings(serve, root, certs):
+    (root / "private" / "secret.gmi").write_text("# secret\n")
+    (root / "latest.gmi").symlink_to("private/secret.gmi")
+    (root / "members-area").symlink_to("private", target_is_directory=True)
+    (root / "files").mkdir()
+    (root / "files" / "plain.txt").write_text("plain\n")
+    (root / "files" / "link.gmi").symlink_to("../private/secret.gmi")
+    server = serve(
+        config=config_of(
+            root,
+            listing=True,
+            access=[{"path": "/private/", "require": "certificate", "host": A}],
+        )
+    )
+    alice = certs.make()
+    # On a.test the rule of /private/ follows the symlinks; on b.test there is none.
+    assert get(server, "/latest.gmi", A).status == 60
+    assert get(server, "/latest.gmi", A, alice).body == b"# secret\n"
+    assert get(server, "/latest.gmi", B).body == b"# secret\n"
+    (root / "private" / "index.gmi").unlink()  # so the directories are listed
+    assert get(server, "/members-area/", A).status == 60
+    assert "secret.gmi" in get(server, "/members-area/", A, alice).body.decode()
+    assert "secret.gmi" in get(server, "/members-area/", B).body.decode()
+    # A listing shows an entry leading into /private/ only to who may open it.
+    anonymous = get(server, "/files/", A).body.decode()
+    assert "plain.txt" in anonymous
+    assert "link.gmi" not in anonymous
+    assert "link.gmi" in get(server, "/files/", A, alice).body.decode()
+    assert "link.gmi" in get(server, "/files/", B).body.decode()

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 
 from ..gemini.escape import printable
 from ..gemini.url import quote_path
+from .resolve import Resolved
 
 __all__ = ["MAX_ENTRIES", "ListingEntry", "human_size", "render_listing", "scan_directory"]
 
@@ -33,36 +34,42 @@ class ListingEntry:
     directory: bool
     size: int = 0
     """In bytes (0 for a directory)."""
+    elsewhere: str | None = None
+    """Where a symlink leads (below the root) when not to the entry's own path: the access
+    rules of that path decide whether the entry is shown."""
 
 
-def scan_directory(directory: str, resolve: Callable[[str], str | None]) -> list[ListingEntry]:
+def scan_directory(
+    directory: Resolved, resolve: Callable[[str], Resolved | None]
+) -> list[ListingEntry]:
     """The entries of ``directory`` a visitor can open, sorted by name.
 
-    ``resolve`` maps a name to the real path the server would serve for it,
-    or None when it would not (hidden, outside the root): a listing shows
-    nothing the server refuses.  Names that are not valid UTF-8 cannot be
-    requested, and only regular files and directories can be served, so
-    neither is shown.  Blocks on the file system: call it off the event loop.
+    ``resolve`` resolves a path below the root as a request for it would be,
+    or gives None when the server would not serve it (hidden, outside the
+    root): a listing shows nothing the server refuses.  Names that are not
+    valid UTF-8 cannot be requested, and only regular files and directories
+    can be served, so neither is shown.  Blocks on the file system: call it
+    off the event loop.
     """
+    base = directory.path.rstrip("/")
     entries = []
-    with os.scandir(directory) as found:
+    with os.scandir(directory.real) as found:
         for item in found:
             name = item.name
             try:
                 name.encode("utf-8")  # undecodable bytes come back as lone surrogates
             except UnicodeEncodeError:
                 continue
-            real = resolve(name)
-            if real is None:
+            natural = f"{base}/{name}"
+            resolved = resolve(natural)
+            if resolved is None:
                 continue
-            try:
-                info = os.stat(real)
-            except (OSError, ValueError):
-                continue
-            if stat.S_ISDIR(info.st_mode):
-                entries.append(ListingEntry(name, directory=True))
-            elif stat.S_ISREG(info.st_mode):
-                entries.append(ListingEntry(name, directory=False, size=info.st_size))
+            elsewhere = None if resolved.path == natural else resolved.path
+            if resolved.is_dir:
+                entries.append(ListingEntry(name, directory=True, elsewhere=elsewhere))
+            elif stat.S_ISREG(resolved.info.st_mode):
+                size = resolved.info.st_size
+                entries.append(ListingEntry(name, directory=False, size=size, elsewhere=elsewhere))
     entries.sort(key=lambda entry: entry.name)
     return entries
 
