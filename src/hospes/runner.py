@@ -18,11 +18,12 @@ import signal
 import socket
 import sys
 import time
-from collections.abc import Callable, Coroutine, Mapping
+from collections.abc import Callable, Coroutine, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any, TextIO, TypeVar
 
+from . import __version__
 from .accounts import account_app
 from .app.access import AccessPolicy, Requirement
 from .app.dispatch import Dispatcher
@@ -31,8 +32,10 @@ from .app.request import Request
 from .app.response import Response
 from .app.routing import Application, Handler, call_handler
 from .app.static import StaticFiles
-from .config import Config, ConfigError, Problem, Site
+from .app.upload import no_uploads
+from .config import Config, ConfigError, HostConfig, Problem, Site
 from .demo import DEMO_ACCOUNTS, create_app
+from .gateways import CGIMount, SCGIMount, TitanMount, with_gateways
 from .gemini.url import quote_path
 from .policy.addresses import AddressError, AddressSet
 from .policy.clock import Clock
@@ -54,6 +57,7 @@ __all__ = [
     "Started",
     "account_mounts",
     "build_dispatcher",
+    "build_gateways",
     "build_handler",
     "check_roots",
     "load_certificates",
@@ -68,6 +72,7 @@ __all__ = [
 log = logging.getLogger("hospes")
 
 STORE_FILE = "hospes.sqlite3"
+_Mount = TypeVar("_Mount", CGIMount, SCGIMount, TitanMount)
 
 
 class ByHost:
@@ -79,10 +84,16 @@ class ByHost:
         self.uses_accounts = any(
             getattr(handler, "uses_accounts", True) for handler in (*handlers.values(), default)
         )
+        self.accepts_uploads = any(
+            getattr(handler, "accepts_uploads", False) for handler in (*handlers.values(), default)
+        )
 
     async def __call__(self, request: Request) -> Response:
         """Answer with the handler of the request's hostname, or the default one."""
-        return await call_handler(self.handlers.get(request.hostname, self.default), request)
+        handler = self.handlers.get(request.hostname, self.default)
+        if request.upload is not None and not getattr(handler, "accepts_uploads", False):
+            return no_uploads(request.path)
+        return await call_handler(handler, request)
 
 
 @dataclass(slots=True)
@@ -160,7 +171,7 @@ def build_handler(config: Config, store: Store | None) -> Handler:
     one handler (and its file cache), and a lone handler is returned as is.
     """
     if serves_demo(config):
-        return create_app(store)
+        return create_app(store, config.state)
     check_roots(config)
     _warn_unregistrable(config)
     shared: dict[tuple[object, ...], Handler] = {}
@@ -220,6 +231,43 @@ def _warn_unregistrable(config: Config) -> None:
                 )
 
 
+def build_gateways(config: Config, handler: Handler, *, clock: Clock = time.monotonic) -> Handler:
+    """``handler`` behind the CGI, SCGI and Titan tables of ``config``, global and per hostname.
+
+    A hostname's own tables are added to the global ones; at the same path,
+    the hostname's wins.  Raises :class:`NotADirectoryError` or
+    :class:`ValueError` for a table that cannot be served.
+    """
+    software = f"hospes/{__version__}"
+
+    def wrap(inner: Handler, host: HostConfig | None) -> Handler:
+        return with_gateways(
+            inner,
+            cgi=_merged(config.cgi, host.cgi if host else ()),
+            scgi=_merged(config.scgi, host.scgi if host else ()),
+            titan=_merged(config.titan, host.titan if host else ()),
+            software=software,
+            clock=clock,
+        )
+
+    own = handler.handlers if isinstance(handler, ByHost) else {}
+    default = handler.default if isinstance(handler, ByHost) else handler
+    per_host = {
+        host.name: wrap(own.get(host.name, default), host)
+        for host in config.hosts
+        if host.name in own or host.cgi or host.scgi or host.titan
+    }
+    wrapped = wrap(default, None)
+    return ByHost(per_host, wrapped) if per_host else wrapped
+
+
+def _merged(common: Sequence[_Mount], own: Sequence[_Mount]) -> list[_Mount]:
+    """The global tables and a hostname's own; at the same path, the hostname's."""
+    paths = {mount.path.rstrip("/") for mount in own}
+    kept = [mount for mount in common if mount.path.rstrip("/") not in paths]
+    return kept + list(own)
+
+
 class _NotFound:
     """The default handler of a server whose capsules are all per hostname."""
 
@@ -275,9 +323,10 @@ def prepare(
     """
     certificates, created = load_certificates(config)
     store = open_store(config)
+    served = build_gateways(config, handler or build_handler(config, store), clock=clock)
     dispatcher = build_dispatcher(
         config,
-        handler or build_handler(config, store),
+        served,
         store,
         clock=clock,
         mounts=None if handler is not None else account_mounts(config),
@@ -322,9 +371,12 @@ class Reloader:
             store = self.prepared.store
             server = self.prepared.server
             own = self.prepared.handler
+            handler = build_gateways(
+                config, own or build_handler(config, store), clock=server.clock
+            )
             dispatcher = build_dispatcher(
                 config,
-                own or build_handler(config, store),
+                handler,
                 store,
                 previous=server.dispatcher,
                 clock=server.clock,
