@@ -48,7 +48,9 @@ def test_register_recognise_renew_link_remove(demo, certs):
     assert (created.status, created.meta) == (30, "/members/")
     lounge = get(demo, "/members/", alice)
     assert lounge.status == 20
-    assert b"Welcome back, alice" in lounge.body
+    # A new member is welcomed as one, not "back".
+    assert b"Welcome, alice." in lounge.body
+    assert b"back" not in lounge.body
 
     # Recognised on the next visit; the register page says so.
     again = get(demo, "/account/register", alice)
@@ -59,7 +61,7 @@ def test_register_recognise_renew_link_remove(demo, certs):
 
     # A renewal with the same key is the same account, recorded as a new certificate.
     renewed = certs.renewal(alice)
-    assert b"Welcome back, alice" in get(demo, "/members/", renewed).body
+    assert b"Welcome, alice." in get(demo, "/members/", renewed).body
     listing = get(demo, "/account/certificates", renewed).body.decode()
     assert listing.count("## alice") == 2
     assert "(in use now)" in listing
@@ -72,7 +74,7 @@ def test_register_recognise_renew_link_remove(demo, certs):
     assert get(demo, here, phone).status == 10
     linked = get(demo, f"{here}?{code.lower()}", phone)  # case does not matter
     assert (linked.status, linked.meta) == (30, "/members/")
-    assert b"Welcome back, alice" in get(demo, "/members/", phone).body
+    assert b"Welcome, alice." in get(demo, "/members/", phone).body
     tablet = certs.make("tablet")
     reused = answer(demo.port, "/account/link", tablet, code)
     assert reused.status == 10
@@ -251,7 +253,7 @@ def test_a_certificate_with_an_account_cannot_be_linked_to_another(demo, certs):
     alice_account = demo.call(lambda: store.account("alice"))
     assert bob_account is not None and alice_account is not None
     assert len(demo.call(lambda: store.certificates(alice_account.id))) == 1
-    assert b"Welcome back, bob" in get(demo, "/members/", bob).body
+    assert b"Welcome, bob." in get(demo, "/members/", bob).body  # still his own account
 
 
 def test_same_name_at_the_same_time_exactly_one_wins(demo, certs):

@@ -56,7 +56,11 @@ def test_a_fifo_or_socket_is_51_at_once_and_the_server_keeps_serving(serve, spec
 
 @pytest.mark.slow
 def test_a_fifo_does_not_stop_sigterm(special_capsule):
-    process = serve_process(["--root", str(special_capsule), "--access-log", "off"])
+    # A state directory of its own: the default one is the user's (and other hospes versions').
+    state = special_capsule.parent / "state"
+    process = serve_process(
+        ["--root", str(special_capsule), "--access-log", "off", "--state", str(state)]
+    )
     try:
         url = f"gemini://localhost:{process.port}/fifo.gmi"
         assert raw_request(process.port, url, timeout=5).status == 51

@@ -24,16 +24,19 @@ from pathlib import Path
 from typing import Any, TextIO, TypeVar
 
 from . import __version__
-from .app.access import AccessPolicy
+from .accounts import account_app
+from .app.access import AccessPolicy, Requirement
 from .app.dispatch import Dispatcher
+from .app.redirects import Redirects
 from .app.request import Request
 from .app.response import Response
-from .app.routing import Handler, call_handler
+from .app.routing import Application, Handler, call_handler
 from .app.static import StaticFiles
 from .app.upload import no_uploads
-from .config import Config, ConfigError, HostConfig
-from .demo import create_app
+from .config import Config, ConfigError, HostConfig, Problem, Site
+from .demo import DEMO_ACCOUNTS, create_app
 from .gateways import CGIMount, SCGIMount, TitanMount, with_gateways
+from .gemini.url import quote_path
 from .policy.addresses import AddressError, AddressSet
 from .policy.clock import Clock
 from .policy.ratelimit import RateLimits
@@ -53,14 +56,17 @@ __all__ = [
     "Prepared",
     "Reloader",
     "Started",
+    "account_mounts",
     "build_dispatcher",
     "build_gateways",
     "build_handler",
+    "check_roots",
     "load_certificates",
     "open_store",
     "prepare",
     "run",
     "serve",
+    "serves_demo",
     "store_path",
 ]
 
@@ -137,13 +143,95 @@ def store_path(config: Config) -> Path:
     return config.state / STORE_FILE
 
 
+def serves_demo(config: Config) -> bool:
+    """Whether ``config`` serves the bundled demo capsule (no hostname has a root)."""
+    return config.root is None and all(host.root is None for host in config.hosts)
+
+
+def check_roots(config: Config) -> None:
+    """Raise :class:`ConfigError` naming the file and key of every capsule root that is missing."""
+    problems = []
+    for site in config.sites():
+        if site.root is not None and not site.root.is_dir():
+            what = "is not a directory" if site.root.exists() else "does not exist"
+            source = str(config.source) if config.source is not None else "config"
+            problems.append(Problem(source, site.root_key, f"capsule root {site.root} {what}"))
+    if problems:
+        raise ConfigError(list(dict.fromkeys(problems)))
+
+
+def account_mounts(config: Config) -> dict[str, str]:
+    """Hostname → where its account pages are (the demo has them at ``/account/``)."""
+    if serves_demo(config):
+        return {host.name: DEMO_ACCOUNTS for host in config.hosts}
+    return {site.name: site.accounts for site in config.sites() if site.accounts is not None}
+
+
 def build_handler(config: Config, store: Store | None) -> Handler:
-    """The handler serving ``config``: static roots per host, or the bundled demo capsule."""
-    if config.root is None and all(host.root is None for host in config.hosts):
+    """The handler serving ``config``: each hostname's capsule, or the bundled demo capsule.
+
+    Built once per configuration: hostnames whose settings are the same share
+    one handler (and its file cache), and a lone handler is returned as is.
+    """
+    if serves_demo(config):
         return create_app(store, config.state)
-    default: Handler = StaticFiles(config.root) if config.root is not None else _NotFound()
-    per_host = {host.name: StaticFiles(host.root) for host in config.hosts if host.root is not None}
-    return ByHost(per_host, default) if per_host else default
+    check_roots(config)
+    _warn_unregistrable(config)
+    shared: dict[tuple[object, ...], Handler] = {}
+    per_host: dict[str, Handler] = {}
+    for site in config.sites():
+        if site.root is None:
+            continue
+        key = (
+            site.root,
+            site.lang,
+            site.charset,
+            tuple(sorted(site.mime.items())),
+            site.listing,
+            site.accounts,
+            site.members_url,
+        )
+        if key not in shared:
+            shared[key] = _site_handler(site)
+        per_host[site.name] = shared[key]
+    if len(shared) == 1 and len(per_host) == len(config.hosts):
+        return next(iter(shared.values()))
+    return ByHost(per_host, _NotFound())
+
+
+def _site_handler(site: Site) -> Handler:
+    """One hostname's capsule: its files, and its account pages when it mounts them."""
+    assert site.root is not None
+    files = StaticFiles(
+        site.root,
+        mime=site.mime,
+        lang=site.lang,
+        charset=site.charset,
+        listing=site.listing,
+    )
+    if site.accounts is None:
+        return files
+    app = Application()
+    app.mount(site.accounts, account_app(members_url=site.members_url or site.accounts))
+    app.mount("/", files)
+    return app
+
+
+def _warn_unregistrable(config: Config) -> None:
+    """Log each ``account`` rule on a hostname with no account pages: nobody could pass it."""
+    mounts = account_mounts(config)
+    for index, rule in enumerate(config.access):
+        if rule.require is not Requirement.ACCOUNT or rule.register_url is not None:
+            continue
+        for host in config.hostnames:
+            if rule.applies_to(host) and host not in mounts:
+                log.warning(
+                    "access[%d] (%s) needs an account on %s, which mounts no account pages: "
+                    'nobody can register there; set [accounts] mount = "/account/"',
+                    index,
+                    rule.path,
+                    host,
+                )
 
 
 def build_gateways(config: Config, handler: Handler, *, clock: Clock = time.monotonic) -> Handler:
@@ -199,16 +287,23 @@ def build_dispatcher(
     previous: Dispatcher | None = None,
     *,
     clock: Clock = time.monotonic,
+    mounts: Mapping[str, str] | None = None,
 ) -> Dispatcher:
-    """The dispatcher of ``config``; ``previous`` hands over its identity cache and rate buckets."""
+    """The dispatcher of ``config``; ``previous`` hands over its identity cache and rate buckets.
+
+    ``mounts`` (hostname → prefix of its account pages, see :func:`account_mounts`)
+    is where the 61 of an ``account`` rule sends people to register.
+    """
     rate_limits = RateLimits(config.rate_limits, clock=clock)
     if previous is not None and previous.rate_limits is not None:
         rate_limits.inherit(previous.rate_limits)
+    register_urls = {host: quote_path(f"{mount}register") for host, mount in (mounts or {}).items()}
     return Dispatcher(
         handler,
         hostnames=config.hostnames,
         ports=[config.port],
-        policy=AccessPolicy(config.access),
+        policy=AccessPolicy(config.access, register_urls=register_urls),
+        redirects=Redirects(config.redirects),
         store=store,
         clock_skew=config.clock_skew,
         identities=previous.identities if previous is not None else None,
@@ -233,7 +328,13 @@ def prepare(
     certificates, created = load_certificates(config)
     store = open_store(config)
     served = build_gateways(config, handler or build_handler(config, store), clock=clock)
-    dispatcher = build_dispatcher(config, served, store, clock=clock)
+    dispatcher = build_dispatcher(
+        config,
+        served,
+        store,
+        clock=clock,
+        mounts=None if handler is not None else account_mounts(config),
+    )
     owns_access_log = access_log is None
     if access_log is None:
         access_log = AccessLog(
@@ -276,11 +377,17 @@ class Reloader:
             certificates, created = load_certificates(config)
             store = self.prepared.store
             server = self.prepared.server
+            own = self.prepared.handler
             handler = build_gateways(
-                config, self.prepared.handler or build_handler(config, store), clock=server.clock
+                config, own or build_handler(config, store), clock=server.clock
             )
             dispatcher = build_dispatcher(
-                config, handler, store, previous=server.dispatcher, clock=server.clock
+                config,
+                handler,
+                store,
+                previous=server.dispatcher,
+                clock=server.clock,
+                mounts=None if own is not None else account_mounts(config),
             )
             contexts = ServerContexts(certificates)
             deny = AddressSet(config.deny)
@@ -290,14 +397,24 @@ class Reloader:
         except (ConfigError, TLSError, AddressError, OSError, ValueError) as exc:
             log.error("reload failed, still serving the previous configuration: %s", exc)
             return False
+        before = self.prepared.certificates
         self.prepared.config = config
         self.prepared.certificates = certificates
         if self.prepared.owns_access_log:
             self._reopen_access_log(config.access_log)
             server.access_log.full_fingerprints = config.access_log_fingerprint == "full"
         logging.getLogger().setLevel(config.log_level.upper())
-        for name in created:
-            log.info("created a certificate for %s", name)
+        for name, certificate in certificates.items():
+            if name in before and name not in created:
+                continue
+            # What a visitor of a new hostname checks their client's pin against.
+            log.info(
+                "%s %s: certificate %s, key %s",
+                "created a certificate for" if name in created else "now serving",
+                name,
+                certificate.fingerprint,
+                certificate.key_fingerprint,
+            )
         log.info("reloaded the configuration from %s", source)
         return True
 
@@ -441,6 +558,8 @@ def run(
     if config.workers == 1:
         _run_loop(serve(config, handler, announce=announce, reload=reload))
         return 0
+    if handler is None:
+        check_roots(config)  # here, not in every worker that would die of it
     certificates, created = load_certificates(config)
     held = bind_all(config.listen, config.port, reuse_port=True, listen=False)
     try:

@@ -1,9 +1,10 @@
 """From a request line and a client certificate to a response: the server's pipeline.
 
 validate (59/53) → canonical path (31) → identity (cached parse) → rate
-limits (44) → account → access rule (60/61/62) → handler.  This layer knows no
-sockets and no TLS library: the server hands it bytes, the certificate's DER and
-the remote address's group, and gets back an :class:`Outcome` to send and to log.
+limits (44) → redirect table (30/31/52) → account → access rule (60/61/62) →
+handler.  This layer knows no sockets and no TLS library: the server hands it
+bytes, the certificate's DER and the remote address's group, and gets back an
+:class:`Outcome` to send and to log.
 Rate limits come before the store and the handler, so a flood costs neither;
 malformed requests and redirects are counted too (under the rule for ``/``).
 """
@@ -34,6 +35,7 @@ from ..policy.clock import Clock
 from ..policy.ratelimit import RateLimiter, RateLimits
 from ..store import Store, StoreError
 from .access import AccessPolicy, AccessRule, Requirement, check
+from .redirects import Redirects
 from .request import Request
 from .response import Response
 from .routing import Handler, call_handler
@@ -75,6 +77,7 @@ class Dispatcher:
         identities: IdentityCache | None = None,
         rate_limits: RateLimits | None = None,
         clock: Clock = time.monotonic,
+        redirects: Redirects | None = None,
     ) -> None:
         self.handler = handler
         self.hostnames = frozenset(hostnames)
@@ -92,6 +95,8 @@ class Dispatcher:
         """Monotonic seconds, for throttling the log (rate limits have their own clock)."""
         self._store_error_at = -math.inf
         self._authoriser = self._authorise if self.policy else None
+        self.redirects = redirects if redirects else None
+        """The redirect table, applied before access rules (None when empty)."""
 
     async def respond(
         self,
@@ -235,8 +240,12 @@ class Dispatcher:
             log.error("identity store unavailable: %s", error)
 
     async def _handle(self, request: Request) -> Response:
+        if self.redirects is not None:
+            moved = self.redirects.response(request.hostname, request.path, request.url.query)
+            if moved is not None:
+                return moved
         now = dt.datetime.now(dt.UTC)
-        rule = self.policy.rule_for(request.path) if self.policy else None
+        rule = self.policy.rule_for(request.path, request.hostname) if self.policy else None
         needs_account = self.resolve_accounts or (
             rule is not None and rule.require is not Requirement.CERTIFICATE
         )
@@ -272,8 +281,8 @@ class Dispatcher:
         symlink); the rule of the requested path was applied already, so only
         another rule is checked.
         """
-        rule = self.policy.rule_for(path)
-        if rule is None or rule is self.policy.rule_for(request.path):
+        rule = self.policy.rule_for(path, request.hostname)
+        if rule is None or rule is self.policy.rule_for(request.path, request.hostname):
             return None
         now = dt.datetime.now(dt.UTC)
         if rule.require is not Requirement.CERTIFICATE and request.account is None:

@@ -7,15 +7,20 @@ the resolved real path must still be inside the real root, so no ``..``,
 percent-encoded trick or symlink reaches outside.  A symlink inside the root
 is followed, but the access rules of the path it leads to apply too
 (:func:`~hospes.app.resolve.authorise`).  Directories serve their
-``index.gmi``; a directory requested without its trailing slash is
-redirected (31) so relative links in it work.  Only regular files are
-served: a FIFO, socket or device is ``51`` at once, never opened for I/O that
-could wait forever.
+``index.gmi`` (or, with ``listing``, a generated listing when they have
+none); a directory requested without its trailing slash is redirected (31)
+so relative links in it work.  Only regular files are served: a FIFO, socket
+or device is ``51`` at once, never opened for I/O that could wait forever.
 
 The event loop never waits for the disk, except for one ``stat`` per request
 for a file cached in memory (see :class:`StaticFiles`): finding, opening and
 reading a file runs on the loop's default thread pool, and a large file is
 read there chunk by chunk.
+
+MIME types come from the extension: :data:`BUILTIN_TYPES` (data, not code),
+with a capsule's own table over it; ``lang`` and ``charset`` become parameters
+of the types they apply to.  All of it is worked out once, when the handler is
+built, so a request costs one dictionary look-up.
 """
 
 from __future__ import annotations
@@ -27,15 +32,27 @@ import os
 import stat
 import threading
 from collections import OrderedDict
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
+from types import MappingProxyType
 
+from ..gemini.protocol import Status, check_header
 from ..gemini.url import quote_path
+from .listing import ListingEntry, render_listing, scan_directory
 from .request import Request
-from .resolve import Root, authorise
+from .resolve import Resolved, Root, authorise
 from .response import GEMTEXT, Response
 
-__all__ = ["FileBody", "StaticFiles", "guess_mime"]
+__all__ = [
+    "BUILTIN_TYPES",
+    "CAPSULE_TYPES",
+    "UNKNOWN_TYPE",
+    "FileBody",
+    "StaticFiles",
+    "guess_mime",
+    "mime_types",
+    "with_parameters",
+]
 
 CHUNK = 64 * 1024
 SMALL_FILE = 256 * 1024
@@ -43,17 +60,62 @@ _NOT_FOUND = "not found"
 _OPEN_FLAGS = os.O_RDONLY | os.O_NONBLOCK | os.O_NOFOLLOW | os.O_CLOEXEC
 """Non-blocking, so a FIFO swapped in after the ``stat`` cannot hang the open."""
 
-_MIME = mimetypes.MimeTypes(filenames=())
-for _extension in (".gmi", ".gemini"):
-    _MIME.add_type(GEMTEXT, _extension)
-_MIME.add_type("text/markdown", ".md")
+UNKNOWN_TYPE = "application/octet-stream"
+
+CAPSULE_TYPES: Mapping[str, str] = MappingProxyType(
+    {
+        ".gmi": GEMTEXT,
+        ".gemini": GEMTEXT,
+        ".md": "text/markdown",
+        ".markdown": "text/markdown",
+        ".log": "text/plain",
+        ".atom": "application/atom+xml",
+        ".rss": "application/rss+xml",
+    }
+)
+"""What capsules hold that the standard library's table lacks or gets wrong."""
 
 
-def guess_mime(name: str) -> str:
-    """The MIME type of a file name; gemtext for ``.gmi``/``.gemini``, octet-stream if unknown."""
-    mime, encoding = _MIME.guess_type(name, strict=False)
-    if mime is None or encoding is not None:
-        return "application/octet-stream"
+def _builtin_types() -> dict[str, str]:
+    # The standard library's own table, without the system's mime.types files: the same
+    # types on every machine.  Its non-strict entries yield to the strict ones.
+    standard = mimetypes.MimeTypes(filenames=())
+    types = {**standard.types_map[False], **standard.types_map[True], **CAPSULE_TYPES}
+    return {extension.lower(): mime for extension, mime in sorted(types.items())}
+
+
+BUILTIN_TYPES: Mapping[str, str] = MappingProxyType(_builtin_types())
+"""Extension (lower case, with its dot) → MIME type, before a capsule's ``[mime]`` table.
+
+The standard library's table (without system files) and :data:`CAPSULE_TYPES`
+over it; an unknown extension, or none, is ``application/octet-stream``.
+"""
+
+
+def mime_types(overrides: Mapping[str, str] | None = None) -> dict[str, str]:
+    """:data:`BUILTIN_TYPES` with ``overrides`` (extension → type) over it, lower-cased."""
+    types = dict(BUILTIN_TYPES)
+    for extension, mime in (overrides or {}).items():
+        types[extension.lower()] = mime
+    return types
+
+
+def guess_mime(name: str, types: Mapping[str, str] = BUILTIN_TYPES) -> str:
+    """The MIME type of a file name by its last extension; octet-stream if unknown.
+
+    ``a.tar.gz`` is ``application/octet-stream`` unless ``types`` knows ``.gz``.
+    """
+    return types.get(os.path.splitext(name)[1].lower(), UNKNOWN_TYPE)
+
+
+def with_parameters(mime: str, *, lang: str | None = None, charset: str | None = None) -> str:
+    """``mime`` with ``; charset=`` (text types) and ``; lang=`` (gemtext) it does not have yet."""
+    lowered = mime.lower()
+    essence = lowered.partition(";")[0].strip()
+    if charset and essence.startswith("text/") and "charset=" not in lowered:
+        mime += f"; charset={charset}"
+    if lang and essence == GEMTEXT and "lang=" not in lowered:
+        mime += f"; lang={lang}"
     return mime
 
 
@@ -93,6 +155,15 @@ class _Found:
             self.handle = -1
 
 
+@dataclass(frozen=True, slots=True)
+class _Listing:
+    """A directory without an index, read off the event loop, to be listed."""
+
+    entries: list[ListingEntry]
+    elsewhere: str | None
+    """Where the directory really is when a symlink led to it (its rules apply), else None."""
+
+
 class StaticFiles:
     """A handler serving the files of ``root``.
 
@@ -104,6 +175,11 @@ class StaticFiles:
     round trip would cost more than the ``stat`` of a file the kernel has just
     served; everything else (resolution, open, reads) runs on the loop's
     thread pool.
+
+    ``mime`` (extension → type) overrides :data:`BUILTIN_TYPES`; ``lang``
+    (``en``, ``pt-BR``) is added to ``text/gemini`` responses, ``charset`` to
+    every ``text/*`` one (for capsules whose text is not UTF-8); ``listing``
+    answers a directory without an index with a generated gemtext listing.
     """
 
     uses_accounts = False
@@ -115,6 +191,10 @@ class StaticFiles:
         *,
         index: str = "index.gmi",
         cache_bytes: int = 32 * 1024 * 1024,
+        mime: Mapping[str, str] | None = None,
+        lang: str | None = None,
+        charset: str | None = None,
+        listing: bool = False,
     ) -> None:
         self.files = Root(root)
         self.root = self.files.root
@@ -123,6 +203,23 @@ class StaticFiles:
         self.cache_bytes = cache_bytes
         self._cache: OrderedDict[str, _Cached] = OrderedDict()
         self._cached_bytes = 0
+        self.listing = listing
+        parameters = {"lang": lang, "charset": charset}
+        self._types = {
+            extension: with_parameters(kind, **parameters)
+            for extension, kind in mime_types(mime).items()
+        }
+        """Extension → the meta of a 20 serving it, parameters included."""
+        self._unknown = with_parameters(UNKNOWN_TYPE, **parameters)
+        self._listing_type = with_parameters(GEMTEXT, lang=lang)
+        """A listing is gemtext in UTF-8, whatever the capsule's charset."""
+        # A bad type, lang or charset fails here, where it is given, not in every response.
+        for meta in {*self._types.values(), self._unknown, self._listing_type}:
+            check_header(Status.SUCCESS, meta)
+
+    def mime_of(self, name: str) -> str:
+        """The meta a 20 serving the file ``name`` has (its type, with lang and charset)."""
+        return self._types.get(os.path.splitext(name)[1].lower(), self._unknown)
 
     async def __call__(self, request: Request) -> Response:
         """Serve the file (or directory index) at the request's relative path."""
@@ -145,6 +242,8 @@ class StaticFiles:
         found = await loop.run_in_executor(None, self._find, relative, request.path)
         if isinstance(found, Response):
             return found
+        if isinstance(found, _Listing):
+            return await self._list(request, found)
         if found.elsewhere is not None:
             try:
                 denied = await authorise(request, request.base + found.elsewhere)
@@ -165,7 +264,7 @@ class StaticFiles:
             )
         return Response.success(found.body, found.mime)
 
-    def _find(self, relative: str, path: str) -> _Found | Response:
+    def _find(self, relative: str, path: str) -> _Found | _Listing | Response:
         """Resolve, check, open and (if small) read the file; blocking, so run in a thread."""
         resolved = self.files.resolve(relative)
         if resolved is None:
@@ -173,7 +272,9 @@ class StaticFiles:
         if resolved.is_dir:
             if not relative.endswith("/"):
                 return Response.redirect(quote_path(path + "/"), permanent=True)
-            resolved = self.files.child(resolved, self.index)
+            directory, resolved = resolved, self.files.child(resolved, self.index)
+            if self.listing and (resolved is None or not stat.S_ISREG(resolved.info.st_mode)):
+                return self._scan(directory, relative)
             if resolved is None:
                 return Response.not_found(_NOT_FOUND)
             natural = relative + self.index
@@ -184,7 +285,37 @@ class StaticFiles:
         if not stat.S_ISREG(resolved.info.st_mode):
             return Response.not_found(_NOT_FOUND)
         elsewhere = None if resolved.path == natural else resolved.path
-        return _read(resolved.real, guess_mime(resolved.real), elsewhere)
+        return _read(resolved.real, self.mime_of(resolved.real), elsewhere)
+
+    def _scan(self, directory: Resolved, relative: str) -> _Listing | Response:
+        """The entries of a directory without an index, as :meth:`Root.resolve` finds them.
+
+        Each entry is resolved as a request for it would be, so the listing
+        holds nothing the server would refuse; blocking, so run in a thread.
+        """
+        try:
+            entries = scan_directory(directory, self.files.resolve)
+        except OSError:
+            return Response.not_found(_NOT_FOUND)
+        base = directory.path.rstrip("/")
+        elsewhere = None if base == relative.rstrip("/") else f"{base}/"
+        return _Listing(entries, elsewhere)
+
+    async def _list(self, request: Request, listing: _Listing) -> Response:
+        """The listing a visitor may see: the directory's own rules and each entry's apply."""
+        if listing.elsewhere is not None:
+            denied = await authorise(request, request.base + listing.elsewhere)
+            if denied is not None:
+                return denied
+        entries = []
+        for entry in listing.entries:
+            # A symlink leading into a protected directory is listed only for who may open it.
+            if entry.elsewhere is None or not await authorise(
+                request, request.base + entry.elsewhere
+            ):
+                entries.append(entry)
+        body = render_listing(request.path, entries, parent=request.relative_path != "/")
+        return Response.success(body, self._listing_type)
 
     def _remember(self, relative: str, entry: _Cached) -> None:
         if len(entry.body) > self.cache_bytes:

@@ -9,8 +9,10 @@ from pathlib import Path
 from typing import Any
 
 from .. import __version__
-from ..config import Config, ConfigError, load_config, parse_config
-from ..runner import Started, run
+from ..config import Config, ConfigError, Problem, Site, load_config, parse_config
+from ..demo import DEMO_LIST
+from ..paths import default_state_dir
+from ..runner import STORE_FILE, Started, run, serves_demo
 from ..server.tls import TLSError
 from ..store import StoreError
 from .errors import EXIT_FAILURE, EXIT_USAGE, fail
@@ -75,6 +77,9 @@ def _overrides(args: argparse.Namespace) -> dict[str, Any]:
         value = getattr(args, key)
         if value is not None:
             values[key] = str(value.expanduser().absolute())
+    if args.root is not None and not Path(values["root"]).is_dir():
+        what = "is not a directory" if Path(values["root"]).exists() else "does not exist"
+        raise ConfigError(Problem("--root", "", f"capsule root {values['root']} {what}"))
     if args.access_log is not None:
         target = args.access_log
         if target not in ("-", "off"):
@@ -97,16 +102,17 @@ def build_config(args: argparse.Namespace) -> Config:
 
 
 def announce(started: Started, config: Config) -> None:
-    """Tell the operator where the capsule is, which certificate it presents, and where state is."""
-    what = "the demo capsule" if config.root is None else str(config.root)
+    """Tell the operator what each hostname serves, its certificate, and where state is."""
     port = started.addresses[0][1] if started.addresses else config.port
     suffix = "" if port == 1965 else f":{port}"
-    lines = [f"hospes {__version__} serving {what}"]
+    demo = serves_demo(config)
+    sites = {site.name: site for site in config.sites()}
+    lines = [f"hospes {__version__}"]
     for name, certificate in started.certificates.items():
         host = f"[{name}]" if ":" in name else name
         created = " (created now)" if name in started.created else ""
         lines += [
-            f"  gemini://{host}{suffix}/",
+            f"  gemini://{host}{suffix}/ serves {_capsule(sites[name], demo)}",
             f"    certificate {certificate.fingerprint}{created}",
             f"    key         {certificate.key_fingerprint}",
         ]
@@ -114,8 +120,44 @@ def announce(started: Started, config: Config) -> None:
         f"[{host}]:{port}" if ":" in host else f"{host}:{port}" for host, port in started.addresses
     )
     workers = f" with {started.workers} workers" if started.workers > 1 else ""
-    lines += [f"  listening on {listening}{workers}", f"  state in {config.state}"]
+    state = config.state.absolute()
+    lines += [
+        f"  listening on {listening}{workers}",
+        f"  state in {state}",
+        f"    certificates   {state / 'certs'}",
+        f"    identity store {state / STORE_FILE}",
+    ]
+    lists: dict[str, list[str]] = {DEMO_LIST: ["/allowlist/"]} if demo else {}
+    for rule in config.access:
+        for name in rule.lists:
+            lists.setdefault(name, []).append(rule.path)
+    for name, paths in lists.items():
+        lines.append(
+            f"  to let a visitor into {', '.join(paths)} (allow-list {name!r}): "
+            f"hospes allow add {name} FINGERPRINT{_store_options(config)}"
+        )
     print("\n".join(lines), file=sys.stderr, flush=True)
+
+
+def _capsule(site: Site, demo: bool) -> str:
+    """What a hostname serves, as the banner says it."""
+    if demo:
+        return "the demo capsule"
+    if site.root is None:
+        return "nothing (no root: every page is 51 not found)"
+    options = [f"lang={site.lang}"] if site.lang else []
+    options += [f"charset={site.charset}"] if site.charset else []
+    options += ["listings"] if site.listing else []
+    options += [f"account pages at {site.accounts}"] if site.accounts else []
+    return str(site.root.absolute()) + (f" ({', '.join(options)})" if options else "")
+
+
+def _store_options(config: Config) -> str:
+    """The options that make an admin command find this server's store (none for the default)."""
+    options = f" --config {config.source}" if config.source is not None else ""
+    if config.state.absolute() != default_state_dir().absolute():
+        options += f" --state {config.state.absolute()}"
+    return options
 
 
 def run_serve(args: argparse.Namespace) -> int:
@@ -130,7 +172,7 @@ def run_serve(args: argparse.Namespace) -> int:
     )
     try:
         return run(config, announce=announce, reload=lambda: build_config(args))
-    except (TLSError, NotADirectoryError) as exc:
+    except (TLSError, NotADirectoryError, ConfigError) as exc:
         return fail(str(exc), EXIT_USAGE)
     except StoreError as exc:
         return fail(f"cannot start: {exc}", EXIT_FAILURE)

@@ -8,8 +8,10 @@ from .schema import ConfigError, Problem
 from .settings import (
     DEFAULT_RATE_RULE,
     SCHEMA,
+    AccountsConfig,
     Config,
     HostConfig,
+    Site,
     load_config,
     parse_config,
     parse_rate,
@@ -19,10 +21,12 @@ from .settings import (
 __all__ = [
     "DEFAULT_RATE_RULE",
     "SCHEMA",
+    "AccountsConfig",
     "Config",
     "ConfigError",
     "HostConfig",
     "Problem",
+    "Site",
     "load_config",
     "parse_config",
     "parse_rate",

@@ -18,7 +18,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from cryptography import x509
+from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import dsa, ec, ed448, ed25519, rsa
 from OpenSSL import SSL, crypto
 
 from ..gemini.fingerprint import fingerprint
@@ -85,15 +87,14 @@ def load_server_context(cert_path: Path, key_path: Path) -> HostCertificate:
     except SSL.Error:
         raise TLSError(f"{cert_path} does not contain a usable certificate chain") from None
     try:
-        context.use_privatekey_file(str(key_path))
-    except OSError as exc:
-        raise TLSError(f"cannot read private key {key_path}: {exc.strerror}") from None
-    except SSL.Error:
-        raise TLSError(f"{key_path} does not contain an unencrypted PEM private key") from None
-    try:
+        # OpenSSL compares the key with the certificate here (and again in check_privatekey).
+        context.use_privatekey(_load_private_key(key_path))
         context.check_privatekey()
     except SSL.Error:
-        raise TLSError(f"{key_path} is not the private key of {cert_path}") from None
+        raise TLSError(
+            f"{key_path} is not the private key of {cert_path} (their public keys differ: "
+            "was one of them replaced?)"
+        ) from None
     context.set_verify(SSL.VERIFY_PEER | SSL.VERIFY_CLIENT_ONCE, _accept_any)
     context.set_session_id(_SESSION_ID_CONTEXT)
     return HostCertificate(
@@ -102,6 +103,48 @@ def load_server_context(cert_path: Path, key_path: Path) -> HostCertificate:
         fingerprint=fingerprint(certificate.public_bytes(serialization.Encoding.DER)),
         key_fingerprint=key_fingerprint(certificate.public_key()),
     )
+
+
+_USABLE_KEYS = (
+    rsa.RSAPrivateKey,
+    ec.EllipticCurvePrivateKey,
+    ed25519.Ed25519PrivateKey,
+    ed448.Ed448PrivateKey,
+    dsa.DSAPrivateKey,
+)
+_UsableKey = (
+    rsa.RSAPrivateKey
+    | ec.EllipticCurvePrivateKey
+    | ed25519.Ed25519PrivateKey
+    | ed448.Ed448PrivateKey
+    | dsa.DSAPrivateKey
+)
+
+
+def _load_private_key(key_path: Path) -> _UsableKey:
+    """The private key in ``key_path``; :class:`TLSError` saying why it cannot be used.
+
+    Read here, with no password, rather than by OpenSSL: OpenSSL would ask for
+    the pass phrase of an encrypted key on the terminal and wait for an answer
+    nobody types (a service has no terminal; a person sees a start-up hang).
+    """
+    try:
+        pem = key_path.read_bytes()
+    except OSError as exc:
+        raise TLSError(f"cannot read private key {key_path}: {exc.strerror}") from None
+    try:
+        key = serialization.load_pem_private_key(pem, password=None)
+    except TypeError:  # cryptography's way of saying "encrypted, and no password given"
+        raise TLSError(
+            f"{key_path} is encrypted (it needs a pass phrase), and a server starts unattended: "
+            f"decrypt it with 'openssl pkey -in {key_path} -out KEY.pem', keep KEY.pem mode 0600, "
+            "and use that"
+        ) from None
+    except (ValueError, UnsupportedAlgorithm):
+        raise TLSError(f"{key_path} does not contain a PEM private key") from None
+    if not isinstance(key, _USABLE_KEYS):
+        raise TLSError(f"{key_path} holds a {type(key).__name__}, which cannot sign for TLS")
+    return key
 
 
 class ServerContexts:
