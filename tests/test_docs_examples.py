@@ -2,11 +2,13 @@
 
 What the harness changes, and nothing else: URLs of ``gemini://example.org/`` and
 ``gemini://localhost/`` point at a test server on a free port (the tests reach
-loopback only), ``port=1965`` / ``"port": 1965`` becomes a free port, and each
-block runs in an empty directory (with a ``capsule/``) and its own client data
-directory.  A block that serves (a line calling ``run(``) is started, asked for a
-page, and stopped with SIGTERM, which must end it with status 0.  A block may
-opt out with a comment ``# not run by the tests: REASON``; none does today.
+loopback only), and each block runs in an empty directory (with a ``capsule/``),
+with its own client data and state directories.  A block that serves (a line
+calling ``run(``) runs with :func:`hospes.runner.run` wrapped to serve on a free
+port instead of 1965; it is asked for a page, then stopped with SIGTERM, which
+must end it with status 0 (``tests/test_docs.py`` checks the README's application
+page by page).  A block may opt out with a comment ``# not run by the tests:
+REASON``; none does today.
 """
 
 from __future__ import annotations
@@ -33,7 +35,11 @@ OPT_OUT = "# not run by the tests:"
 _BLOCK = re.compile(r"^```python\n(.*?)^```", re.MULTILINE | re.DOTALL)
 _URL = re.compile(r"gemini://(?:example\.org|localhost)/")
 _SERVES = re.compile(r"^run\(", re.MULTILINE)  # hospes.runner.run: serves until a signal
-_PORT = re.compile(r"""(port=|["']port["']: )1965\b""")
+_ON_PORT = """\
+import dataclasses as _dataclasses, hospes.runner as _runner
+_serve = _runner.run
+_runner.run = lambda config, *a, **k: _serve(_dataclasses.replace(config, port={port}), *a, **k)
+"""
 
 
 def blocks() -> list[tuple[str, str]]:
@@ -79,7 +85,6 @@ def test_python_block_runs(where, code, target, tmp_path):
     (work / "capsule" / "index.gmi").write_text("# The example's capsule\n")
     code = _URL.sub(f"gemini://localhost:{target.port}/", code)
     port = free_port()
-    code = _PORT.sub(lambda match: f"{match.group(1)}{port}", code)
     env = {"HOSPES_DATA_DIR": str(tmp_path / "client"), "XDG_STATE_HOME": str(tmp_path / "xdg")}
     command = [sys.executable, "-c", code]
     if not _SERVES.search(code):
@@ -94,7 +99,7 @@ def test_python_block_runs(where, code, target, tmp_path):
         )
         assert result.returncode == 0, f"{where}:\n{result.stderr}"
         return
-    process = Process(command, env, cwd=work)
+    process = Process([sys.executable, "-c", _ON_PORT.format(port=port) + code], env, cwd=work)
     try:
         response = _first_answer(process, port, where)
         assert response.status == 20, response.header
