@@ -19,6 +19,11 @@ common names) is passed through :func:`~hospes.gemini.escape.printable` before i
 is shown.  Link codes are 50 random bits in an alphabet without look-alike
 characters, stored only as a SHA-256 hash, live for ten minutes, and are
 redeemed under a strict per-address and per-key rate limit.
+
+The rate limits of these pages are token buckets kept by the store
+(:meth:`~hospes.store.base.Store.take_token`): in the process for SQLite, in
+the database for PostgreSQL, so that a client cannot multiply its tries by
+the number of nodes behind a load balancer.
 """
 
 from __future__ import annotations
@@ -71,17 +76,32 @@ class AccountLimits:
     code_lifetime: dt.timedelta = field(default_factory=lambda: dt.timedelta(minutes=10))
 
 
+class _Limit:
+    """A rate limit kept by the store: one token bucket per key, under one name."""
+
+    def __init__(self, name: str, rate: float, burst: float) -> None:
+        self.name = name
+        self.rate = rate
+        self.burst = burst
+
+    async def take(self, store: Store, key: str) -> float:
+        """0.0 if granted, else the seconds to wait."""
+        return await store.take_token(self.name, key, self.rate, self.burst, _now())
+
+
 class _Pair:
-    """One limiter for client addresses and one for keys: an action needs both."""
+    """One limit for client addresses and one for keys: an action needs both."""
 
-    def __init__(self, rate: float, burst: float) -> None:
-        self.addresses = RateLimiter(rate, burst)
-        self.keys = RateLimiter(rate, burst)
+    def __init__(self, name: str, rate: float, burst: float) -> None:
+        self.addresses = _Limit(f"{name}/address", rate, burst)
+        self.keys = _Limit(f"{name}/key", rate, burst)
 
-    def take(self, request: Request, identity: ClientIdentity) -> Response | None:
+    async def take(
+        self, store: Store, request: Request, identity: ClientIdentity
+    ) -> Response | None:
         wait = max(
-            self.addresses.take(request.remote_address),
-            self.keys.take(identity.key_fingerprint),
+            await self.addresses.take(store, request.remote_address),
+            await self.keys.take(store, identity.key_fingerprint),
         )
         return None if wait == 0 else Response.slow_down(RateLimiter.seconds(wait))
 
@@ -108,9 +128,9 @@ class AccountPages:
     def __init__(self, members_url: str = "/members/", limits: AccountLimits | None = None) -> None:
         self.members_url = members_url
         self.limits = limits or AccountLimits()
-        self._register = _Pair(self.limits.register_rate, self.limits.register_burst)
-        self._redeem = _Pair(self.limits.link_rate, self.limits.link_burst)
-        self._codes = RateLimiter(self.limits.code_rate, self.limits.code_burst)
+        self._register = _Pair("register", self.limits.register_rate, self.limits.register_burst)
+        self._redeem = _Pair("redeem", self.limits.link_rate, self.limits.link_burst)
+        self._codes = _Limit("link-code/account", self.limits.code_rate, self.limits.code_burst)
 
     # -- helpers ------------------------------------------------------------------------
 
@@ -196,7 +216,7 @@ class AccountPages:
         name = request.query.strip() or default
         if not name:
             return Response.input(_name_prompt("A name is needed", None))
-        limited = self._register.take(request, identity)
+        limited = await self._register.take(store, request, identity)
         if limited is not None:
             return limited
         shown = printable(name, 32)
@@ -227,7 +247,7 @@ class AccountPages:
             return await self._show_code(store, request, account)
         if request.query is None:
             return Response.input("Type the link code shown on your signed-in device")
-        limited = self._redeem.take(request, identity)
+        limited = await self._redeem.take(store, request, identity)
         if limited is not None:
             return limited
         code = normalize_code(request.query)
@@ -244,7 +264,7 @@ class AccountPages:
         return Response.redirect(self.members_url)
 
     async def _show_code(self, store: Store, request: Request, account: Account) -> Response | str:
-        wait = self._codes.take(account.id)
+        wait = await self._codes.take(store, str(account.id))
         if wait:
             return Response.slow_down(RateLimiter.seconds(wait))
         code = new_link_code()
@@ -354,8 +374,9 @@ def _name_prompt(lead: str, default: str | None) -> str:
 def account_app(members_url: str = "/members/", limits: AccountLimits | None = None) -> Application:
     """The account pages as an :class:`~hospes.app.routing.Application` to mount (``/account/``).
 
-    ``members_url`` is where a new or newly linked member is sent; each
-    application has its own rate limiters.
+    ``members_url`` is where a new or newly linked member is sent.  The rate
+    limits' buckets are kept by the request's store (every account application
+    on one store shares them; with PostgreSQL, every node does).
     """
     pages = AccountPages(members_url, limits)
     app = Application()

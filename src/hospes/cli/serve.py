@@ -13,6 +13,7 @@ from ..config import Config, ConfigError, load_config, parse_config
 from ..runner import Started, run
 from ..server.tls import TLSError
 from ..store import StoreError
+from ..store.database_url import redact
 from .errors import EXIT_FAILURE, EXIT_USAGE, fail
 
 __all__ = ["register"]
@@ -53,6 +54,26 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     parser.add_argument(
         "--workers", type=int, help="server processes sharing the port (default 1; one per core)"
     )
+    parser.add_argument(
+        "--database",
+        metavar="URL",
+        help="PostgreSQL URL of an identity store shared by several nodes "
+        "(default: SQLite in the state directory)",
+    )
+    parser.add_argument(
+        "--public-port",
+        type=int,
+        action="append",
+        metavar="N",
+        help="a port request URLs may name besides --port, e.g. a load balancer's (repeatable)",
+    )
+    parser.add_argument(
+        "--proxy-from",
+        action="append",
+        metavar="CIDR",
+        help="a proxy sending PROXY headers (v1 or v2); when given, only proxies may connect "
+        "(repeatable)",
+    )
     parser.set_defaults(run=run_serve)
 
 
@@ -78,6 +99,12 @@ def _overrides(args: argparse.Namespace) -> dict[str, Any]:
         values["log_level"] = args.log_level
     if args.workers is not None:
         values["workers"] = args.workers
+    if args.database is not None:
+        values["database"] = args.database
+    if args.public_port:
+        values["public_ports"] = args.public_port
+    if args.proxy_from:
+        values["proxy_from"] = args.proxy_from
     return values
 
 
@@ -108,6 +135,10 @@ def announce(started: Started, config: Config) -> None:
     )
     workers = f" with {started.workers} workers" if started.workers > 1 else ""
     lines += [f"  listening on {listening}{workers}", f"  state in {config.state}"]
+    if config.database is not None:
+        lines.append(f"  identity store {redact(config.database)}")
+    if config.proxy_from:
+        lines.append(f"  behind the proxies {', '.join(config.proxy_from)} (PROXY protocol)")
     print("\n".join(lines), file=sys.stderr, flush=True)
 
 
