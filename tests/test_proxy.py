@@ -45,7 +45,9 @@ def v2(
         block = src.packed + dst.packed + source[1].to_bytes(2, "big")
         block += destination[1].to_bytes(2, "big")
     payload = block + tlvs
-    return V2_SIGNATURE + bytes([0x20 | command, family]) + len(payload).to_bytes(2, "big") + payload
+    return (
+        V2_SIGNATURE + bytes([0x20 | command, family]) + len(payload).to_bytes(2, "big") + payload
+    )
 
 
 def tlv(kind: int, value: bytes) -> bytes:
@@ -195,7 +197,9 @@ def test_incomplete_headers_need_more_bytes():
 
 def test_max_length_covers_every_header():
     assert MAX_LENGTH >= V1_MAX_LENGTH
-    biggest = v2(("203.0.113.7", 1), ("198.51.100.1", 2), tlvs=tlv(0xEE, bytes(V2_MAX_PAYLOAD - 15)))
+    biggest = v2(
+        ("203.0.113.7", 1), ("198.51.100.1", 2), tlvs=tlv(0xEE, bytes(V2_MAX_PAYLOAD - 15))
+    )
     assert len(biggest) == MAX_LENGTH
     header = parse_proxy_header(biggest)
     assert header is not None
@@ -207,9 +211,9 @@ def test_max_length_covers_every_header():
 ipv4 = st.ip_addresses(v=4).map(str)
 ipv6 = st.ip_addresses(v=6).map(str)
 ports = st.integers(0, 65535)
-tlv_lists = st.lists(
-    st.tuples(st.integers(0, 255), st.binary(max_size=40)), max_size=4
-).map(lambda items: (tuple(items), b"".join(tlv(kind, value) for kind, value in items)))
+tlv_lists = st.lists(st.tuples(st.integers(0, 255), st.binary(max_size=40)), max_size=4).map(
+    lambda items: (tuple(items), b"".join(tlv(kind, value) for kind, value in items))
+)
 
 
 @st.composite
@@ -234,7 +238,9 @@ def headers(draw: st.DrawFn) -> tuple[bytes, ProxyHeader]:
         block = v2(source, destination, command=0x0, tlvs=raw_tlvs)
         return block, ProxyHeader(2, len(block), local=True)
     block = v2(source, destination, tlvs=raw_tlvs)
-    return block, ProxyHeader(2, len(block), source=source, destination=destination, tlvs=parsed_tlvs)
+    return block, ProxyHeader(
+        2, len(block), source=source, destination=destination, tlvs=parsed_tlvs
+    )
 
 
 @given(headers(), st.binary(max_size=64))

@@ -11,8 +11,9 @@ core in ``test_store_sqlite_db.py``, the read cache in ``test_store_cache.py``;
 PostgreSQL-only behaviour (several nodes, notifications, migrations) in
 ``test_store_postgres.py``.
 
-Every test runs its coroutines on one event loop of its own (:func:`run`), as
-a server does: a store may bind to the loop that first uses it.
+Every test runs its coroutines on one event loop of its own
+(:func:`helpers.run`), as a server does: a store may bind to the loop that
+first uses it.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ import contextlib
 import datetime as dt
 import secrets
 import time
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import TypeVar
@@ -30,6 +31,7 @@ from typing import TypeVar
 import pytest
 
 import pg
+from helpers import run
 from hospes.gemini.identity import ClientIdentity
 from hospes.store import (
     LAST_SEEN_INTERVAL,
@@ -47,31 +49,6 @@ from hospes.store.sqlite import SQLiteStore
 T = TypeVar("T")
 
 NOW = dt.datetime(2025, 3, 1, 12, 0, tzinfo=dt.UTC)
-
-
-_runners: list[asyncio.Runner] = []
-
-
-@pytest.fixture(autouse=True)
-def _one_loop_per_test() -> Iterator[None]:
-    """The event loop :func:`run` uses for the whole test (and the stores' closing)."""
-    with asyncio.Runner() as runner:
-        _runners.append(runner)
-        try:
-            yield
-        finally:
-            _runners.remove(runner)
-
-
-def run(awaitable: Awaitable[T]) -> T:
-    """Run ``awaitable`` on the test's loop (a loop of its own when called from elsewhere)."""
-
-    async def wrapper() -> T:
-        return await awaitable
-
-    if _runners:
-        return _runners[-1].run(wrapper())
-    return asyncio.run(wrapper())
 
 
 def eventually(store: Store, check: Callable[[], bool]) -> bool:

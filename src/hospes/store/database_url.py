@@ -24,7 +24,10 @@ def is_database_url(text: str) -> bool:
 def redact(url: str) -> str:
     """``url`` with its password (in the authority or the query) shown as ``***``."""
     shown = _PASSWORD.sub(r"\1:***@", url)
-    parsed = urllib.parse.urlsplit(shown)
+    try:
+        parsed = urllib.parse.urlsplit(shown)
+    except ValueError:  # not a URL at all: hide everything after the host
+        return shown.partition("?")[0]
     query = urllib.parse.parse_qsl(parsed.query, keep_blank_values=True)
     if not any(name == "password" for name, _ in query):
         return shown
