@@ -257,28 +257,26 @@ class ChangeWatch:
         self.count += 1
 
     async def run(self) -> None:
-        """Listen until cancelled, reconnecting after failures."""
+        """Listen until cancelled; after a failure, connect again after a growing pause."""
         pause = _RETRY_FIRST
-        failing = False
         while True:
             try:
                 await self._listen()
             except (psycopg.Error, OSError, TimeoutError) as exc:
-                if not failing:
+                if self.live or pause == _RETRY_FIRST:
                     log.warning(
                         "identity store: not told of changes (%s); reading the database on "
                         "every request until the connection is back",
                         _reason(exc),
                     )
-                failing = True
             finally:
+                if self.live:
+                    pause = _RETRY_FIRST  # it worked until now: try again at once
                 self.live = False
                 self.connected.clear()
                 self.backend_pid = None
             await asyncio.sleep(pause)
             pause = min(pause * 2, _RETRY_LONGEST)
-            if self.count and not failing:
-                pause = _RETRY_FIRST
 
     async def _listen(self) -> None:
         connection = await psycopg.AsyncConnection.connect(
