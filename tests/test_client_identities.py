@@ -38,7 +38,14 @@ def store(data_dir: Path) -> IdentityStore:
         ("gemini://Example.ORG:1966/app/", "example.org", 1966, "/app/"),
         ("gemini://[::1]/x", "::1", 1965, "/x"),
         ("gemini://café.example/a%20b/../c", "xn--caf-dma.example", 1965, "/c"),
-        ("gemini://example.org//app//x", "example.org", 1965, "/app/x"),
+        # Empty segments are segments (RFC 3986): the scope is what was written.
+        ("gemini://example.org//app//x", "example.org", 1965, "//app//x"),
+        # One canonical spelling: unreserved characters decoded, the rest encoded one way.
+        ("gemini://h/%61pp/caf%c3%a9/é/", "h", 1965, "/app/caf%C3%A9/%C3%A9/"),
+        ("gemini://h/a%2fb/%2E%2E/c", "h", 1965, "/c"),
+        ("gemini://h/a%2fb/c", "h", 1965, "/a%2Fb/c"),
+        ("gemini://h/x/..", "h", 1965, "/"),
+        ("gemini://127.1/", "127.0.0.1", 1965, "/"),
     ],
 )
 def test_scope_parse(text, host, port, path):
@@ -94,18 +101,19 @@ PATH = st.lists(SEGMENT, max_size=4).map(lambda parts: "/" + "/".join(parts))
 
 @given(PATH)
 def test_scope_text_round_trips(path):
-    scope = Scope("example.org", 1965, path)
+    scope = Scope.parse("gemini://example.org" + quote_path(path))
+    assert scope.segments == tuple(filter(None, path.split("/")))
     assert Scope.parse(str(scope)) == scope
 
 
 @given(PATH, st.lists(SEGMENT, max_size=3), SEGMENT)
 def test_scope_covers_its_subtree_and_not_its_siblings(prefix, below, sibling):
-    scope = Scope("example.org", 1965, prefix.rstrip("/") + "/")
-    inner = scope.path + "/".join(below)
+    scope = Scope.parse("gemini://example.org" + quote_path(prefix.rstrip("/") + "/"))
+    inner = prefix.rstrip("/") + "/" + "/".join(below)
     assert scope.contains(parse_url("gemini://example.org" + quote_path(inner)))
     assume(prefix != "/")  # the root has no siblings
     outside = prefix.rstrip("/") + sibling
-    if not (outside + "/").startswith(scope.path):
+    if not (outside + "/").startswith(prefix.rstrip("/") + "/"):
         assert not scope.contains(parse_url("gemini://example.org" + quote_path(outside)))
 
 
@@ -236,9 +244,12 @@ def test_cli_lifecycle(data_dir, tmp_path, capsys):
     assert main(["id", "scope", "alice", "http://example.org/"]) == 2
     capsys.readouterr()
     assert main(["id", "list"]) == 0
-    listing = capsys.readouterr().out
-    assert listing.startswith("alice  SHA256:")
-    assert "gemini://example.org/app/" in listing
+    listing = capsys.readouterr().out.splitlines()
+    assert listing[0].split() == ["NAME", "KEY", "VALID", "SCOPES", "CERTIFICATE"]
+    assert listing[1].startswith("alice  Ed25519 (256 bits)  until ")
+    assert listing[1].endswith(store_fingerprint("alice"))
+    assert listing[3].split() == ["SCOPE", "SENT", "NOTE"]
+    assert listing[4].split() == ["gemini://example.org/app/", "alice"]
     assert main(["id", "show", "alice"]) == 0
     shown = capsys.readouterr().out
     assert "common name      Alice" in shown
@@ -258,7 +269,11 @@ def test_cli_lifecycle(data_dir, tmp_path, capsys):
     assert main(["id", "delete", "alice", "--yes"]) == 0
     capsys.readouterr()
     assert main(["id", "list"]) == 0
-    assert capsys.readouterr().out.startswith("copy  SHA256:")
+    assert capsys.readouterr().out.splitlines()[1].startswith("copy  Ed25519")
+
+
+def store_fingerprint(name: str) -> str:
+    return IdentityStore(Path(os.environ["HOSPES_DATA_DIR"]) / "identities").get(name).fingerprint
 
 
 def test_cli_export_to_stdout(data_dir, capsys):

@@ -10,7 +10,11 @@ from hospes.gemini.protocol import GeminiError, parse_request
 from hospes.gemini.url import URL, URLError, normalize_path, parse_url, percent_decode, quote_path
 
 LABEL = st.from_regex(r"\A[a-z0-9]([a-z0-9-]{0,10}[a-z0-9])?\Z")
-HOST = st.lists(LABEL, min_size=1, max_size=4).map(".".join)
+# A name whose last label is a number is an IPv4 address (WHATWG): see the IPv4 tests below.
+TOP_LABEL = st.from_regex(r"\A[a-z]([a-z0-9-]{0,10}[a-z0-9])?\Z")
+HOST = st.tuples(st.lists(LABEL, max_size=3), TOP_LABEL).map(
+    lambda parts: ".".join([*parts[0], parts[1]])
+)
 UNRESERVED_AND_SUB_DELIMS = (
     "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-._~!$&'()*+,;=:@"
 )

@@ -6,7 +6,6 @@ import argparse
 import asyncio
 import getpass
 import os
-import shlex
 import sys
 import time
 from collections.abc import Callable
@@ -25,13 +24,23 @@ from ..client import (
     KeyChanged,
     MalformedResponse,
     TLSFailure,
+    Trust,
     TrustMode,
     Verdict,
+    load_identity_files,
+    typed_url,
 )
-from ..client.fetch import DEFAULT_MAX_REDIRECTS, DEFAULT_TIMEOUT, IdentityChoice, InputCallback
+from ..client.fetch import (
+    DEFAULT_MAX_PROMPTS,
+    DEFAULT_MAX_REDIRECTS,
+    DEFAULT_TIMEOUT,
+    IdentityChoice,
+    InputCallback,
+)
+from ..client.identities import Identity, Scope
 from ..client.known_hosts import format_address
 from ..files import UMASK, atomic_writer
-from ..gemini.escape import TerminalText, printable
+from ..gemini.escape import TerminalText, printable, shell_word
 from ..gemini.fingerprint import parse_fingerprint
 from ..gemini.url import URL
 from .data_dir import data_dir_option
@@ -56,7 +65,7 @@ EXIT_MALFORMED = 15
 EXIT_CODES: dict[int, str] = {
     EXIT_OK: "success (2x); the body was written",
     EXIT_FAILURE: "local failure (cannot write the output, unreadable known-hosts file, ...)",
-    EXIT_USAGE: "usage error (bad flag or URL, unknown identity, malformed fingerprint)",
+    EXIT_USAGE: "usage error (bad flag or URL, unknown or unusable identity, bad fingerprint)",
     EXIT_INPUT: "the server asks for input (1x) and none was given",
     EXIT_REDIRECT: "a redirect (3x) was not followed: too many, a loop, another scheme or host",
     EXIT_TEMPORARY: "temporary failure (4x)",
@@ -94,6 +103,7 @@ def _epilog() -> str:
     lines.extend(f"  {code:>3}  {text}" for code, text in EXIT_CODES.items())
     lines += [
         "",
+        "URL: gemini://HOST[:PORT]/PATH, or HOST[:PORT]/PATH without the scheme.",
         "The server's key is pinned on first use (TOFU); a renewed certificate with the same",
         "key is accepted, a different key is refused before anything is sent.",
         "Files: $HOSPES_DATA_DIR, else $XDG_DATA_HOME/hospes (known hosts, identities).",
@@ -111,17 +121,36 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
         formatter_class=argparse.RawDescriptionHelpFormatter,
         parents=[data_dir_option()],
     )
-    parser.add_argument("url", metavar="URL", help="a gemini:// URL")
     parser.add_argument(
-        "-o", "--output", type=Path, metavar="FILE", help="write the body to FILE (atomically)"
+        "url", metavar="URL", help="a gemini:// URL, or HOST[:PORT]/PATH (gemini:// implied)"
     )
-    parser.add_argument("--input", metavar="TEXT", help="answer to a 1x input prompt")
+    parser.add_argument(
+        "-o",
+        "--output",
+        type=Path,
+        metavar="FILE",
+        help="write the body to FILE (atomically; its directory is checked before connecting)",
+    )
+    parser.add_argument(
+        "--input",
+        metavar="TEXT",
+        help="answer to a 1x prompt of the URL's host (never sent to another host)",
+    )
     who = parser.add_mutually_exclusive_group()
     who.add_argument(
         "--identity", metavar="NAME", help="present identity NAME for this URL (see hospes id)"
     )
     who.add_argument(
         "--no-identity", action="store_true", help="present no identity, even where one is scoped"
+    )
+    who.add_argument(
+        "--cert",
+        type=Path,
+        metavar="FILE",
+        help="present this PEM certificate for this URL (checked before connecting)",
+    )
+    parser.add_argument(
+        "--key", type=Path, metavar="FILE", help="the private key of --cert, if not in its FILE"
     )
     parser.add_argument(
         "--max-redirects",
@@ -187,7 +216,11 @@ class _Reporter:
 
 
 def run_get(args: argparse.Namespace) -> int:
-    """Run ``hospes get``; returns the exit status."""
+    """Run ``hospes get``; returns the exit status.
+
+    Everything that can be checked locally is checked before connecting: the
+    URL, the flags, the certificate given, the output file's directory.
+    """
     report = _Reporter(verbose=args.verbose, quiet=args.quiet)
     accept_key = None
     if args.accept_key is not None:
@@ -199,10 +232,23 @@ def run_get(args: argparse.Namespace) -> int:
         return fail("--max-redirects must be 0 or more and --timeout more than 0", EXIT_USAGE)
     if args.ca_file is not None and not args.ca_file.is_file():
         return fail(f"--ca-file {args.ca_file}: no such file", EXIT_USAGE)
+    if args.key is not None and args.cert is None:
+        return fail("--key goes with --cert FILE", EXIT_USAGE)
     try:
-        return asyncio.run(_get(args, report, accept_key))
+        url = typed_url(args.url)
+        identity: IdentityChoice = False if args.no_identity else args.identity
+        if args.cert is not None:
+            identity = load_identity_files(args.cert, args.key)
     except ClientError as exc:
         return _client_failure(exc, args)
+    if args.output is not None and str(args.output) != "-":
+        problem = _output_problem(args.output)
+        if problem is not None:
+            return fail(f"cannot write {args.output}: {problem}", EXIT_FAILURE)
+    try:
+        return asyncio.run(_get(args, url, identity, report, accept_key))
+    except ClientError as exc:
+        return _client_failure(exc, args, url)
     except BrokenPipeError:
         # The reader went away (``hospes get URL | head``): not worth a message.
         devnull = os.open(os.devnull, os.O_WRONLY)
@@ -211,7 +257,26 @@ def run_get(args: argparse.Namespace) -> int:
         return EXIT_FAILURE
 
 
-async def _get(args: argparse.Namespace, report: _Reporter, accept_key: str | None) -> int:
+def _output_problem(path: Path) -> str | None:
+    """Why ``path`` cannot be written, as far as can be told without writing it."""
+    directory = path.parent
+    if not directory.is_dir():
+        what = "does not exist" if not directory.exists() else "is not a directory"
+        return f"the directory {directory} {what}"
+    if path.is_dir():
+        return "it is a directory"
+    if not os.access(directory, os.W_OK | os.X_OK):
+        return f"the directory {directory} is not writable"
+    return None
+
+
+async def _get(
+    args: argparse.Namespace,
+    url: URL,
+    identity: IdentityChoice,
+    report: _Reporter,
+    accept_key: str | None,
+) -> int:
     mode = TrustMode.CA if args.ca or args.ca_file is not None else TrustMode.TOFU
     client = Client(
         data_dir=args.data_dir,
@@ -221,12 +286,12 @@ async def _get(args: argparse.Namespace, report: _Reporter, accept_key: str | No
         timeout=args.timeout,
         max_redirects=args.max_redirects,
         follow_cross_host=not args.no_cross_host,
+        max_prompts=DEFAULT_MAX_PROMPTS,
     )
-    identity: IdentityChoice = False if args.no_identity else args.identity
     answer: str | InputCallback | None = args.input
     if answer is None and sys.stdin.isatty() and sys.stderr.isatty():
         answer = _ask
-    response = await client.open(args.url, identity=identity, input=answer, accept_key=accept_key)
+    response = await client.open(url, identity=identity, input=answer, accept_key=accept_key)
     try:
         _describe(response, report)
         return await _finish(response, args, report)
@@ -235,8 +300,9 @@ async def _get(args: argparse.Namespace, report: _Reporter, accept_key: str | No
 
 
 def _ask(prompt: str, sensitive: bool, url: URL) -> str | None:
-    """Ask the person at the terminal (the prompt is the server's text: escaped)."""
-    question = f"{printable(prompt, 400) or 'Input'}: "
+    """Ask the person at the terminal, saying which host asks (the prompt is escaped)."""
+    address = format_address(url.host, url.effective_port)
+    question = f"[{printable(address, 300)}] {printable(prompt, 400) or 'Input'}: "
     try:
         if sensitive:
             return getpass.getpass(question, stream=sys.stderr)
@@ -248,16 +314,10 @@ def _ask(prompt: str, sensitive: bool, url: URL) -> str | None:
     return line.rstrip("\r\n") if line else None
 
 
-def _describe(response: ClientResponse, report: _Reporter) -> None:
-    """Tell what the trust check concluded, the redirects, and the header."""
-    trust = response.trust
+def _report_trust(url: URL, trust: Trust, report: _Reporter) -> None:
+    """Tell what the trust check of one exchange did that the user should know of."""
     certificate = trust.certificate
-    address = format_address(response.url.host, response.url.effective_port)
-    for redirect in response.redirects:
-        if redirect.cross_host:
-            report.note(f"redirected to another host: {printable(str(redirect.target), 300)}")
-        else:
-            report.detail(f"redirect {redirect.status} to {printable(str(redirect.target), 300)}")
+    address = format_address(url.host, url.effective_port)
     if trust.verdict is Verdict.FIRST_USE:
         report.note(f"first contact with {address}: trusting key {certificate.key_fingerprint}")
     elif trust.verdict is Verdict.RENEWED:
@@ -269,6 +329,26 @@ def _describe(response: ClientResponse, report: _Reporter) -> None:
         report.note(f"{address}: new key {certificate.key_fingerprint} accepted and pinned")
     if trust.validity_problem is not None:
         report.note(f"the certificate of {address} is {trust.validity_problem} (key pinned: used)")
+
+
+def _describe(response: ClientResponse, report: _Reporter) -> None:
+    """Tell what the trust check concluded, the redirects, and the header."""
+    trust = response.trust
+    certificate = trust.certificate
+    address = format_address(response.url.host, response.url.effective_port)
+    redirects = iter(response.redirects)
+    for hop in response.hops:
+        _report_trust(hop.url, hop.trust, report)
+        if not 30 <= hop.status <= 39:
+            continue
+        redirect = next(redirects, None)
+        if redirect is None:  # pragma: no cover - every 3x hop is a redirect
+            continue
+        if redirect.cross_host:
+            report.note(f"redirected to another host: {printable(str(redirect.target), 300)}")
+        else:
+            report.detail(f"redirect {redirect.status} to {printable(str(redirect.target), 300)}")
+    _report_trust(response.url, trust, report)
     report.detail(f"server {address}: {trust.verdict.value}")
     report.detail(f"key          {certificate.key_fingerprint} ({certificate.key_type})")
     report.detail(f"certificate  {certificate.fingerprint}")
@@ -306,6 +386,8 @@ async def _finish(response: ClientResponse, args: argparse.Namespace, report: _R
         return code
     meta = printable(response.meta, 1024)
     if 10 <= status <= 19:
+        if response.unanswered is not None:
+            return fail(f"{url} asks for input ({meta}): {response.unanswered}", EXIT_INPUT)
         return fail(f"{url} asks for input ({meta}); answer with --input TEXT", EXIT_INPUT)
     if 30 <= status <= 39:
         return fail(f"redirect not followed: {response.stopped or 'unknown reason'}", EXIT_REDIRECT)
@@ -322,14 +404,15 @@ def _certificate_status(response: ClientResponse, args: argparse.Namespace) -> i
     status = response.status
     identity = response.identity
     url = response.url
-    scope = str(url.with_path(url.path[: url.path.rfind("/") + 1] or "/"))
+    directory = Scope.of(url.with_path(url.path[: url.path.rfind("/") + 1] or "/"))
+    scope = str(directory) if directory is not None else f"gemini://{url.netloc}/"
     data_dir = _data_dir_flag(args)
     make = (
         f"create an identity and let it be sent here:\n"
         f"  hospes id new NAME{data_dir}\n"
-        f"  hospes id scope NAME {shlex.quote(scope)}{data_dir}\n"
+        f"  hospes id scope NAME {shell_word(scope, url=True)}{data_dir}\n"
         f"or use one for this request only: hospes get --identity NAME{data_dir} "
-        f"{shlex.quote(str(url))}"
+        f"{shell_word(str(url), url=True)}"
     )
     if status == 60:
         if identity is None:
@@ -349,16 +432,36 @@ def _certificate_status(response: ClientResponse, args: argparse.Namespace) -> i
         return fail(message, EXIT_CERTIFICATE_NOT_AUTHORISED)
     if identity is None:
         message = f"the server says the certificate is not valid; {make}"
+    elif (problem := identity.validity_problem()) is not None:
+        # A new key would be a stranger to the server: renew over the same key.
+        if identity.stored:
+            how = f"hospes id renew {identity.name}{data_dir}"
+        else:
+            how = (
+                f"hospes id import NAME {shell_word(str(identity.cert_path))}{data_dir}, "
+                f"then hospes id renew NAME{data_dir}"
+            )
+        message = (
+            f"the server does not accept {_who(identity)}: {printable(response.meta, 300)}\n"
+            f"its certificate is {problem}: renew it with the same key (a new key would be "
+            f"a stranger to the server, and lose what is tied to this one):\n  {how}"
+        )
     else:
         message = (
-            f"the server does not accept identity {identity.name}: "
-            f"{printable(response.meta, 300)}; see hospes id show {identity.name}"
+            f"the server does not accept {_who(identity)}: {printable(response.meta, 300)}"
+            + (f"; see hospes id show {identity.name}{data_dir}" if identity.stored else "")
         )
     return fail(message, EXIT_CERTIFICATE_NOT_VALID)
 
 
+def _who(identity: Identity) -> str:
+    if identity.stored:
+        return f"identity {identity.name}"
+    return f"the certificate {identity.cert_path}"
+
+
 def _data_dir_flag(args: argparse.Namespace) -> str:
-    return "" if args.data_dir is None else f" --data-dir {shlex.quote(str(args.data_dir))}"
+    return "" if args.data_dir is None else f" --data-dir {shell_word(str(args.data_dir))}"
 
 
 # -- the body ---------------------------------------------------------------------------------
@@ -375,6 +478,11 @@ async def _write_body(response: ClientResponse, args: argparse.Namespace, report
         )
     if terminal:
         text = TerminalText(response.charset)
+        if text.fallback:
+            report.note(
+                f"the server says charset={printable(response.charset, 60)}, "
+                "which is not a text encoding: shown as UTF-8"
+            )
         async for chunk in response.chunks():
             sys.stdout.write(text.feed(chunk))
         sys.stdout.write(text.feed(b"", final=True))
@@ -454,15 +562,15 @@ def _size(count: float) -> str:
 # -- errors -----------------------------------------------------------------------------------
 
 
-def _client_failure(exc: ClientError, args: argparse.Namespace) -> int:
+def _client_failure(exc: ClientError, args: argparse.Namespace, url: URL | None = None) -> int:
     """Report a failed fetch; the exit status says what kind of failure it was."""
     status = next((code for kind, code in _ERROR_EXITS if isinstance(exc, kind)), EXIT_FAILURE)
-    if isinstance(exc, KeyChanged):
-        return fail(_key_changed_message(exc, args.url, _data_dir_flag(args)), status)
+    if isinstance(exc, KeyChanged) and url is not None:
+        return fail(_key_changed_message(exc, url, _data_dir_flag(args)), status)
     return fail(str(exc), status)
 
 
-def _key_changed_message(exc: KeyChanged, url: str, data_dir_flag: str) -> str:
+def _key_changed_message(exc: KeyChanged, url: URL, data_dir_flag: str) -> str:
     """What a user must know, and may type, when a server's key changed."""
     pinned, presented = exc.pinned, exc.presented
     address = format_address(exc.host, exc.port)
@@ -481,10 +589,15 @@ def _key_changed_message(exc: KeyChanged, url: str, data_dir_flag: str) -> str:
         f"{presented.not_after:%Y-%m-%d}, {presented.label}",
         "Someone may be intercepting the connection, or the operator replaced the server's key.",
         "Check the new key with the operator through another channel, then accept it with:",
-        f"  hospes known-hosts trust {shlex.quote(address)} "
+        f"  hospes known-hosts trust {shell_word(address)} "
         f"--key {presented.key_fingerprint}{data_dir_flag}",
-        "or with this request: "
-        f"hospes get --accept-key {presented.key_fingerprint}{data_dir_flag} "
-        f"{shlex.quote(printable(url, 1024))}",
     ]
+    if (exc.host, exc.port) == (url.host, url.effective_port):
+        lines.append(
+            "or with this request: "
+            f"hospes get --accept-key {presented.key_fingerprint}{data_dir_flag} "
+            f"{shell_word(str(url), url=True)}"
+        )
+    else:  # --accept-key applies to the host typed only, not to one reached by a redirect
+        lines.append(f"({address} was reached through a redirect from {url.netloc})")
     return "\n".join(lines)

@@ -8,12 +8,13 @@ import sys
 from pathlib import Path
 
 from ..client import IdentityStore
-from ..client.identities import DEFAULT_DAYS, Identity, IdentityError, Scope
+from ..client.identities import DEFAULT_DAYS, MAX_DAYS, Identity, IdentityError, Scope
 from ..client.paths import client_data_dir, identities_dir
 from ..files import write_atomically
 from ..gemini.escape import printable
 from .data_dir import data_dir_option
 from .errors import EXIT_FAILURE, EXIT_OK, EXIT_USAGE, fail
+from .output import emit_json, moment, table
 
 __all__ = ["register"]
 
@@ -44,8 +45,32 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     )
     new.set_defaults(run=run_new)
 
-    listing = actions.add_parser("list", help="list identities", parents=common)
+    listing = actions.add_parser(
+        "list", help="list identities, and which one is sent where", parents=common
+    )
+    listing.add_argument("--json", action="store_true", help="machine-readable output")
     listing.set_defaults(run=run_list)
+
+    renew = actions.add_parser(
+        "renew",
+        help="a new certificate over the same key (keeps accounts tied to the key)",
+        parents=common,
+        description="Issue a new certificate for NAME's private key: same key fingerprint, "
+        "new serial and dates, same subject unless --cn.  Servers that know you by your key "
+        "keep knowing you; a new key would be a stranger.  The old certificate is kept as "
+        "NAME.crt.N until --prune.",
+    )
+    renew.add_argument("name", metavar="NAME")
+    renew.add_argument(
+        "--days", type=int, metavar="N", help="validity (default: as long as the old one)"
+    )
+    renew.add_argument("--cn", metavar="TEXT", help="a new common name (default: the old one)")
+    renew.add_argument(
+        "--prune",
+        action="store_true",
+        help="delete the old certificates kept by earlier renewals (no new certificate)",
+    )
+    renew.set_defaults(run=run_renew)
 
     show = actions.add_parser("show", help="fingerprints, scopes, expiry", parents=common)
     show.add_argument("name", metavar="NAME")
@@ -77,6 +102,11 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     )
     scope.add_argument("name", metavar="NAME")
     scope.add_argument("prefix", metavar="URL-PREFIX", help="gemini://HOST[:PORT][/PATH]")
+    scope.add_argument(
+        "--replace",
+        action="store_true",
+        help="take the scope from the identity that has it (two cannot share one)",
+    )
     scope.set_defaults(run=run_scope)
 
     unscope = actions.add_parser("unscope", help="withdraw a scope", parents=common)
@@ -120,23 +150,141 @@ def run_new(args: argparse.Namespace) -> int:
 
 
 def run_list(args: argparse.Namespace) -> int:
-    """One identity per line: name, fingerprint, expiry, scopes."""
+    """Two tables: the identities, then every scope with the identity sent there."""
     store = _store(args)
-    names = store.names()
-    if not names:
+    identities: list[Identity] = []
+    broken: list[tuple[str, str]] = []
+    for name in store.names():
+        try:
+            identities.append(store.get(name))
+        except IdentityError as exc:
+            broken.append((name, str(exc)))
+    scopes = sorted(
+        ((scope, identity) for identity in identities for scope in identity.scopes),
+        key=lambda item: (item[0].host, item[0].port, item[0].segments, item[1].name),
+    )
+    if args.json:
+        emit_json(
+            {
+                "identities": [_identity_json(store, identity) for identity in identities]
+                + [{"name": name, "error": error} for name, error in broken],
+                "scopes": [
+                    {
+                        "scope": str(scope),
+                        "identity": identity.name,
+                        "within": _within(scope, scopes),
+                    }
+                    for scope, identity in scopes
+                ],
+            }
+        )
+        return EXIT_FAILURE if broken else EXIT_OK
+    if not identities and not broken:
         print("no identities (create one with: hospes id new NAME)", file=sys.stderr)
         return EXIT_OK
-    status = EXIT_OK
-    for name in names:
-        try:
-            identity = store.get(name)
-        except IdentityError as exc:
-            print(f"{name}  (unreadable: {exc})")
-            status = EXIT_FAILURE
+    rows = [
+        [
+            identity.name,
+            identity.key_description,
+            _expiry(identity),
+            str(len(identity.scopes)),
+            identity.fingerprint,
+        ]
+        for identity in identities
+    ]
+    rows += [[name, "", "unreadable", "", error] for name, error in broken]
+    rows.sort(key=lambda row: row[0])
+    print(table(["NAME", "KEY", "VALID", "SCOPES", "CERTIFICATE"], rows))
+    if scopes:
+        print()
+        print(
+            table(
+                ["SCOPE", "SENT", "NOTE"],
+                [
+                    [str(scope), identity.name, _note(scope, identity, scopes)]
+                    for scope, identity in scopes
+                ],
+            )
+        )
+    return EXIT_FAILURE if broken else EXIT_OK
+
+
+def _within(scope: Scope, scopes: list[tuple[Scope, Identity]]) -> dict[str, str] | None:
+    """The narrowest other scope that contains ``scope``, and whose it is."""
+    best: tuple[Scope, Identity] | None = None
+    for other, owner in scopes:
+        if (other.host, other.port) != (scope.host, scope.port):
             continue
-        scopes = ", ".join(str(scope) for scope in identity.scopes) or "(no scope)"
-        print(f"{name}  {identity.fingerprint}  {_expiry(identity)}  {scopes}")
-    return status
+        inner = other.segments
+        contains = len(inner) < len(scope.segments) and scope.segments[: len(inner)] == inner
+        if contains and (best is None or len(inner) > len(best[0].segments)):
+            best = (other, owner)
+    return None if best is None else {"scope": str(best[0]), "identity": best[1].name}
+
+
+def _note(scope: Scope, identity: Identity, scopes: list[tuple[Scope, Identity]]) -> str:
+    within = _within(scope, scopes)
+    if within is None:
+        return ""
+    if within["identity"] == identity.name:
+        return f"inside {within['scope']}"
+    return f"instead of {within['identity']} (inside {within['scope']})"
+
+
+def _identity_json(store: IdentityStore, identity: Identity) -> dict[str, object]:
+    return {
+        "name": identity.name,
+        "common_name": identity.common_name,
+        "fingerprint": identity.fingerprint,
+        "key_fingerprint": identity.key_fingerprint,
+        "key": identity.key_description,
+        "not_before": identity.not_before,
+        "not_after": identity.not_after,
+        "valid": identity.validity_problem() is None,
+        "scopes": [str(scope) for scope in identity.scopes],
+        "backups": [str(path) for path in store.backups(identity.name)],
+        "certificate_file": str(identity.cert_path),
+        "key_file": str(identity.key_path),
+    }
+
+
+def run_renew(args: argparse.Namespace) -> int:
+    """Re-issue the certificate over the same key, or prune the old ones."""
+    store = _store(args)
+    if args.prune:
+        if args.days is not None or args.cn is not None:
+            return fail("--prune deletes old certificates; it takes no --days or --cn", EXIT_USAGE)
+        try:
+            removed = store.prune(args.name)
+        except IdentityError as exc:
+            return fail(str(exc), EXIT_USAGE)
+        print(
+            f"{args.name}: {len(removed)} old certificate(s) deleted"
+            if removed
+            else f"{args.name} has no old certificates",
+            file=sys.stderr,
+        )
+        return EXIT_OK
+    if args.days is not None and not 1 <= args.days <= MAX_DAYS:
+        return fail(f"--days must be between 1 and {MAX_DAYS}", EXIT_USAGE)
+    try:
+        renewal = store.renew(args.name, days=args.days, common_name=args.cn)
+    except IdentityError as exc:
+        return fail(str(exc), EXIT_USAGE)
+    identity = renewal.identity
+    old = renewal.previous
+    lines = [
+        f"renewed identity {identity.name}: same key {identity.key_fingerprint}",
+        f"  new certificate {identity.fingerprint}, valid "
+        f"{moment(identity.not_before)} to {moment(identity.not_after)} UTC",
+        f"  old certificate kept as {renewal.backup} (valid until "
+        f"{moment(old.not_valid_after_utc)}); delete it with: hospes id renew "
+        f"{identity.name} --prune",
+    ]
+    if old.issuer != old.subject:
+        lines.append("  the old certificate was issued by someone else; the new one signs itself")
+    print("\n".join(lines), file=sys.stderr)
+    return EXIT_OK
 
 
 def run_show(args: argparse.Namespace) -> int:
@@ -157,6 +305,11 @@ def run_show(args: argparse.Namespace) -> int:
         f"files            {identity.cert_path}",
         f"                 {identity.key_path}",
     ]
+    backups = _store(args).backups(identity.name)
+    lines.extend(
+        f"{'old certificates' if index == 0 else '':<16} {path}"
+        for index, path in enumerate(backups)
+    )
     if identity.scopes:
         lines.extend(
             f"{'scopes' if index == 0 else '':<16} {scope}"
@@ -245,14 +398,22 @@ def run_delete(args: argparse.Namespace) -> int:
 
 
 def run_scope(args: argparse.Namespace) -> int:
-    """Add a scope."""
+    """Add a scope; one that belongs to another identity moves only with --replace."""
+    store = _store(args)
     try:
         scope = Scope.parse(args.prefix)
-        added = _store(args).add_scope(args.name, scope)
+        owners = [name for name in store.scope_owners(scope) if name != args.name]
+        added = store.add_scope(args.name, scope, replace=args.replace)
     except IdentityError as exc:
         return fail(str(exc), EXIT_USAGE)
-    state = "now sent to" if added else "was already sent to"
-    print(f"{args.name} {state} {scope}", file=sys.stderr)
+    if not added:
+        print(f"{args.name} was already sent to {scope}", file=sys.stderr)
+    elif owners:
+        print(
+            f"{args.name} is now sent to {scope} (instead of {', '.join(owners)})", file=sys.stderr
+        )
+    else:
+        print(f"{args.name} is now sent to {scope}", file=sys.stderr)
     return EXIT_OK
 
 

@@ -13,6 +13,7 @@ from ..gemini.fingerprint import parse_fingerprint
 from ..gemini.url import DEFAULT_PORT, URLError, parse_url
 from .data_dir import data_dir_option
 from .errors import EXIT_FAILURE, EXIT_OK, EXIT_USAGE, fail
+from .output import emit_json, table
 
 __all__ = ["parse_host_port", "register"]
 
@@ -28,6 +29,7 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     common = [data_dir_option()]
 
     listing = actions.add_parser("list", help="show every pinned key", parents=common)
+    listing.add_argument("--json", action="store_true", help="machine-readable output")
     listing.set_defaults(run=run_list)
 
     trust = actions.add_parser(
@@ -72,20 +74,47 @@ def _store(args: argparse.Namespace) -> KnownHosts:
 
 
 def run_list(args: argparse.Namespace) -> int:
-    """Print one pin per line."""
+    """Print the pins as a table (or JSON)."""
     try:
         hosts = _store(args).all()
     except ClientError as exc:
         return fail(str(exc), EXIT_FAILURE)
+    if args.json:
+        emit_json(
+            [
+                {
+                    "host": host.host,
+                    "port": host.port,
+                    "key_fingerprint": host.key_fingerprint,
+                    "cert_fingerprint": host.cert_fingerprint,
+                    "not_after": host.not_after,
+                    "first_seen": host.first_seen,
+                    "last_seen": host.last_seen,
+                    "times_seen": host.times_seen,
+                }
+                for host in hosts
+            ]
+        )
+        return EXIT_OK
     if not hosts:
         print("no known hosts", file=sys.stderr)
         return EXIT_OK
-    for host in hosts:
-        print(
-            f"{host.address}  {host.key_fingerprint}  "
-            f"seen {host.times_seen}x {host.first_seen:%Y-%m-%d}..{host.last_seen:%Y-%m-%d}  "
-            f"certificate until {host.not_after:%Y-%m-%d}"
+    print(
+        table(
+            ["HOST", "KEY", "SEEN", "FIRST", "LAST", "CERTIFICATE UNTIL"],
+            [
+                [
+                    host.address,
+                    host.key_fingerprint,
+                    f"{host.times_seen}x",
+                    f"{host.first_seen:%Y-%m-%d}",
+                    f"{host.last_seen:%Y-%m-%d}",
+                    f"{host.not_after:%Y-%m-%d}",
+                ]
+                for host in hosts
+            ],
         )
+    )
     return EXIT_OK
 
 

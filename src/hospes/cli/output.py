@@ -8,12 +8,13 @@ from __future__ import annotations
 import datetime as dt
 import json
 import sys
+import unicodedata
 from collections.abc import Sequence
 
 from ..gemini.escape import printable
 from ..store import Ban
 
-__all__ = ["ban_json", "emit_json", "moment", "say", "table"]
+__all__ = ["ban_json", "emit_json", "moment", "say", "table", "width"]
 
 
 def say(message: str) -> int:
@@ -28,16 +29,33 @@ def moment(value: dt.datetime | None, empty: str = "-") -> str:
 
 
 def table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
-    """Left-aligned columns; every cell made printable (names and CNs come from clients)."""
+    """Left-aligned columns; every cell made printable (names and CNs come from clients).
+
+    Columns are aligned on the width a terminal gives each character (two
+    columns for wide East Asian characters, none for combining marks), not
+    on the number of characters.
+    """
     cells = [[printable(str(cell), 80) for cell in row] for row in rows]
-    widths = [len(header) for header in headers]
+    widths = [width(header) for header in headers]
     for row in cells:
-        widths = [max(width, len(cell)) for width, cell in zip(widths, row, strict=True)]
+        widths = [max(size, width(cell)) for size, cell in zip(widths, row, strict=True)]
     lines = [headers, *cells]
     return "\n".join(
-        "  ".join(cell.ljust(width) for cell, width in zip(line, widths, strict=True)).rstrip()
+        "  ".join(
+            cell + " " * (size - width(cell)) for cell, size in zip(line, widths, strict=True)
+        ).rstrip()
         for line in lines
     )
+
+
+def width(text: str) -> int:
+    """The columns ``text`` takes on a terminal (for printable text: no controls)."""
+    total = 0
+    for char in text:
+        if unicodedata.combining(char) or unicodedata.category(char) in ("Mn", "Me", "Cf"):
+            continue
+        total += 2 if unicodedata.east_asian_width(char) in ("W", "F") else 1
+    return total
 
 
 def emit_json(value: object) -> None:

@@ -28,21 +28,32 @@ from .errors import (
     TLSFailure,
 )
 from .fetch import (
+    DEFAULT_MAX_PROMPTS,
     DEFAULT_MAX_REDIRECTS,
     DEFAULT_TIMEOUT,
     Client,
     ClientResponse,
+    Hop,
     Redirect,
     Trust,
     request_url,
+    typed_url,
 )
-from .identities import Identity, IdentityError, IdentityStore, Scope
+from .identities import (
+    Identity,
+    IdentityError,
+    IdentityStore,
+    Renewal,
+    Scope,
+    load_identity_files,
+)
 from .known_hosts import KnownHost, KnownHosts, Verdict
 from .paths import client_data_dir
 from .sync import SyncClient, fetch
 from .tls import TrustMode
 
 __all__ = [
+    "DEFAULT_MAX_PROMPTS",
     "DEFAULT_MAX_REDIRECTS",
     "DEFAULT_TIMEOUT",
     "CertificateUntrusted",
@@ -52,6 +63,7 @@ __all__ = [
     "ClientResponse",
     "ConnectError",
     "FetchTimeout",
+    "Hop",
     "Identity",
     "IdentityError",
     "IdentityStore",
@@ -61,6 +73,7 @@ __all__ = [
     "KnownHosts",
     "MalformedResponse",
     "Redirect",
+    "Renewal",
     "Scope",
     "ServerCertificate",
     "SyncClient",
@@ -70,5 +83,7 @@ __all__ = [
     "Verdict",
     "client_data_dir",
     "fetch",
+    "load_identity_files",
     "request_url",
+    "typed_url",
 ]

@@ -84,8 +84,13 @@ class TLSStream:
             tls.set_verify(SSL.VERIFY_PEER, check.callback)
             if identity is not None:
                 certificate, key = identity
-                tls.use_certificate(certificate)
-                tls.use_privatekey(key)
+                try:
+                    tls.use_certificate(certificate)
+                    tls.use_privatekey(key)
+                except SSL.Error as exc:  # checked before connecting: only a bug gets here
+                    raise TLSFailure(
+                        f"the client certificate cannot be used: {_reasons(exc)}"
+                    ) from None
             stream = cls(loop, sock, tls)
             await stream._handshake(check, host, port, deadline)
         except BaseException:

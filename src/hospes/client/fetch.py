@@ -3,17 +3,23 @@
 :class:`Client` is the asynchronous API; :mod:`hospes.client.sync` wraps it
 for plain scripts.  Each hop of a fetch goes through the same steps:
 
-1. choose the identity whose scope contains the URL (or none);
+1. choose the identity whose scope contains the URL (or none), and check
+   that TLS can use it;
 2. connect and handshake; the server certificate is judged in the handshake
    (:mod:`hospes.client.tls`), before anything of the user's is sent;
 3. record the TOFU verdict atomically, then send the request line;
 4. read the header, then (for 2x) stream the body to the end of the stream.
+
+What the user gave for the URL they typed stays with its host and port: a
+key accepted with ``accept_key`` and a text ``input`` apply only there,
+never to a host reached through a redirect.
 """
 
 from __future__ import annotations
 
 import asyncio
 import inspect
+import re
 from collections.abc import AsyncGenerator, Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,20 +37,24 @@ from .paths import client_data_dir, identities_dir, known_hosts_path
 from .tls import PeerCheck, TrustMode, client_context
 
 __all__ = [
+    "DEFAULT_MAX_PROMPTS",
     "DEFAULT_MAX_REDIRECTS",
     "DEFAULT_TIMEOUT",
     "Client",
     "ClientResponse",
+    "Hop",
     "IdentityChoice",
     "InputAnswer",
     "InputCallback",
     "Redirect",
     "Trust",
     "request_url",
+    "typed_url",
 ]
 
 DEFAULT_TIMEOUT = 30.0
 DEFAULT_MAX_REDIRECTS = 5
+DEFAULT_MAX_PROMPTS = 3
 
 InputCallback = Callable[[str, bool, URL], "str | Awaitable[str | None] | None"]
 """Called with (prompt, sensitive, url) on a 1x status; returns the answer or None to stop."""
@@ -68,6 +78,18 @@ class Trust:
 
 
 @dataclass(frozen=True, slots=True)
+class Hop:
+    """One exchange of a fetch that led to another: a redirect, or a prompt that was answered."""
+
+    url: URL
+    status: int
+    meta: str
+    """As the server sent it: untrusted text."""
+    trust: Trust
+    identity: Identity | None
+
+
+@dataclass(frozen=True, slots=True)
 class Redirect:
     """One redirect that was followed."""
 
@@ -76,6 +98,40 @@ class Redirect:
     status: int
     cross_host: bool
     """The target is another host or port: other pins, other identities."""
+
+
+_SCHEME = re.compile(r"\A([A-Za-z][A-Za-z0-9+.\-]*):")
+_PORT_AFTER_HOST = re.compile(r"\A[0-9]*(?:[/?#]|\Z)")
+
+
+def typed_url(text: str) -> URL:
+    """A URL as a person types it: ``HOST[:PORT][/PATH]`` without a scheme is ``gemini://``.
+
+    ``example.org/page``, ``localhost:1965/``, ``[::1]:1965`` and ``//host/``
+    are Gemini URLs, as in Amfora and AV-98.  A scheme other than gemini:, a
+    path without a host (``/page``, ``./page``) and anything else that
+    cannot be a Gemini URL raise :class:`InvalidRequest` saying what to type.
+    """
+    text = text.strip()
+    if text.startswith("//"):
+        return request_url("gemini:" + text)
+    match = _SCHEME.match(text)
+    rest = text[match.end() :] if match else ""
+    if match and (rest.startswith("//") or not _PORT_AFTER_HOST.match(rest)):
+        try:
+            return request_url(text)  # a scheme: checked there (gemini: only)
+        except InvalidRequest as exc:
+            raise InvalidRequest(
+                f"{exc}; type gemini://HOST[:PORT]/PATH or HOST[:PORT]/PATH"
+            ) from None
+    if not text or text.startswith(("/", ".", "?", "#")):
+        raise InvalidRequest(
+            f"{text!r} has no host: type gemini://HOST[:PORT]/PATH or HOST[:PORT]/PATH"
+            if text
+            else "empty URL"
+        )
+    url = request_url("gemini://" + text)
+    return url if url.path else url.with_path("/", url.query)
 
 
 def request_url(text: str | URL) -> URL:
@@ -124,6 +180,10 @@ class ClientResponse:
         self.identity = identity
         """The identity presented on the final request, if any."""
         self.redirects: tuple[Redirect, ...] = ()
+        self.hops: tuple[Hop, ...] = ()
+        """The exchanges before this one (redirects, answered prompts), each with its trust."""
+        self.unanswered: str | None = None
+        """For a 1x: why the given input was not sent (another host, asked again, too often)."""
         self.stopped: str | None = None
         """Why a redirect was not followed (the response is then the 3x)."""
         self.withheld: Identity | None = None
@@ -233,6 +293,7 @@ class Client:
         timeout: float = DEFAULT_TIMEOUT,
         max_redirects: int = DEFAULT_MAX_REDIRECTS,
         follow_cross_host: bool = True,
+        max_prompts: int = DEFAULT_MAX_PROMPTS,
     ) -> None:
         if mode is TrustMode.OBSERVE:
             raise ValueError("observe mode is for probe(), not for fetching")
@@ -240,6 +301,8 @@ class Client:
             raise ValueError("timeout must be positive")
         if max_redirects < 0:
             raise ValueError("max_redirects must not be negative")
+        if max_prompts < 0:
+            raise ValueError("max_prompts must not be negative")
         directory = client_data_dir(data_dir)
         self.known_hosts = known_hosts or KnownHosts(known_hosts_path(directory))
         self.identities = identities or IdentityStore(identities_dir(directory))
@@ -248,6 +311,7 @@ class Client:
         self.timeout = timeout
         self.max_redirects = max_redirects
         self.follow_cross_host = follow_cross_host
+        self.max_prompts = max_prompts
         self._context = client_context(mode, ca_file)
 
     async def fetch(
@@ -275,16 +339,23 @@ class Client:
 
         ``identity``: see :data:`IdentityChoice`.  A named identity is sent to
         ``url`` and to redirect targets under it, or inside its scopes; never
-        elsewhere.  ``input`` answers the first 1x (a string, or a callback).
-        ``accept_key`` accepts (and pins) a changed server key, only if it is
-        exactly this fingerprint.  Raises :class:`~hospes.client.errors.ClientError`.
+        elsewhere.  ``input`` answers 1x prompts: a string answers the first
+        prompt of the host and port of ``url`` only (another host never gets
+        it); a callback answers up to ``max_prompts`` prompts, from any host
+        (it is given the URL, to show who asks).  ``accept_key`` accepts (and
+        pins) a changed server key for the host and port of ``url`` only, if
+        it is exactly this fingerprint.  Raises
+        :class:`~hospes.client.errors.ClientError`.
         """
         current = request_url(url)
+        origin = (current.host, current.effective_port)
         named = self._named_identity(identity)
         granted = Scope.of(current) if named is not None else None
         redirects: list[Redirect] = []
+        hops: list[Hop] = []
         visited = {str(current)}
-        answered = False
+        text_sent = False
+        prompts = 0
         withheld: Identity | None = None
         while True:
             chosen: Identity | None
@@ -297,15 +368,36 @@ class Client:
                 chosen = None
             else:
                 chosen = await asyncio.to_thread(self.identities.for_url, current)
-            response = await self._exchange(current, chosen, accept_key)
+            here = (current.host, current.effective_port)
+            response = await self._exchange(current, chosen, accept_key if here == origin else None)
             response.redirects = tuple(redirects)
+            response.hops = tuple(hops)
             response.withheld = withheld
             status = response.status
-            if 10 <= status <= 19 and input is not None and not answered:
-                answered = True
-                answer = await _answer(input, response.meta, status == 11, current)
+            hop = Hop(current, status, response.meta, response.trust, chosen)
+            if 10 <= status <= 19:
+                answer: str | None = None
+                if isinstance(input, str):
+                    if here != origin:
+                        response.unanswered = (
+                            f"the input given is only sent to {format_address(*origin)}, "
+                            f"the host of the URL typed, not to {format_address(*here)}"
+                        )
+                    elif text_sent:
+                        response.unanswered = "the server asked again after the input given"
+                    else:
+                        text_sent, answer = True, input
+                elif input is not None:
+                    if prompts >= self.max_prompts:
+                        response.unanswered = (
+                            f"the server asked again after {prompts} answers: giving up"
+                        )
+                    else:
+                        prompts += 1
+                        answer = await _answer(input, response.meta, status == 11, current)
                 if answer is None:
                     return response
+                hops.append(hop)
                 current = _with_input(current, answer)
                 continue
             if 30 <= status <= 39:
@@ -314,11 +406,9 @@ class Client:
                     response.stopped = stopped
                     return response
                 assert target is not None
-                cross = (target.host, target.effective_port) != (
-                    current.host,
-                    current.effective_port,
-                )
+                cross = (target.host, target.effective_port) != here
                 redirects.append(Redirect(current, target, status, cross))
+                hops.append(hop)
                 visited.add(str(target))
                 current = target
                 continue
@@ -375,7 +465,7 @@ class Client:
         )
         credentials = None
         if identity is not None:
-            credentials = (identity.certificate, identity.load_key())
+            credentials = await asyncio.to_thread(identity.credentials)
         stream = await TLSStream.open(
             host, port, self._context, check, identity=credentials, deadline=deadline
         )

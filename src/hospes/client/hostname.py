@@ -5,8 +5,8 @@ tied to its own ``ssl`` module.  The rules, strict on purpose:
 
 * an IP address host matches only an IP address subjectAltName, never a DNS
   name or the common name;
-* a DNS host matches the DNS subjectAltNames, compared as ASCII (IDNA
-  A-labels), case-insensitively, ignoring one trailing dot;
+* a DNS host matches the DNS subjectAltNames, compared as ASCII (IDNA 2008
+  A-labels, UTS 46 mapping), case-insensitively, ignoring one trailing dot;
 * a wildcard is allowed only as the whole left-most label (``*.example.org``),
   matches exactly one non-empty label and needs at least two labels after it
   (``*.org`` names no host); partial wildcards (``w*.example.org``,
@@ -22,25 +22,24 @@ import ipaddress
 from cryptography import x509
 from cryptography.x509.oid import NameOID
 
+from ..gemini.url import URLError, domain_name
+
 __all__ = ["certificate_names", "dns_name_matches", "match_hostname", "normalize_dns_name"]
 
 
 def normalize_dns_name(name: str) -> str | None:
-    """A DNS name as lower-case ASCII without a trailing dot, or None if it cannot be one."""
+    """A DNS name as URL hosts are compared (:func:`~hospes.gemini.url.domain_name`), or None.
+
+    Lower-case ASCII without a trailing dot, IDNA 2008 A-labels for non-ASCII
+    labels; a ``*`` label is kept for :func:`dns_name_matches` to judge.
+    """
     name = name.strip()
-    if name.endswith("."):
-        name = name[:-1]
-    if not name:
+    if not name or name == ".":
         return None
-    if not name.isascii():
-        labels = name.split(".")
-        try:
-            name = ".".join(
-                label if label == "*" else label.encode("idna").decode("ascii") for label in labels
-            )
-        except UnicodeError:
-            return None
-    return name.lower()
+    try:
+        return domain_name(name)
+    except URLError:
+        return None
 
 
 def certificate_names(cert: x509.Certificate) -> tuple[list[str], list[str], str | None]:

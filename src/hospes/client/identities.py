@@ -6,10 +6,15 @@ Layout of ``<data dir>/identities/``::
     NAME.key      its private key (PEM, unencrypted, mode 0600)
     NAME.scope    URL prefixes the identity is sent to, one per line
 
+    NAME.crt.N    an earlier certificate of the same key, kept by ``renew`` until pruned
+
 An identity is sent only to a URL inside one of its scopes: same host, same
-port, and a path under the scope's path (compared after percent-decoding and
-removing dot segments, on whole segments: ``/app`` covers ``/app/x`` but not
-``/apple``).  With no scope it is sent nowhere unless named for one request.
+port, and a path under the scope's path, on whole segments (``/app`` covers
+``/app/x`` but not ``/apple``).  Paths are compared as a server routes them,
+and since servers do not all route alike, a URL is inside a scope only if it
+is inside under both common ways (see :func:`route`).  The most specific
+scope wins; no two identities may have the same scope.  With no scope an
+identity is sent nowhere unless named for one request.
 """
 
 from __future__ import annotations
@@ -19,15 +24,18 @@ import re
 import stat
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import quote
 
 from cryptography import x509
-from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
+from cryptography.hazmat.primitives.asymmetric.types import CertificatePublicKeyTypes
+from cryptography.x509.oid import ExtensionOID, NameOID
 
 from ..files import write_atomically
 from ..gemini.fingerprint import fingerprint
 from ..gemini.identity import describe_key, key_fingerprint
-from ..gemini.url import URL, URLError, normalize_path, parse_url, percent_decode, quote_path
+from ..gemini.url import URL, URLError, parse_url, percent_decode
 from ..selfsigned import (
     KeyKind,
     PrivateKey,
@@ -37,17 +45,25 @@ from ..selfsigned import (
     write_private_key,
 )
 from .errors import ClientFileError
+from .tls import credentials_problem
 
 __all__ = [
     "DEFAULT_DAYS",
+    "MAX_DAYS",
     "Identity",
     "IdentityError",
     "IdentityStore",
+    "Renewal",
     "Scope",
     "check_name",
+    "load_identity_files",
+    "route",
 ]
 
 DEFAULT_DAYS = 3650
+MAX_DAYS = 100 * 366
+_BACKUP = re.compile(r"\.crt\.([0-9]{1,9})\Z")
+_SEGMENT_SAFE = "!$&'()*+,;=:@-._~"
 _NAME = re.compile(r"\A[A-Za-z0-9][A-Za-z0-9._-]{0,63}\Z")
 _PEM_CERT = re.compile(rb"-----BEGIN CERTIFICATE-----.+?-----END CERTIFICATE-----\s*", re.S)
 _PEM_KEY = re.compile(
@@ -71,14 +87,61 @@ def check_name(name: str) -> str:
     return name
 
 
+def route(path: str, *, merge_slashes: bool) -> tuple[str, ...] | None:
+    """The decoded segments a server routes a raw URL ``path`` to; None if it cannot be decoded.
+
+    Segments are split on the ``/`` written in the URL only: an encoded
+    ``%2F`` stays inside its segment, and ``%2E%2E`` is a dot segment as
+    ``..`` is.  Dot segments are then removed as RFC 3986 (5.2.4) says.
+    ``merge_slashes`` first drops empty segments, as servers that merge
+    ``//`` do (hospes among them); RFC 3986 keeps them, so that
+    ``/a//../b`` is ``/a/b`` there and ``/b`` here.  A trailing ``/`` leaves
+    a final empty segment.
+    """
+    parts = (path or "/").split("/")
+    if parts[0] == "":
+        parts = parts[1:]
+    decoded: list[str] = []
+    for part in parts:
+        try:
+            decoded.append(percent_decode(part))
+        except URLError:
+            return None
+    if merge_slashes:
+        last = decoded[-1:]
+        decoded = [part for part in decoded if part] + ([""] if last == [""] else [])
+    out: list[str] = []
+    for index, part in enumerate(decoded):
+        final = index == len(decoded) - 1
+        if part in (".", ".."):
+            if part == ".." and out:
+                out.pop()
+            if final:
+                out.append("")
+        else:
+            out.append(part)
+    return tuple(out)
+
+
+def _key(segments: tuple[str, ...]) -> tuple[str, ...]:
+    """Segments without the empty one a trailing slash leaves: ``/app/`` is ``/app``."""
+    return segments[:-1] if segments[-1:] == ("",) else segments
+
+
 @dataclass(frozen=True, slots=True)
 class Scope:
-    """Where an identity may be sent: a host, a port and a path prefix."""
+    """Where an identity may be sent: a host, a port and a path prefix.
+
+    Build it with :meth:`parse` or :meth:`of`: ``path`` is the canonical
+    encoded path (dot segments removed, every segment percent-encoded one
+    way), so two spellings of one prefix make equal scopes, and printing a
+    scope never shows a character that is not there.
+    """
 
     host: str
     port: int
     path: str
-    """Decoded and normalised, always starting with ``/``."""
+    """Canonical, percent-encoded, always starting with ``/``."""
 
     @classmethod
     def parse(cls, text: str) -> Scope:
@@ -91,41 +154,50 @@ class Scope:
             raise IdentityError(f"invalid scope {text!r}: expected gemini://HOST[:PORT][/PATH]")
         if url.query is not None or url.fragment is not None or url.userinfo is not None:
             raise IdentityError(f"invalid scope {text!r}: a scope has no query or fragment")
-        path = _decoded_path(url)
-        if path is None:
+        scope = cls.of(url)
+        if scope is None:
             raise IdentityError(f"invalid scope {text!r}: the path is not valid UTF-8")
-        return cls(url.host, url.effective_port, path)
+        return scope
 
     @classmethod
     def of(cls, url: URL) -> Scope | None:
         """The narrowest scope containing ``url`` (its host, port and path), if it has one."""
-        path = _decoded_path(url)
-        return None if path is None else cls(url.host, url.effective_port, path)
+        segments = route(url.path, merge_slashes=False)
+        if segments is None:
+            return None
+        path = "/" + "/".join(quote(segment, safe=_SEGMENT_SAFE) for segment in segments)
+        return cls(url.host, url.effective_port, path)
+
+    @property
+    def segments(self) -> tuple[str, ...]:
+        """The decoded segments of the prefix, without the trailing empty one."""
+        return _key(route(self.path, merge_slashes=False) or ())
+
+    @property
+    def place(self) -> tuple[str, int, tuple[str, ...]]:
+        """What the scope covers: two scopes with the same place are the same scope."""
+        return self.host, self.port, self.segments
 
     def contains(self, url: URL) -> bool:
-        """Whether ``url`` is inside this scope (host, port, and path on segment boundaries)."""
+        """Whether ``url`` is inside this scope: host, port, and path on segment boundaries.
+
+        The path must be inside whether the server merges ``//`` or not, so
+        that ``/~mallory//../~alice/`` (``/~mallory/~alice/`` to one server,
+        ``/~alice/`` to the other) is in neither user's scope.
+        """
         if url.scheme != "gemini" or url.host != self.host or url.effective_port != self.port:
             return False
-        path = _decoded_path(url)
-        if path is None:
-            return False
-        prefix = self.path
-        if prefix.endswith("/"):
-            return path.startswith(prefix) or path == prefix[:-1]
-        return path == prefix or path.startswith(prefix + "/")
+        for merge in (False, True):
+            prefix = _key(route(self.path, merge_slashes=merge) or ())
+            routed = route(url.path, merge_slashes=merge)
+            if routed is None or _key(routed)[: len(prefix)] != prefix:
+                return False
+        return True
 
     def __str__(self) -> str:
         host = f"[{self.host}]" if ":" in self.host else self.host
         port = "" if self.port == 1965 else f":{self.port}"
-        return f"gemini://{host}{port}{quote_path(self.path)}"
-
-
-def _decoded_path(url: URL) -> str | None:
-    """The path a server would route: percent-decoded, dot segments and ``//`` removed."""
-    try:
-        return normalize_path(percent_decode(url.path) or "/")
-    except URLError:
-        return None
+        return f"gemini://{host}{port}{self.path}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -137,6 +209,8 @@ class Identity:
     cert_path: Path
     key_path: Path
     scopes: tuple[Scope, ...]
+    stored: bool = True
+    """False for certificate files given for one request (``hospes get --cert``)."""
 
     @property
     def fingerprint(self) -> str:
@@ -166,10 +240,33 @@ class Identity:
         """When the certificate expires."""
         return self.certificate.not_valid_after_utc
 
+    @property
+    def not_before(self) -> dt.datetime:
+        """When the certificate becomes valid."""
+        return self.certificate.not_valid_before_utc
+
+    def validity_problem(self, now: dt.datetime | None = None) -> str | None:
+        """``expired on …`` or ``not valid before …`` when outside its dates, else None."""
+        now = now or dt.datetime.now(dt.UTC)
+        if now > self.not_after:
+            return f"expired on {self.not_after:%Y-%m-%d %H:%M} UTC"
+        if now < self.not_before:
+            return f"not valid before {self.not_before:%Y-%m-%d %H:%M} UTC"
+        return None
+
     def match(self, url: URL) -> Scope | None:
         """The most specific scope containing ``url``, or None."""
         inside = [scope for scope in self.scopes if scope.contains(url)]
-        return max(inside, key=lambda scope: len(scope.path), default=None)
+        return max(inside, key=lambda scope: len(scope.segments), default=None)
+
+    def credentials(self) -> tuple[x509.Certificate, PrivateKey]:
+        """The certificate and key to present; :class:`IdentityError` if TLS cannot use them."""
+        key = self.load_key()
+        problem = credentials_problem(self.certificate, key)
+        if problem is not None:
+            what = f"identity {self.name}" if self.stored else str(self.cert_path)
+            raise IdentityError(f"{what} cannot be used: {problem}")
+        return self.certificate, key
 
     def load_key(self) -> PrivateKey:
         """Read the private key, refusing a key file other users can read (as ssh does)."""
@@ -184,7 +281,56 @@ class Identity:
                 f"the key of identity {self.name} ({self.key_path}) is readable by other users; "
                 f"fix it with: chmod 600 {self.key_path}"
             )
-        return _load_key(self.key_path.read_bytes(), str(self.key_path))
+        what = f"identity {self.name}" if self.stored else str(self.key_path)
+        try:
+            data = self.key_path.read_bytes()
+        except OSError as exc:
+            raise IdentityError(f"cannot read the key of {what}: {exc.strerror}") from None
+        found = _PEM_KEY.search(data)
+        return _load_key(data if found is None else found.group(), str(self.key_path))
+
+
+def load_identity_files(cert_path: Path, key_path: Path | None = None) -> Identity:
+    """An identity for one request from PEM files (the key in ``cert_path`` when not given).
+
+    Checked at once, before any connection: the files parse, the key belongs
+    to the certificate, it is private to the user, and TLS can use it.
+    """
+    try:
+        data = cert_path.read_bytes()
+    except OSError as exc:
+        raise IdentityError(f"cannot read {cert_path}: {exc.strerror}") from None
+    match = _PEM_CERT.search(data)
+    if match is None:
+        raise IdentityError(f"{cert_path} does not contain a PEM certificate")
+    try:
+        certificate = x509.load_pem_x509_certificate(match.group())
+    except ValueError:
+        raise IdentityError(f"the certificate in {cert_path} cannot be parsed") from None
+    source = key_path or cert_path
+    identity = Identity(cert_path.name, certificate, cert_path, source, (), stored=False)
+    key = identity.load_key()
+    if _public_der(key.public_key()) != _public_der(certificate.public_key()):
+        raise IdentityError(f"the private key in {source} does not belong to {cert_path}")
+    identity.credentials()
+    return identity
+
+
+def _public_der(key: CertificatePublicKeyTypes) -> bytes:
+    return key.public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class Renewal:
+    """What :meth:`IdentityStore.renew` did."""
+
+    identity: Identity
+    """The identity with its new certificate."""
+    previous: x509.Certificate
+    backup: Path
+    """Where the previous certificate is kept."""
 
 
 def _load_key(data: bytes, origin: str) -> PrivateKey:
@@ -245,13 +391,37 @@ class IdentityStore:
         return [self.get(name) for name in self.names()]
 
     def for_url(self, url: URL) -> Identity | None:
-        """The identity whose scope contains ``url`` most specifically (ties: first by name)."""
-        best: tuple[int, Identity] | None = None
+        """The identity whose scope contains ``url`` most specifically, or None.
+
+        Two identities with the same scope (scope files edited by hand) are an
+        error rather than a guess.
+        """
+        best: list[tuple[Scope, Identity]] = []
         for identity in self.all():
             scope = identity.match(url)
-            if scope is not None and (best is None or len(scope.path) > best[0]):
-                best = (len(scope.path), identity)
-        return None if best is None else best[1]
+            if scope is None:
+                continue
+            if best and len(scope.segments) < len(best[0][0].segments):
+                continue
+            if best and len(scope.segments) > len(best[0][0].segments):
+                best = []
+            best.append((scope, identity))
+        if len(best) > 1:
+            names = " and ".join(identity.name for _, identity in best)
+            scope = best[0][0]
+            raise IdentityError(
+                f"identities {names} are both scoped to {scope}; keep one with: "
+                f"hospes id scope {best[0][1].name} {scope} --replace"
+            )
+        return best[0][1] if best else None
+
+    def scope_owners(self, scope: Scope) -> list[str]:
+        """The identities that have ``scope`` (the same place, however it was written)."""
+        return [
+            identity.name
+            for identity in self.all()
+            if any(own.place == scope.place for own in identity.scopes)
+        ]
 
     # -- changing -------------------------------------------------------------------------
 
@@ -265,8 +435,7 @@ class IdentityStore:
     ) -> Identity:
         """Generate a key and a self-signed certificate (CN defaults to the name)."""
         check_name(name)
-        if days < 1:
-            raise IdentityError("an identity must be valid for at least one day")
+        _check_days(days)
         if self.exists(name):
             raise IdentityError(f"an identity named {name!r} already exists")
         key = generate_key(kind)
@@ -277,7 +446,11 @@ class IdentityStore:
         return self._add(name, certificate, key)
 
     def import_pem(self, name: str, data: bytes, key_data: bytes | None = None) -> Identity:
-        """Add an identity from PEM: a certificate and its key, in one blob or two."""
+        """Add an identity from PEM: a certificate and its key, in one blob or two.
+
+        Refuses a key the TLS library or servers would refuse (RSA under 2048
+        bits, an elliptic curve TLS 1.3 does not sign with), saying why.
+        """
         check_name(name)
         match = _PEM_CERT.search(data)
         if match is None:
@@ -290,17 +463,14 @@ class IdentityStore:
         if key_match is None:
             raise IdentityError("no PEM private key found")
         key = _load_key(key_match.group(), "the private key")
-        public = key.public_key().public_bytes(
-            serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
-        )
-        cert_public = certificate.public_key().public_bytes(
-            serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
-        )
-        if public != cert_public:
+        if _public_der(key.public_key()) != _public_der(certificate.public_key()):
             raise IdentityError("the private key does not belong to the certificate")
         return self._add(name, certificate, key)
 
     def _add(self, name: str, certificate: x509.Certificate, key: PrivateKey) -> Identity:
+        problem = credentials_problem(certificate, key)
+        if problem is not None:
+            raise IdentityError(f"this certificate cannot be used as an identity: {problem}")
         cert_path, key_path, _ = self._paths(name)
         try:
             self.directory.mkdir(parents=True, exist_ok=True, mode=0o700)
@@ -316,6 +486,70 @@ class IdentityStore:
             raise IdentityError(f"cannot write identity {name}: {exc}") from None
         return self.get(name)
 
+    def renew(
+        self, name: str, *, days: int | None = None, common_name: str | None = None
+    ) -> Renewal:
+        """A new certificate over the same key: same key fingerprint, new serial and dates.
+
+        Servers that know the identity by its key (hospes, and any that
+        follows the Gemini convention of key fingerprints) keep treating it as
+        the same person; a new key would be a stranger.  The subject stays
+        unless ``common_name`` replaces its CN; ``days`` defaults to the
+        validity length of the old certificate.  The old certificate is kept
+        as ``NAME.crt.N`` until :meth:`prune`.  A certificate issued by
+        someone else becomes self-signed.
+        """
+        identity = self.get(name)
+        key = identity.load_key()
+        old = identity.certificate
+        if days is None:
+            length = old.not_valid_after_utc - old.not_valid_before_utc
+            days = min(MAX_DAYS, max(1, round(length.total_seconds() / 86400)))
+        _check_days(days)
+        try:
+            certificate = _reissue(old, key, days, common_name)
+        except ValueError as exc:
+            raise IdentityError(f"cannot create the certificate: {exc}") from None
+        problem = credentials_problem(certificate, key)
+        if problem is not None:
+            raise IdentityError(f"identity {name} cannot be renewed: {problem}")
+        backups = self.backups(name)
+        number = 1 + max((_backup_number(path) for path in backups), default=0)
+        backup = identity.cert_path.with_name(f"{identity.cert_path.name}.{number}")
+        try:
+            write_atomically(
+                backup, old.public_bytes(serialization.Encoding.PEM), mode=0o644, exclusive=True
+            )
+            write_certificate(identity.cert_path, certificate)
+        except FileExistsError:
+            raise IdentityError(f"identity {name} is being renewed by another process") from None
+        except OSError as exc:
+            raise IdentityError(f"cannot renew identity {name}: {exc}") from None
+        return Renewal(self.get(name), old, backup)
+
+    def backups(self, name: str) -> list[Path]:
+        """The earlier certificates ``renew`` kept for ``name``, oldest first."""
+        cert_path, _, _ = self._paths(name)
+        if not self.directory.is_dir():
+            return []
+        pattern = re.compile(re.escape(cert_path.name) + r"\.[0-9]{1,9}")
+        found = [path for path in self.directory.iterdir() if pattern.fullmatch(path.name)]
+        return sorted(found, key=_backup_number)
+
+    def prune(self, name: str) -> list[Path]:
+        """Delete the earlier certificates of ``name``; returns the files removed."""
+        self.get(name)
+        removed = []
+        for path in self.backups(name):
+            try:
+                path.unlink()
+            except FileNotFoundError:
+                continue
+            except OSError as exc:
+                raise IdentityError(f"cannot delete {path}: {exc.strerror}") from None
+            removed.append(path)
+        return removed
+
     def export_pem(self, name: str, *, include_key: bool) -> bytes:
         """The certificate (and, when asked, the private key) as PEM."""
         identity = self.get(name)
@@ -330,28 +564,48 @@ class IdentityStore:
         return data
 
     def delete(self, name: str) -> None:
-        """Remove an identity's key, certificate and scopes."""
+        """Remove an identity's key, certificate, earlier certificates and scopes."""
         cert_path, key_path, scope_path = self._paths(name)
         if not cert_path.exists() and not key_path.exists():
             raise IdentityError(f"no identity named {name!r}")
         try:
-            for path in (key_path, cert_path, scope_path):
+            for path in (key_path, cert_path, scope_path, *self.backups(name)):
                 path.unlink(missing_ok=True)
         except OSError as exc:
             raise IdentityError(f"cannot delete identity {name}: {exc}") from None
 
-    def add_scope(self, name: str, scope: Scope) -> bool:
-        """Let ``name`` be sent to ``scope``; False if it already was."""
+    def add_scope(self, name: str, scope: Scope, *, replace: bool = False) -> bool:
+        """Let ``name`` be sent to ``scope``; False if it already was.
+
+        Another identity with the same scope is an error (which one would be
+        sent?), unless ``replace``: then the scope moves to ``name``.
+        """
         identity = self.get(name)
-        if scope in identity.scopes:
+        if any(own.place == scope.place for own in identity.scopes):
             return False
+        others = [other for other in self.scope_owners(scope) if other != name]
+        if others and not replace:
+            raise IdentityError(
+                f"{scope} is already a scope of identity {', '.join(others)}; "
+                f"two identities cannot share a scope. Move it with: "
+                f"hospes id scope {name} {scope} --replace"
+            )
+        for other in others:
+            owner = self.get(other)
+            self._write_scopes(
+                other, tuple(own for own in owner.scopes if own.place != scope.place)
+            )
         self._write_scopes(name, (*identity.scopes, scope))
         return True
 
     def remove_scope(self, name: str, scope: Scope | None) -> int:
         """Withdraw one scope (or all with None); returns how many were removed."""
         identity = self.get(name)
-        kept = () if scope is None else tuple(s for s in identity.scopes if s != scope)
+        kept = (
+            ()
+            if scope is None
+            else tuple(own for own in identity.scopes if own.place != scope.place)
+        )
         removed = len(identity.scopes) - len(kept)
         if removed:
             self._write_scopes(name, kept)
@@ -382,3 +636,45 @@ class IdentityStore:
             write_atomically(path, data, mode=0o600)
         except OSError as exc:
             raise IdentityError(f"cannot write {path}: {exc}") from None
+
+
+def _check_days(days: int) -> None:
+    if not 1 <= days <= MAX_DAYS:
+        raise IdentityError(f"a certificate must be valid for 1 to {MAX_DAYS} days, not {days}")
+
+
+def _backup_number(path: Path) -> int:
+    match = _BACKUP.search(path.name)
+    return int(match[1]) if match else 0
+
+
+def _reissue(
+    old: x509.Certificate, key: PrivateKey, days: int, common_name: str | None
+) -> x509.Certificate:
+    """``old``'s subject and extensions on a new self-signed certificate for ``key``."""
+    subject = old.subject
+    if common_name is not None:
+        attributes = [a for a in subject if a.oid != NameOID.COMMON_NAME]
+        subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name), *attributes])
+    start = dt.datetime.now(dt.UTC) - dt.timedelta(hours=1)
+    builder = (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(start)
+        .not_valid_after(start + dt.timedelta(days=days))
+    )
+    kept = False
+    for extension in old.extensions:
+        if extension.oid == ExtensionOID.AUTHORITY_KEY_IDENTIFIER:
+            continue  # it named the old issuer; the new certificate signs itself
+        kept = kept or extension.oid == ExtensionOID.BASIC_CONSTRAINTS
+        builder = builder.add_extension(extension.value, critical=extension.critical)
+    if not kept:
+        builder = builder.add_extension(
+            x509.BasicConstraints(ca=False, path_length=None), critical=True
+        )
+    algorithm = None if isinstance(key, ed25519.Ed25519PrivateKey) else hashes.SHA256()
+    return builder.sign(key, algorithm)

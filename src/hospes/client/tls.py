@@ -18,14 +18,17 @@ from enum import Enum
 from pathlib import Path
 
 from cryptography import x509
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from OpenSSL import SSL, crypto
 
+from ..gemini.identity import MIN_RSA_BITS, describe_key
+from ..selfsigned import PrivateKey
 from .certificate import ServerCertificate
 from .errors import CertificateUntrusted, ClientError, TLSFailure
 from .hostname import match_hostname
 from .known_hosts import KnownHost, Verdict, judge
 
-__all__ = ["PeerCheck", "TrustMode", "client_context"]
+__all__ = ["PeerCheck", "TrustMode", "client_context", "credentials_problem"]
 
 # X.509 verification errors a user is likely to meet in CA mode (OpenSSL's numbers).
 _VERIFY_ERRORS = {
@@ -148,3 +151,61 @@ def client_context(mode: TrustMode, ca_file: Path | None = None) -> SSL.Context:
         except SSL.Error as exc:
             raise CertificateUntrusted(f"cannot load the certificate authorities: {exc}") from None
     return context
+
+
+# The curves TLS 1.3 has ECDSA signature schemes for (RFC 8446, 4.2.3), which every server
+# offers: a certificate on another curve cannot sign a TLS 1.3 handshake, and in TLS 1.2
+# servers refuse it (an "illegal parameter" alert for P-224).
+_TLS_CURVES = frozenset({"secp256r1", "secp384r1", "secp521r1"})
+_CURVE_NAMES = {"secp192r1": "P-192", "secp224r1": "P-224"}
+# OpenSSL's reasons for refusing a certificate, as a person can act on them.
+_REFUSALS = {
+    "ee key too small": "its key is too small for the TLS library",
+    "ca md too weak": "it is signed with a digest the TLS library refuses (such as SHA-1 or MD5)",
+    "ee md too weak": "it is signed with a digest the TLS library refuses (such as SHA-1 or MD5)",
+    "key values mismatch": "the private key does not belong to the certificate",
+}
+
+
+def credentials_problem(certificate: x509.Certificate, key: PrivateKey) -> str | None:
+    """Why a client certificate and key cannot be presented, or None if they can.
+
+    Checked before connecting, so that the user learns the reason instead of
+    a failed handshake: the key types servers accept (RSA of at least 2048
+    bits, ECDSA on P-256, P-384 or P-521, Ed25519), then the TLS library's
+    own checks at the security level the client uses.
+    """
+    public = certificate.public_key()
+    kind, bits = describe_key(public)
+    if isinstance(public, rsa.RSAPublicKey) and bits < MIN_RSA_BITS:
+        return (
+            f"its RSA key of {bits} bits is refused by the TLS library and by servers "
+            f"(at least {MIN_RSA_BITS} bits); create a new identity (ECDSA P-256 by default)"
+        )
+    if isinstance(public, ec.EllipticCurvePublicKey) and public.curve.name not in _TLS_CURVES:
+        curve = _CURVE_NAMES.get(public.curve.name, public.curve.name)
+        return (
+            f"its key is on the curve {curve}, which TLS 1.3 cannot sign "
+            "with and servers refuse; use P-256, P-384, P-521, Ed25519 or RSA"
+        )
+    if not isinstance(
+        public, rsa.RSAPublicKey | ec.EllipticCurvePublicKey | ed25519.Ed25519PublicKey
+    ):
+        return f"its key type ({kind}) is not supported; use ECDSA P-256, Ed25519 or RSA"
+    context = client_context(TrustMode.TOFU)
+    try:
+        context.use_certificate(certificate)
+        context.use_privatekey(key)
+        context.check_privatekey()
+    except SSL.Error as exc:
+        reasons = _error_reasons(exc)
+        known = [_REFUSALS[reason] for reason in reasons if reason in _REFUSALS]
+        return known[0] if known else "the TLS library refuses it: " + ", ".join(reasons)
+    return None
+
+
+def _error_reasons(exc: SSL.Error) -> list[str]:
+    details = exc.args[0] if exc.args else None
+    if isinstance(details, list):
+        return [str(item[2]) for item in details if isinstance(item, tuple) and len(item) == 3]
+    return [str(exc) or type(exc).__name__]

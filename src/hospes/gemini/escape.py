@@ -10,19 +10,30 @@ from __future__ import annotations
 
 import codecs
 import re
+import shlex
 import unicodedata
 
-__all__ = ["TerminalText", "escape_for_terminal", "printable"]
+__all__ = ["TerminalText", "escape_for_terminal", "printable", "shell_word", "text_charset"]
 
+# Format characters (Cf) cover the bidi controls (U+061C, U+200E, U+202A-U+202E,
+# U+2066-U+2069), the invisible ones (U+00AD, U+200B-U+200D, U+2060-U+2064, U+FEFF)
+# and tags; the Hangul fillers are letters that show as nothing.
 _UNSAFE_CATEGORIES = frozenset({"Cc", "Cf", "Cs", "Co", "Cn", "Zl", "Zp"})
+_BLANK_LETTERS = frozenset("\u115f\u1160\u3164\uffa0")
 _ASCII_SAFE = re.compile(r"\A[\x20-\x7e]*\Z")
+# Default_Ignorable_Code_Point (Unicode's DerivedCoreProperties.txt) outside the categories
+# above: combining marks and fillers that render as nothing.
+_IGNORABLE = re.compile(
+    "[\u034f\u115f\u1160\u17b4\u17b5\u180b-\u180f\u3164\ufe00-\ufe0f\uffa0\U000e0100-\U000e01ef]"
+)
+_SHELL_SAFE = re.compile(r"\A[\x21-\x7e]*\Z")
 
 
 def printable(text: str, limit: int = 200) -> str:
     """Escape control, format and unassigned characters (``\\xNN``) and cut to ``limit``.
 
-    The result never contains CR, LF, ESC, bidi overrides or other characters
-    that could forge log lines, drive a terminal, or restructure gemtext.
+    The result never contains CR, LF, ESC, bidi controls, invisible characters
+    or others that could forge log lines, drive a terminal, or restructure gemtext.
     """
     if len(text) > limit:
         text = text[:limit] + "…"
@@ -30,12 +41,53 @@ def printable(text: str, limit: int = 200) -> str:
         return text
     out = []
     for char in text:
-        if unicodedata.category(char) in _UNSAFE_CATEGORIES:
-            code = ord(char)
-            out.append(f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}")
+        if unicodedata.category(char) in _UNSAFE_CATEGORIES or char in _BLANK_LETTERS:
+            out.append(_escaped(char))
         else:
             out.append(char)
     return "".join(out)
+
+
+def _escaped(char: str) -> str:
+    code = ord(char)
+    if code < 0x100:
+        return f"\\x{code:02x}"
+    return f"\\u{code:04x}" if code < 0x10000 else f"\\U{code:08x}"
+
+
+def _hidden(char: str) -> bool:
+    """Whether ``char`` shows as nothing, or as a space that is not one, in a command line."""
+    category = unicodedata.category(char)
+    return category in _UNSAFE_CATEGORIES or category == "Zs" or _IGNORABLE.match(char) is not None
+
+
+def shell_word(text: str, *, url: bool = False) -> str:
+    """``text`` as one word of a suggested shell command, with nothing hidden in it.
+
+    A person copies a suggested command from the screen, so what it shows must
+    be all it contains: every character that is invisible or that a terminal
+    shows as something else (controls, bidi controls such as U+061C, U+200B,
+    U+2060, U+00AD, non-ASCII spaces, default-ignorable code points) is made
+    visible.  In a ``url`` it is percent-encoded as UTF-8, which names the
+    same resource, so the command still works; elsewhere it becomes a
+    ``\\uXXXX`` escape, so the command fails rather than do something unseen.
+    The word is then quoted for a POSIX shell.
+    """
+    if not _SHELL_SAFE.match(text):
+        out = []
+        for char in text:
+            if char == " " and url:
+                out.append("%20")
+            elif char != " " and _hidden(char):
+                out.append(
+                    "".join(f"%{byte:02X}" for byte in char.encode("utf-8", "surrogatepass"))
+                    if url
+                    else _escaped(char)
+                )
+            else:
+                out.append(char)
+        text = "".join(out)
+    return shlex.quote(text)
 
 
 _TERMINAL_UNSAFE = {
@@ -63,14 +115,15 @@ class TerminalText:
     split across chunks is decoded whole, and a CR at the end of a chunk is
     held back until the next one tells whether it starts a CRLF.  Bytes that
     are invalid in ``charset`` become U+FFFD.  ``charset`` comes from the
-    server: one Python cannot decode text with (unknown, or a codec such as
-    ``hex`` or ``zlib`` that is not a text encoding) is read as UTF-8.
+    server: one that is not a text encoding (see :func:`text_charset`) is
+    read as UTF-8, and :attr:`fallback` says so.
     """
 
     def __init__(self, charset: str) -> None:
-        if not _usable_charset(charset):
-            charset = "utf-8"
-        self._decoder = codecs.getincrementaldecoder(charset)(errors="replace")
+        codec = text_charset(charset)
+        self.fallback = codec is None
+        """True when ``charset`` was not a text encoding and UTF-8 is used instead."""
+        self._decoder = codecs.getincrementaldecoder(codec or "utf-8")(errors="replace")
         self._pending_cr = False
 
     def feed(self, data: bytes, *, final: bool = False) -> str:
@@ -89,16 +142,29 @@ class TerminalText:
 
 
 _EVERY_BYTE = bytes(range(256))
+# Python codecs that turn bytes into text but are not character sets of any
+# standard: they would show escapes decoded, or refuse most input.
+_NOT_CHARSETS = frozenset(
+    {"idna", "punycode", "raw-unicode-escape", "unicode-escape", "undefined", "mbcs", "oem"}
+)
 
 
-def _usable_charset(charset: str) -> bool:
-    """Whether ``charset`` decodes any bytes to text with ``errors="replace"`` without raising.
+def text_charset(charset: str) -> str | None:
+    """The codec for a ``charset=`` parameter if it names a text encoding, else None.
 
-    Rules out unknown names, bytes-to-bytes codecs (``LookupError``) and codecs
-    that refuse ``replace`` or fail on some input anyway (``idna``, ``punycode``).
+    Refused: unknown names, codecs Python marks as not text encodings
+    (bytes-to-bytes such as ``hex``, ``zlib`` and ``base64``, or ``rot13``),
+    Python-only codecs (``unicode_escape``, ``idna``, ``punycode``) and any
+    codec that cannot decode every byte with ``errors="replace"``.
     """
     try:
-        _EVERY_BYTE.decode(charset, "replace")
+        info = codecs.lookup(charset)
+    except (LookupError, ValueError):
+        return None
+    if not getattr(info, "_is_text_encoding", True) or info.name in _NOT_CHARSETS:
+        return None
+    try:
+        _EVERY_BYTE.decode(info.name, "replace")
     except (LookupError, UnicodeError):
-        return False
-    return True
+        return None
+    return info.name

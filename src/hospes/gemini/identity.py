@@ -34,6 +34,12 @@ __all__ = [
 ]
 
 MIN_RSA_BITS = 2048
+# A 62 for dates names no "new certificate": a new key is a new identity to every server
+# that knows its visitors by key, and following that advice would lose the account.
+RENEW_ADVICE = (
+    "renew it with the same key in your client (a new key is a stranger here and loses "
+    "your account); with hospes: hospes id renew NAME"
+)
 MIN_DSA_BITS = 2048
 MIN_EC_BITS = 224
 
@@ -76,11 +82,11 @@ class ClientIdentity:
             return self.defect
         if now + skew < self.not_before:
             return (
-                f"certificate is not valid before {_day(self.not_before)}; "
-                "check your clock or create a new certificate"
+                f"certificate is not valid before {_day(self.not_before)}; check your clock, "
+                f"or {RENEW_ADVICE}"
             )
         if now - skew > self.not_after:
-            return f"certificate expired on {_day(self.not_after)}; create a new certificate"
+            return f"certificate expired on {_day(self.not_after)}; {RENEW_ADVICE}"
         return None
 
 

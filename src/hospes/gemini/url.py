@@ -13,10 +13,14 @@ import re
 from dataclasses import dataclass, replace
 from urllib.parse import quote, unquote_to_bytes
 
+import idna
+
 __all__ = [
     "DEFAULT_PORT",
     "URL",
     "URLError",
+    "domain_name",
+    "normalize_host",
     "normalize_path",
     "parse_url",
     "percent_decode",
@@ -30,9 +34,9 @@ _SPLIT = re.compile(r"\A(?:([^:/?#]+):)?(?://([^/?#]*))?([^?#]*)(?:\?([^#]*))?(?
 _SCHEME = re.compile(r"\A[A-Za-z][A-Za-z0-9+.\-]*\Z")
 # Characters that may never appear literally in a URI or IRI (RFC 3986 section 2,
 # RFC 3987 sections 2.2 and 4.1): controls, space, the "unwise" ASCII characters,
-# C1 controls, bidi formatting characters and the byte-order mark.
+# C1 controls, bidi formatting characters (the Arabic letter mark too) and the byte-order mark.
 _FORBIDDEN = re.compile(
-    '[\\x00-\\x20\\x7f-\\x9f"<>\\\\^`{|}\u200e\u200f\u202a-\u202e\u2066-\u2069\ufeff]'
+    '[\\x00-\\x20\\x7f-\\x9f"<>\\\\^`{|}\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069\ufeff]'
 )
 _BAD_PERCENT = re.compile(r"%(?![0-9A-Fa-f]{2})")
 _BRACKETS = re.compile(r"[\[\]]")
@@ -49,8 +53,9 @@ class URLError(ValueError):
 class URL:
     """An absolute URL, split and normalised.
 
-    ``host`` is lower case, without a trailing dot, IDNA-encoded when it was
-    not ASCII, and without brackets for IPv6 literals.  ``path`` and ``query``
+    ``host`` is canonical (:func:`normalize_host`): lower case, without a
+    trailing dot, IDNA 2008 A-labels when it was not ASCII, IP addresses in
+    their usual notation, IPv6 without brackets.  ``path`` and ``query``
     are kept exactly as written (still percent-encoded).
     """
 
@@ -169,17 +174,14 @@ def _parse_authority(authority: str) -> tuple[str, int | None]:
         if end == -1:
             raise URLError("unterminated IPv6 literal")
         literal, rest = authority[1:end], authority[end + 1 :]
-        try:
-            host = str(ipaddress.IPv6Address(literal))
-        except ValueError:
-            raise URLError("invalid IPv6 literal") from None
+        host = _ipv6_host(literal)
         if rest and not rest.startswith(":"):
             raise URLError("unexpected text after the IPv6 literal")
         port_text = rest[1:] if rest else None
     else:
         host, sep, port_text_or_empty = authority.partition(":")
         port_text = port_text_or_empty if sep else None
-        host = _normalize_host(host)
+        host = normalize_host(host)
     port = None
     if port_text:
         if not _PORT.match(port_text) or len(port_text) > 5 or int(port_text) > 65535:
@@ -188,20 +190,107 @@ def _parse_authority(authority: str) -> tuple[str, int | None]:
     return host, port
 
 
-def _normalize_host(host: str) -> str:
+def _ipv6_host(literal: str) -> str:
+    """An IPv6 literal in its canonical text; an IPv4-mapped one is the IPv4 address it maps."""
+    try:
+        address = ipaddress.IPv6Address(literal)
+    except ValueError:
+        raise URLError("invalid IPv6 literal") from None
+    # ::ffff:127.0.0.1 reaches 127.0.0.1: one host must have one name (one pin, one scope).
+    return str(address.ipv4_mapped or address)
+
+
+def normalize_host(host: str) -> str:
+    """The canonical form of a host that is not in brackets: what pins, scopes and vhosts compare.
+
+    Lower case, no trailing dot; a name with non-ASCII characters goes through
+    UTS 46 mapping and IDNA 2008 (``faß.de`` is ``xn--fa-hia.de``, as in
+    current browsers; Python's ``idna`` codec is IDNA 2003, which made it
+    ``fass.de``, another domain).  A name whose last label is a number is an
+    IPv4 address in any notation the WHATWG URL standard (and ``inet_aton``)
+    accepts, and becomes its dotted-decimal form: ``127.1``, ``2130706433``
+    and ``0x7f.0.0.1`` are all ``127.0.0.1``.  Raises :class:`URLError`.
+    """
+    name = domain_name(host)
+    return _ipv4_host(name) or name
+
+
+def domain_name(host: str) -> str:
+    """A reg-name as DNS compares it: :func:`normalize_host` without the IPv4 forms.
+
+    For names that are never IP addresses, such as a certificate's DNS names.
+    """
     if not _REG_NAME.match(host):
         if "%" in host:
             raise URLError("percent-encoding in the host is not supported")
         raise URLError("invalid character in the host")
+    if not host.isascii():
+        host = _idna_host(host)
     host = host.lower()
     if host.endswith(".") and host != ".":
         host = host[:-1]
-    if not host.isascii():
-        try:
-            host = host.encode("idna").decode("ascii")
-        except UnicodeError:
-            raise URLError("host is not a valid internationalised domain name") from None
     return host
+
+
+def _idna_host(host: str) -> str:
+    """UTS 46 mapping, then IDNA 2008 A-labels for the labels that are not ASCII.
+
+    ASCII labels keep the looser reg-name rules hospes always applied to them
+    (``_``, ``--`` in any place): the mapping only lower-cases them.
+    """
+    try:
+        mapped = idna.uts46_remap(host, std3_rules=False, transitional=False)
+        return ".".join(
+            label if label.isascii() else idna.alabel(label).decode("ascii")
+            for label in mapped.split(".")
+        )
+    except (UnicodeError, ValueError):
+        raise URLError("host is not a valid internationalised domain name") from None
+
+
+def _ipv4_host(host: str) -> str | None:
+    """The dotted-decimal form of ``host`` if it is an IPv4 address, else None.
+
+    As the WHATWG URL standard's host parser: a host whose last label is a
+    number (decimal, ``0x`` hex or ``0`` octal) is an IPv4 address of one to
+    four parts, the last part filling the remaining bytes, or it is invalid.
+    """
+    parts = host.split(".")
+    if len(parts) > 1 and parts[-1] == "":
+        parts.pop()
+    last = parts[-1]
+    if not (last.isascii() and last.isdigit()) and _ipv4_number(last) is None:
+        return None
+    numbers = [_ipv4_number(part) for part in parts]
+    if len(parts) > 4 or any(number is None for number in numbers):
+        raise URLError("invalid IPv4 address")
+    values = [number for number in numbers if number is not None]
+    if any(value > 255 for value in values[:-1]) or values[-1] >= 256 ** (5 - len(values)):
+        raise URLError("invalid IPv4 address (a part is out of range)")
+    address = values[-1]
+    for index, value in enumerate(values[:-1]):
+        address += value << (8 * (3 - index))
+    return str(ipaddress.IPv4Address(address))
+
+
+_IPV4_NUMBER = re.compile(
+    r"\A(?:0[xX](?P<hex>[0-9A-Fa-f]*)|0(?P<oct>[0-7]+)|(?P<dec>0|[1-9][0-9]*))\Z"
+)
+_IPV4_TOO_LONG = 2**32  # what a part too long to be a number reads as: out of range
+
+
+def _ipv4_number(part: str) -> int | None:
+    """A part of an IPv4 address as the WHATWG standard reads it (``0x1f``, ``017``, ``31``)."""
+    match = _IPV4_NUMBER.match(part)
+    if match is None:
+        return None
+    if len(part) > 40:  # int() of thousands of digits is slow, and refused past 4300
+        return _IPV4_TOO_LONG
+    if match["hex"] is not None:
+        return int(match["hex"] or "0", 16)
+    if match["oct"] is not None:
+        return int(match["oct"], 8)
+    return int(match["dec"])
 
 
 def _describe(char: str) -> str:
