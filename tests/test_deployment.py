@@ -110,3 +110,20 @@ def test_a_database_without_psycopg_says_what_to_install(monkeypatch, tmp_path):
     config = Config(state=tmp_path, database="postgresql://db/hospes")
     with pytest.raises(StoreError, match=r"pip install 'hospes\[postgres\]'"):
         open_store(config)
+
+
+def test_a_node_whose_database_is_down_does_not_start(tmp_path):
+    down = subprocess.run(
+        [
+            *(sys.executable, "-m", "hospes", "serve", "--port", "0", "--state", str(tmp_path)),
+            *("--database", "postgresql://u:pw@127.0.0.1:1/x"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert down.returncode == 1
+    assert "cannot start: cannot use the database postgresql://u:***@127.0.0.1:1/x" in down.stderr
+    assert ":pw@" not in down.stderr
+    assert "Traceback" not in down.stderr
