@@ -287,7 +287,7 @@ def s_client(
     line: str | bytes,
     *,
     cert: CertFiles | None = None,
-    server_name: str = "localhost",
+    server_name: str | None = "localhost",
     options: tuple[str, ...] = (),
     quiet: bool = True,
     timeout: float = 15,
@@ -297,6 +297,7 @@ def s_client(
     ``@SECLEVEL=0`` lets it present the weak keys the tests need.  It reads
     until the server closes; with ``quiet=False`` stdout starts with the
     session summary (``New,``/``Reused,`` ...) before the response.
+    ``server_name=None`` sends no SNI.
     """
     if isinstance(line, str):
         line = line.encode("utf-8") + b"\r\n"
@@ -306,8 +307,7 @@ def s_client(
         "-quiet" if quiet else "-ign_eof",
         "-connect",
         f"127.0.0.1:{port}",
-        "-servername",
-        server_name,
+        *(["-noservername"] if server_name is None else ["-servername", server_name]),
         "-cipher",
         "DEFAULT:@SECLEVEL=0",
         *options,

@@ -13,6 +13,7 @@ from cryptography.hazmat.primitives.serialization import Encoding
 from hypothesis import given
 from hypothesis import strategies as st
 
+from account_flow import answer
 from helpers import raw_request
 from hospes.cli import main
 from hospes.cli.ban import parse_until
@@ -220,7 +221,7 @@ def test_fingerprint_of_pem_and_der(capsys, certs, tmp_path):
 def test_cli_while_the_server_runs(capsys, demo, certs):
     """The CLI is another connection to the server's database; changes apply at once."""
     alice = certs.make("alice")
-    assert raw_request(demo.port, demo.url("/account/register?"), cert=alice).status == 30
+    assert answer(demo.port, "/account/register", alice, "").status == 30
     assert raw_request(demo.port, demo.url("/members/"), cert=alice).status == 20
     status, _, _ = hospes(
         capsys, "ban", "--account", "alice", "--reason", "cool off", "--state", demo.state

@@ -129,8 +129,11 @@ def test_config_file_and_flags(tmp_path):
         )
         process = serve_process(["--config", str(config)])
     port = process.port
-    assert raw_request(port, f"gemini://example.test:{port}/").body == b"# from config\n"
+    home = raw_request(port, f"gemini://example.test:{port}/", server_name="example.test")
+    assert home.body == b"# from config\n"
     assert raw_request(port, f"gemini://localhost:{port}/private/x").status == 60
+    # SNI names one host: the other one, though served, is refused on this connection.
+    assert raw_request(port, f"gemini://example.test:{port}/").status == 53
     assert process.stop()[0] == 0
     assert (tmp_path / "state" / "certs" / "example.test.crt").exists()
 

@@ -35,8 +35,10 @@ from helpers import run
 from hospes.gemini.identity import ClientIdentity
 from hospes.store import (
     LAST_SEEN_INTERVAL,
+    MAX_CONFIRMATIONS,
     AlreadyRegistered,
     BanKind,
+    Confirmation,
     InvalidName,
     LastCertificate,
     NameTaken,
@@ -235,6 +237,40 @@ def test_concurrent_registrations_of_one_name_exactly_one_wins(store):
     assert len(run(store.accounts())) == 1
 
 
+def test_names_that_look_alike_are_one_name(store):
+    run(store.register("alice", identity(), NOW))
+    for name in ("aIice", "AIice", "a1ice", "A1ice"):
+        with pytest.raises(NameTaken) as taken:
+            run(store.register(name, identity(), NOW))
+        assert taken.value.existing == "alice"
+        assert "alice" in str(taken.value)
+    with pytest.raises(NameTaken) as same:
+        run(store.register("ALICE", identity(), NOW))
+    assert same.value.existing is None
+    bob = run(store.register("bob", identity(), NOW))
+    with pytest.raises(NameTaken) as renamed:
+        run(store.rename("bob", "aIice"))
+    assert renamed.value.existing == "alice"
+    # An account may take a name that looks like its own.
+    assert run(store.rename("alice", "aIice")).name == "aIice"
+    assert bob.name == "bob"
+    assert [account.name for account in run(store.accounts())] == ["aIice", "bob"]
+
+
+def test_concurrent_registrations_of_look_alike_names_exactly_one_wins(store):
+    names = ["m0rn", "mOrn", "rnorn", "m0m", "rnOrn", "rn0rn"]
+
+    async def race() -> list[object]:
+        return await asyncio.gather(
+            *(store.register(name, identity(), NOW) for name in names), return_exceptions=True
+        )
+
+    results = run(race())
+    assert sum(not isinstance(result, BaseException) for result in results) == 1
+    assert all(isinstance(r, NameTaken) for r in results if isinstance(r, BaseException))
+    assert len(run(store.accounts())) == 1
+
+
 def test_accounts_sorted_by_name(store):
     for name in ["carol", "Bob", "alice"]:
         run(store.register(name, identity(), NOW))
@@ -399,6 +435,80 @@ def test_concurrent_redemptions_of_one_code(store):
     assert results.count(account) == 1
     assert results.count(None) == 7
     assert len(run(store.certificates(account.id))) == 2
+
+
+# -- confirmations --------------------------------------------------------------------------
+
+
+def confirmation(who: str, action: str = "link", target: str = "") -> Confirmation:
+    return Confirmation(secrets.token_bytes(32), who, action, target)
+
+
+def test_a_confirmation_is_valid_for_its_certificate_action_and_target_once(store):
+    alice = fp()
+    nonce = confirmation(alice, "remove", "SHA256:" + "ab" * 32)
+    run(store.create_confirmation(nonce, NOW + dt.timedelta(minutes=10), NOW))
+    assert run(store.confirmation_valid(nonce, NOW))
+    for other in (
+        Confirmation(nonce.nonce_hash, fp(), nonce.action, nonce.target),
+        Confirmation(nonce.nonce_hash, alice, "register", nonce.target),
+        Confirmation(nonce.nonce_hash, alice, nonce.action, "SHA256:" + "cd" * 32),
+        Confirmation(secrets.token_bytes(32), alice, nonce.action, nonce.target),
+    ):
+        assert not run(store.confirmation_valid(other, NOW))
+        assert run(store.take_confirmation(other, NOW)) is None
+    assert run(store.take_confirmation(nonce, NOW)) == NOW + dt.timedelta(minutes=10)
+    assert run(store.take_confirmation(nonce, NOW)) is None
+    assert not run(store.confirmation_valid(nonce, NOW))
+    # Given back (the change did not happen), it is valid again until its expiry.
+    run(store.create_confirmation(nonce, NOW + dt.timedelta(minutes=10), NOW))
+    assert run(store.take_confirmation(nonce, NOW + dt.timedelta(minutes=9))) is not None
+
+
+def test_a_confirmation_expires(store):
+    nonce = confirmation(fp())
+    run(store.create_confirmation(nonce, NOW + dt.timedelta(minutes=10), NOW))
+    later = NOW + dt.timedelta(minutes=10)
+    assert not run(store.confirmation_valid(nonce, later))
+    assert run(store.take_confirmation(nonce, later)) is None
+
+
+def test_confirmations_per_certificate_are_capped(store):
+    alice, bob = fp(), fp()
+    nonces = [confirmation(alice) for _ in range(MAX_CONFIRMATIONS + 3)]
+    bobs = confirmation(bob)
+    run(store.create_confirmation(bobs, NOW + dt.timedelta(minutes=10), NOW))
+    for index, nonce in enumerate(nonces):
+        expires = NOW + dt.timedelta(minutes=10, seconds=index)
+        run(store.create_confirmation(nonce, expires, NOW))
+    valid = [run(store.confirmation_valid(nonce, NOW)) for nonce in nonces]
+    assert valid == [False] * 3 + [True] * MAX_CONFIRMATIONS
+    assert run(store.confirmation_valid(bobs, NOW))
+
+
+def test_one_of_two_concurrent_takes_gets_a_confirmation(open_store):
+    first, second = open_store(), open_store()
+    nonce = confirmation(fp())
+    run(first.create_confirmation(nonce, NOW + dt.timedelta(minutes=10), NOW))
+
+    async def race() -> list[dt.datetime | None]:
+        return list(
+            await asyncio.gather(
+                *(store.take_confirmation(nonce, NOW) for store in (first, second, first, second))
+            )
+        )
+
+    assert sum(result is not None for result in run(race())) == 1
+
+
+def test_a_confirmation_made_by_one_store_is_taken_by_another(open_store):
+    """Two worker processes (or servers) on one database: the prompt and its answer may differ."""
+    first, second = open_store(), open_store()
+    nonce = confirmation(fp())
+    run(first.create_confirmation(nonce, NOW + dt.timedelta(minutes=10), NOW))
+    assert run(second.confirmation_valid(nonce, NOW))
+    assert run(second.take_confirmation(nonce, NOW)) is not None
+    assert not run(first.confirmation_valid(nonce, NOW))
 
 
 # -- bans -------------------------------------------------------------------------------------

@@ -25,7 +25,7 @@ from ..gemini.url import URL, normalize_path, quote_path
 from ..policy.clock import Clock
 from ..policy.ratelimit import RateLimiter, RateLimits
 from ..store import Store, StoreError
-from .access import AccessPolicy, Requirement, check
+from .access import AccessPolicy, AccessRule, Requirement, check
 from .request import Request
 from .response import Response
 from .routing import Handler, call_handler
@@ -80,6 +80,7 @@ class Dispatcher:
         self.clock = clock
         """Monotonic seconds, for throttling the log (rate limits have their own clock)."""
         self._store_error_at = -math.inf
+        self._authoriser = self._authorise if self.policy else None
 
     async def respond(
         self,
@@ -89,16 +90,19 @@ class Dispatcher:
         remote_port: int,
         *,
         address_key: Hashable | None = None,
+        server_name: str | None = None,
     ) -> Outcome:
         """Answer one request line; never raises for anything the client or handler did.
 
         ``address_key`` is the remote address's group for the rate limits
         (:func:`hospes.policy.addresses.group`); None for a trusted address, which is
-        not rate-limited.
+        not rate-limited.  ``server_name`` is the host the client named in the
+        TLS handshake (SNI, normalised), None when it named none: a request for
+        another host is refused (53).
         """
         try:
             url = parse_request(line)
-            check_target(url, self.hostnames, self.ports)
+            check_target(url, self.hostnames, self.ports, server_name)
             path = decode_path(url)
             canonical = normalize_path(path)
             query = _decoded_query(url)
@@ -121,6 +125,8 @@ class Dispatcher:
             identity=identity,
             certificate_problem=problem,
             store=self.store,
+            address_group=address_key,
+            authoriser=self._authoriser,
         )
         outcome = Outcome(Response(Status.TEMPORARY_FAILURE, INTERNAL_ERROR), str(url), presented)
         if self._limit(outcome, canonical, address_key, certificate):
@@ -206,19 +212,47 @@ class Dispatcher:
         needs_account = self.resolve_accounts or (
             rule is not None and rule.require is not Requirement.CERTIFICATE
         )
-        if self.store is not None and request.identity is not None and needs_account:
-            try:
-                request.account = await self.store.recognise(request.identity, now)
-            except StoreError as exc:
-                # Public pages stay up when the store is unavailable; pages that need it wait.
-                self._store_failed(exc)
-                if rule is not None and rule.require is not Requirement.CERTIFICATE:
-                    return Response(Status.TEMPORARY_FAILURE, STORE_UNAVAILABLE)
+        if needs_account:
+            unavailable = await self._recognise(request, rule, now)
+            if unavailable is not None:
+                return unavailable
         if rule is not None:
             denied = await check(rule, request, now)
             if denied is not None:
                 return denied
         return await call_handler(self.handler, request)
+
+    async def _recognise(
+        self, request: Request, rule: AccessRule | None, now: dt.datetime
+    ) -> Response | None:
+        """Look up ``request.account``; a 40 if the store fails and ``rule`` needs it."""
+        if self.store is None or request.identity is None:
+            return None
+        try:
+            request.account = await self.store.recognise(request.identity, now)
+        except StoreError as exc:
+            # Public pages stay up when the store is unavailable; pages that need it wait.
+            self._store_failed(exc)
+            if rule is not None and rule.require is not Requirement.CERTIFICATE:
+                return Response(Status.TEMPORARY_FAILURE, STORE_UNAVAILABLE)
+        return None
+
+    async def _authorise(self, request: Request, path: str) -> Response | None:
+        """The access decision for ``path`` on behalf of ``request`` (:attr:`Request.authoriser`).
+
+        A handler asks it for where a resource really is (a file behind a
+        symlink); the rule of the requested path was applied already, so only
+        another rule is checked.
+        """
+        rule = self.policy.rule_for(path)
+        if rule is None or rule is self.policy.rule_for(request.path):
+            return None
+        now = dt.datetime.now(dt.UTC)
+        if rule.require is not Requirement.CERTIFICATE and request.account is None:
+            unavailable = await self._recognise(request, rule, now)
+            if unavailable is not None:
+                return unavailable
+        return await check(rule, request, now)
 
 
 def _decoded_query(url: URL) -> str | None:

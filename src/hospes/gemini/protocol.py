@@ -14,7 +14,8 @@ import re
 from collections.abc import Collection
 from enum import IntEnum
 
-from .url import URL, URLError, parse_url, percent_decode
+from .escape import printable
+from .url import URL, URLError, climbs_above_root, parse_url, percent_decode
 
 __all__ = [
     "MAX_META_BYTES",
@@ -201,11 +202,20 @@ def parse_request(line: bytes) -> URL:
     return url
 
 
-def check_target(url: URL, hostnames: Collection[str], ports: Collection[int]) -> None:
+def check_target(
+    url: URL,
+    hostnames: Collection[str],
+    ports: Collection[int],
+    server_name: str | None = None,
+) -> None:
     """Refuse (53) a request for a host or port this server does not answer for.
 
     ``hostnames`` must already be normalised as :func:`hospes.gemini.url.parse_url`
-    normalises hosts (lower case, IDNA, no trailing dot).
+    normalises hosts (lower case, IDNA, no trailing dot), and so must
+    ``server_name``, the name the client asked for in the TLS handshake (SNI;
+    None when it sent none).  A request for another host than the one named in
+    the handshake is refused: the client was shown that host's certificate,
+    so the other host's content must not be served under it.
     """
     if url.host not in hostnames:
         raise GeminiError(Status.PROXY_REQUEST_REFUSED, f"this server does not serve {url.host}")
@@ -214,13 +224,21 @@ def check_target(url: URL, hostnames: Collection[str], ports: Collection[int]) -
             Status.PROXY_REQUEST_REFUSED,
             f"this server does not serve port {url.effective_port}",
         )
+    if server_name is not None and server_name != url.host:
+        raise GeminiError(
+            Status.PROXY_REQUEST_REFUSED,
+            f"this connection is for {printable(server_name, 255)} (TLS server name), "
+            f"not {url.host}",
+        )
 
 
 def decode_path(url: URL) -> str:
     """The decoded path of a request URL, exactly as the server routes it.
 
-    Raises :class:`GeminiError` (59) for invalid UTF-8 and for encoded NUL or
-    ``/`` (which would make the decoded path ambiguous).
+    Raises :class:`GeminiError` (59) for invalid UTF-8, for encoded NUL or
+    ``/`` (which would make the decoded path ambiguous), and for dot segments
+    that climb above the root (``/../../etc``: see
+    :func:`~hospes.gemini.url.climbs_above_root`).
     """
     raw = url.path
     if "%" in raw:
@@ -230,9 +248,12 @@ def decode_path(url: URL) -> str:
         if "%2f" in lowered:
             raise _bad_request("encoded '/' in the path")
     try:
-        return percent_decode(raw) or "/"
+        path = percent_decode(raw) or "/"
     except URLError as exc:
         raise _bad_request(str(exc)) from None
+    if ".." in path and climbs_above_root(path):
+        raise _bad_request("the path's '..' segments climb above the root")
+    return path
 
 
 def format_header(status: int, meta: str) -> bytes:

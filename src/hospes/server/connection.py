@@ -37,7 +37,7 @@ from ..policy.limits import Limits
 from .accesslog import AccessLog
 from .admission import AddressKey
 from .stats import Stats
-from .tls import ServerContexts, peer_certificate_der
+from .tls import ServerContexts, peer_certificate_der, server_name
 
 __all__ = ["Connection", "Owner", "Setup"]
 
@@ -191,7 +191,12 @@ class Connection:
             else:
                 assert line is not None
                 outcome = await dispatcher.respond(
-                    line, certificate, self.address, self.port, address_key=self.key
+                    line,
+                    certificate,
+                    self.address,
+                    self.port,
+                    address_key=self.key,
+                    server_name=server_name(self.tls),
                 )
             if outcome.slowed:
                 owner.slowed_down(self, outcome.slowed)

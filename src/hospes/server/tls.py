@@ -24,7 +24,13 @@ from OpenSSL import SSL, crypto
 from ..gemini.fingerprint import fingerprint
 from ..gemini.identity import key_fingerprint
 
-__all__ = ["ServerContexts", "TLSError", "load_server_context", "peer_certificate_der"]
+__all__ = [
+    "ServerContexts",
+    "TLSError",
+    "load_server_context",
+    "peer_certificate_der",
+    "server_name",
+]
 
 # TLS 1.2 suites: forward secret AEAD only.  "@SECLEVEL=0" does not weaken what
 # the server offers (the list does that); it stops OpenSSL from rejecting a
@@ -117,10 +123,10 @@ class ServerContexts:
                 context.set_tlsext_servername_callback(self._on_server_name)
 
     def _on_server_name(self, connection: SSL.Connection) -> None:
-        name = connection.get_servername()
+        name = server_name(connection)
         if name is None:
             return
-        context = self._by_name.get(name.decode("ascii", "replace").lower().rstrip("."))
+        context = self._by_name.get(name)
         if context is not None and context is not connection.get_context():
             connection.set_context(context)
 
@@ -129,6 +135,18 @@ class ServerContexts:
         connection = SSL.Connection(self.default, sock)  # type: ignore[arg-type]
         connection.set_accept_state()
         return connection
+
+
+def server_name(connection: SSL.Connection) -> str | None:
+    """The host name the client sent in SNI, normalised as request hosts are; None without SNI.
+
+    Lower case, without a trailing dot; a name that is not ASCII (never a
+    valid SNI name) keeps replacement characters, so it matches no host.
+    """
+    name = connection.get_servername()
+    if name is None:
+        return None
+    return name.decode("ascii", "replace").lower().rstrip(".")
 
 
 def peer_certificate_der(connection: SSL.Connection) -> bytes | None:

@@ -8,6 +8,7 @@ SQLite schema.
 
 from .base import (
     LAST_SEEN_INTERVAL,
+    MAX_CONFIRMATIONS,
     NAME_RULE,
     AlreadyRegistered,
     InvalidName,
@@ -19,16 +20,18 @@ from .base import (
     canonical_fingerprint,
     check_name,
 )
-from .models import Account, Ban, BanKind, CertificateRecord
+from .models import Account, Ban, BanKind, CertificateRecord, Confirmation
 
 __all__ = [
     "LAST_SEEN_INTERVAL",
+    "MAX_CONFIRMATIONS",
     "NAME_RULE",
     "Account",
     "AlreadyRegistered",
     "Ban",
     "BanKind",
     "CertificateRecord",
+    "Confirmation",
     "InvalidName",
     "LastCertificate",
     "NameTaken",

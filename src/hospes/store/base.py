@@ -18,10 +18,11 @@ from collections.abc import Sequence
 from ..gemini.fingerprint import parse_fingerprint
 from ..gemini.identity import ClientIdentity
 from .buckets import LocalBuckets
-from .models import Account, Ban, BanKind, CertificateRecord
+from .models import Account, Ban, BanKind, CertificateRecord, Confirmation
 
 __all__ = [
     "LAST_SEEN_INTERVAL",
+    "MAX_CONFIRMATIONS",
     "NAME_RULE",
     "AlreadyRegistered",
     "InvalidName",
@@ -33,6 +34,9 @@ __all__ = [
     "canonical_fingerprint",
     "check_name",
 ]
+
+MAX_CONFIRMATIONS = 16
+"""Live confirmation nonces kept per certificate (the oldest are dropped)."""
 
 LAST_SEEN_INTERVAL = dt.timedelta(hours=1)
 """A certificate's ``last_seen`` is written at most this often: recognising stays a read."""
@@ -47,7 +51,15 @@ class StoreError(Exception):
 
 
 class NameTaken(StoreError):
-    """The account name is already used by another account."""
+    """The account name is already used by another account, or looks like its name.
+
+    ``existing`` is that account's name when it differs from the one asked
+    for other than by case (``alice`` for ``aIice``), else None.
+    """
+
+    def __init__(self, message: str, existing: str | None = None) -> None:
+        super().__init__(message)
+        self.existing = existing
 
 
 class InvalidName(StoreError):
@@ -128,8 +140,12 @@ class Store(abc.ABC):
         """Create account ``name`` with ``identity`` as its first certificate.
 
         Raises :class:`InvalidName`, :class:`NameTaken` or
-        :class:`AlreadyRegistered`; exactly one of two concurrent registrations
-        of a name succeeds.
+        :class:`AlreadyRegistered`.  A name is taken when an account has it
+        regardless of case, or has a name that looks alike (the same
+        :func:`~hospes.store.names.name_key`: ``aIice`` beside ``alice``); the
+        :class:`NameTaken` message names that account.  Exactly one of two
+        concurrent registrations of a name, or of two names that look alike,
+        succeeds.
         """
 
     @abc.abstractmethod
@@ -148,7 +164,8 @@ class Store(abc.ABC):
     async def rename(self, name: str, new_name: str) -> Account:
         """Rename an account.
 
-        Raises :class:`UnknownAccount`, :class:`InvalidName` or :class:`NameTaken`.
+        Raises :class:`UnknownAccount`, :class:`InvalidName` or :class:`NameTaken`
+        (as :meth:`register`: another account's name, ignoring case, or one that looks alike).
         """
 
     @abc.abstractmethod
@@ -199,6 +216,34 @@ class Store(abc.ABC):
         Returns None (and consumes nothing) when the code is unknown, used or
         expired; raises :class:`AlreadyRegistered` if the certificate already
         belongs to an account.
+        """
+
+    # -- confirmations (hospes.app.confirm) ---------------------------------------------
+
+    @abc.abstractmethod
+    async def create_confirmation(
+        self, confirmation: Confirmation, expires: dt.datetime, now: dt.datetime
+    ) -> None:
+        """Keep a confirmation nonce (its hash) until ``expires``.
+
+        Expired nonces go at the same time, and a certificate keeps at most
+        :data:`MAX_CONFIRMATIONS` live ones (the oldest go first), so a client
+        asking for nonces in a loop cannot fill the store.
+        """
+
+    @abc.abstractmethod
+    async def confirmation_valid(self, confirmation: Confirmation, now: dt.datetime) -> bool:
+        """Whether that nonce is live, issued for exactly this certificate, action and target."""
+
+    @abc.abstractmethod
+    async def take_confirmation(
+        self, confirmation: Confirmation, now: dt.datetime
+    ) -> dt.datetime | None:
+        """Consume the nonce if it is valid (see :meth:`confirmation_valid`); its expiry, else None.
+
+        Atomic: of two requests taking the same nonce, one gets it.  The
+        expiry lets a caller whose action then fails without changing anything
+        give the nonce back (:meth:`create_confirmation` again).
         """
 
     # -- bans ---------------------------------------------------------------------------

@@ -6,7 +6,7 @@ import datetime as dt
 from dataclasses import dataclass
 from enum import StrEnum
 
-__all__ = ["Account", "Ban", "BanKind", "CertificateRecord"]
+__all__ = ["Account", "Ban", "BanKind", "CertificateRecord", "Confirmation"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,3 +60,18 @@ class Ban:
     def active(self, now: dt.datetime) -> bool:
         """Whether the ban is in force at ``now``."""
         return self.until is None or now < self.until
+
+
+@dataclass(frozen=True, slots=True)
+class Confirmation:
+    """A nonce the server issued to one certificate for one action on one target.
+
+    The store keeps only the nonce's hash; an answer counts only when it
+    comes back with the same certificate, for the same action and target.
+    """
+
+    nonce_hash: bytes
+    fingerprint: str
+    """The certificate the nonce was issued to (canonical fingerprint)."""
+    action: str
+    target: str

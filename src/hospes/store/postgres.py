@@ -46,6 +46,7 @@ from psycopg_pool import AsyncConnectionPool
 from ..gemini.identity import ClientIdentity
 from .base import (
     LAST_SEEN_INTERVAL,
+    MAX_CONFIRMATIONS,
     AlreadyRegistered,
     LastCertificate,
     NameTaken,
@@ -58,7 +59,8 @@ from .base import (
 from .cache import MISS, ReadCache
 from .database_url import redact
 from .migrations import SchemaError
-from .models import Account, Ban, BanKind, CertificateRecord
+from .models import Account, Ban, BanKind, CertificateRecord, Confirmation
+from .names import name_key
 from .postgres_migrations import CHANNEL, migrate
 
 __all__ = [
@@ -513,20 +515,32 @@ class PostgresStore(Store):
                         f"this certificate already belongs to account {row[0]!r}"
                     )
                 cursor = await connection.execute(
-                    "INSERT INTO accounts (name, created) VALUES (%s, %s) RETURNING id",
-                    (name, now),
+                    "INSERT INTO accounts (name, created, name_key) VALUES (%s, %s, %s) "
+                    "RETURNING id",
+                    (name, now, name_key(name)),
                 )
                 created = await cursor.fetchone()
                 assert created is not None
                 account_id = int(created[0])
                 await self._insert_certificate(connection, account_id, identity, now)
         except pg_errors.UniqueViolation as exc:
-            if exc.diag.constraint_name == "accounts_name":
-                raise NameTaken(f"the name {name!r} is taken") from None
+            if exc.diag.constraint_name in ("accounts_name", "accounts_name_key"):
+                raise await self._taken(name) from None
             raise AlreadyRegistered(
                 "this certificate (or its key) already belongs to an account"
             ) from None
         return Account(id=account_id, name=name, created=_utc(now))
+
+    async def _taken(self, name: str) -> NameTaken:
+        """The error for ``name`` when the unique indexes refused it: which account has it."""
+        row = await self._one(
+            "SELECT name FROM accounts WHERE lower(name) = lower(%s) OR name_key = %s "
+            "ORDER BY lower(name) = lower(%s) DESC, id LIMIT 1",
+            (name, name_key(name), name),
+        )
+        if row is None or row[0].lower() == name.lower():
+            return NameTaken(f"the name {name!r} is taken")
+        return NameTaken(f"the name {name!r} looks like the existing account {row[0]!r}", row[0])
 
     @staticmethod
     async def _insert_certificate(
@@ -571,10 +585,11 @@ class PostgresStore(Store):
                 if row is None:
                     raise UnknownAccount(f"no account named {name!r}")
                 await connection.execute(
-                    "UPDATE accounts SET name = %s WHERE id = %s", (new_name, row[0])
+                    "UPDATE accounts SET name = %s, name_key = %s WHERE id = %s",
+                    (new_name, name_key(new_name), row[0]),
                 )
         except pg_errors.UniqueViolation:
-            raise NameTaken(f"the name {new_name!r} is taken") from None
+            raise await self._taken(new_name) from None
         return Account(id=row[0], name=new_name, created=_utc(row[2]), status=row[3])
 
     @_translated
@@ -725,6 +740,52 @@ class PostgresStore(Store):
             await self._claim(connection, account.id, identity, now)
         return account
 
+    # -- confirmations (not cached: every node asks the database) -------------------------
+
+    @_translated
+    async def create_confirmation(
+        self, confirmation: Confirmation, expires: dt.datetime, now: dt.datetime
+    ) -> None:
+        """Keep a nonce's hash; drop expired ones and the certificate's oldest beyond the cap."""
+        async with self._connection() as connection, connection.transaction():
+            await connection.execute(
+                "DELETE FROM confirmations WHERE expires <= %s", (_aware(now),)
+            )
+            await connection.execute(
+                "INSERT INTO confirmations (nonce_hash, fingerprint, action, target, expires) "
+                "VALUES (%s, %s, %s, %s, %s) ON CONFLICT (nonce_hash) DO UPDATE SET "
+                "fingerprint = excluded.fingerprint, action = excluded.action, "
+                "target = excluded.target, expires = excluded.expires",
+                (*_confirmation(confirmation), _aware(expires)),
+            )
+            await connection.execute(
+                "DELETE FROM confirmations WHERE nonce_hash IN (SELECT nonce_hash "
+                "FROM confirmations WHERE fingerprint = %s ORDER BY expires DESC OFFSET %s)",
+                (confirmation.fingerprint, MAX_CONFIRMATIONS),
+            )
+
+    @_translated
+    async def confirmation_valid(self, confirmation: Confirmation, now: dt.datetime) -> bool:
+        """Whether the nonce is live for exactly this certificate, action and target."""
+        row = await self._one(
+            "SELECT 1 FROM confirmations WHERE nonce_hash = %s AND fingerprint = %s "
+            "AND action = %s AND target = %s AND expires > %s",
+            (*_confirmation(confirmation), _aware(now)),
+        )
+        return row is not None
+
+    @_translated
+    async def take_confirmation(
+        self, confirmation: Confirmation, now: dt.datetime
+    ) -> dt.datetime | None:
+        """Consume a valid nonce, returning its expiry; one of two nodes taking it gets it."""
+        row = await self._one(
+            "DELETE FROM confirmations WHERE nonce_hash = %s AND fingerprint = %s "
+            "AND action = %s AND target = %s AND expires > %s RETURNING expires",
+            (*_confirmation(confirmation), _aware(now)),
+        )
+        return None if row is None else _utc(row[0])
+
     # -- bans ---------------------------------------------------------------------------
 
     @_translated
@@ -867,6 +928,15 @@ class PostgresStore(Store):
                 with contextlib.suppress(Exception):
                     await self._ready
             await self._pool.close()
+
+
+def _confirmation(confirmation: Confirmation) -> tuple[bytes, str, str, str]:
+    return (
+        confirmation.nonce_hash,
+        confirmation.fingerprint,
+        confirmation.action,
+        confirmation.target,
+    )
 
 
 def _certificate_values(

@@ -27,7 +27,7 @@ from typing import TypeVar, TypeVarTuple
 from ..gemini.identity import ClientIdentity
 from .base import Store, StoreError
 from .cache import MISS, ReadCache
-from .models import Account, Ban, BanKind, CertificateRecord
+from .models import Account, Ban, BanKind, CertificateRecord, Confirmation
 from .sqlite_db import ChangeCounter, SQLiteDatabase
 
 __all__ = ["SQLiteStore"]
@@ -164,6 +164,24 @@ class SQLiteStore(Store):
     ) -> Account | None:
         """Spend a live code on adding ``identity`` to its account, all or nothing."""
         return await self._run(self._db.redeem_link_code, code_hash, identity, now)
+
+    # -- confirmations ------------------------------------------------------------------
+
+    async def create_confirmation(
+        self, confirmation: Confirmation, expires: dt.datetime, now: dt.datetime
+    ) -> None:
+        """Keep a nonce's hash; drop expired ones and the certificate's oldest beyond the cap."""
+        await self._run(self._db.create_confirmation, confirmation, expires, now)
+
+    async def confirmation_valid(self, confirmation: Confirmation, now: dt.datetime) -> bool:
+        """Whether the nonce is live for exactly this certificate, action and target."""
+        return await self._run(self._db.confirmation_valid, confirmation, now)
+
+    async def take_confirmation(
+        self, confirmation: Confirmation, now: dt.datetime
+    ) -> dt.datetime | None:
+        """Consume a valid nonce, returning its expiry; None if it is not valid."""
+        return await self._run(self._db.take_confirmation, confirmation, now)
 
     # -- bans ---------------------------------------------------------------------------
 

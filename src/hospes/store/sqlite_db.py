@@ -32,6 +32,7 @@ from typing import Any, ParamSpec, TypeAlias, TypeVar
 from ..gemini.identity import ClientIdentity
 from .base import (
     LAST_SEEN_INTERVAL,
+    MAX_CONFIRMATIONS,
     AlreadyRegistered,
     LastCertificate,
     NameTaken,
@@ -41,7 +42,8 @@ from .base import (
     check_name,
 )
 from .migrations import SchemaError, migrate
-from .models import Account, Ban, BanKind, CertificateRecord
+from .models import Account, Ban, BanKind, CertificateRecord, Confirmation
+from .names import name_key
 
 __all__ = ["BUSY_TIMEOUT", "ChangeCounter", "Recognised", "SQLiteDatabase"]
 
@@ -70,6 +72,30 @@ _ACTIVE_BAN = (
     "OR (value = ? AND kind = 'account')) AND (until IS NULL OR until > ?) "
     "ORDER BY created DESC, id DESC LIMIT 1"
 )
+
+
+_CONFIRMATION_VALID = (
+    "SELECT 1 FROM confirmations WHERE nonce_hash = ? AND fingerprint = ? AND action = ? "
+    "AND target = ? AND expires > ?"
+)
+_TAKE_CONFIRMATION = (
+    "DELETE FROM confirmations WHERE nonce_hash = ? AND fingerprint = ? AND action = ? "
+    "AND target = ? AND expires > ? RETURNING expires"
+)
+
+
+def _confirmation(confirmation: Confirmation) -> tuple[bytes, str, str, str]:
+    return (
+        confirmation.nonce_hash,
+        confirmation.fingerprint,
+        confirmation.action,
+        confirmation.target,
+    )
+
+
+def _matching(confirmation: Confirmation, now: dt.datetime) -> tuple[bytes, str, str, str, str]:
+    """The parameters of :data:`_CONFIRMATION_VALID` and :data:`_TAKE_CONFIRMATION`."""
+    return (*_confirmation(confirmation), _text(now))
 
 
 def _text(moment: dt.datetime) -> str:
@@ -304,16 +330,29 @@ class SQLiteDatabase:
             ).fetchone()
             if row is not None:
                 raise AlreadyRegistered(f"this certificate already belongs to account {row[0]!r}")
+            key = name_key(name)
             try:
                 cursor = connection.execute(
-                    "INSERT INTO accounts (name, created) VALUES (?, ?)", (name, _text(now))
+                    "INSERT INTO accounts (name, created, name_key) VALUES (?, ?, ?)",
+                    (name, _text(now), key),
                 )
             except sqlite3.IntegrityError:
-                raise NameTaken(f"the name {name!r} is taken") from None
+                raise self._taken(connection, name, key) from None
             account_id = cursor.lastrowid
             assert account_id is not None
             self._insert_certificate(connection, account_id, identity, now)
         return Account(id=account_id, name=name, created=_time(_text(now)))
+
+    @staticmethod
+    def _taken(connection: sqlite3.Connection, name: str, key: str) -> NameTaken:
+        """The error for ``name`` when the unique indexes refused it: which account has it."""
+        row = connection.execute(
+            "SELECT name FROM accounts WHERE name = ? OR name_key = ? ORDER BY name = ? DESC, id",
+            (name, key, name),
+        ).fetchone()
+        if row is None or row[0].lower() == name.lower():
+            return NameTaken(f"the name {name!r} is taken")
+        return NameTaken(f"the name {name!r} looks like the existing account {row[0]!r}", row[0])
 
     @_sqlite_errors
     def account(self, name: str) -> Account | None:
@@ -341,10 +380,14 @@ class SQLiteDatabase:
             row = connection.execute(f"{_ACCOUNT} WHERE name = ?", (name,)).fetchone()
             if row is None:
                 raise UnknownAccount(f"no account named {name!r}")
+            key = name_key(new_name)
             try:
-                connection.execute("UPDATE accounts SET name = ? WHERE id = ?", (new_name, row[0]))
+                connection.execute(
+                    "UPDATE accounts SET name = ?, name_key = ? WHERE id = ?",
+                    (new_name, key, row[0]),
+                )
             except sqlite3.IntegrityError:
-                raise NameTaken(f"the name {new_name!r} is taken") from None
+                raise self._taken(connection, new_name, key) from None
         return Account(id=row[0], name=new_name, created=_time(row[2]), status=row[3])
 
     @_sqlite_errors
@@ -464,6 +507,39 @@ class SQLiteDatabase:
             self._claim(connection, account.id, identity, now)
             connection.execute("DELETE FROM link_codes WHERE code_hash = ?", (code_hash,))
         return account
+
+    # -- confirmations ------------------------------------------------------------------
+
+    @_sqlite_errors
+    def create_confirmation(
+        self, confirmation: Confirmation, expires: dt.datetime, now: dt.datetime
+    ) -> None:
+        """Keep a nonce's hash; drop expired ones and the certificate's oldest beyond the cap."""
+        with self._write() as connection:
+            connection.execute("DELETE FROM confirmations WHERE expires <= ?", (_text(now),))
+            connection.execute(
+                "INSERT OR REPLACE INTO confirmations "
+                "(nonce_hash, fingerprint, action, target, expires) VALUES (?, ?, ?, ?, ?)",
+                (*_confirmation(confirmation), _text(expires)),
+            )
+            connection.execute(
+                "DELETE FROM confirmations WHERE nonce_hash IN (SELECT nonce_hash "
+                "FROM confirmations WHERE fingerprint = ? ORDER BY expires DESC LIMIT -1 OFFSET ?)",
+                (confirmation.fingerprint, MAX_CONFIRMATIONS),
+            )
+
+    @_sqlite_errors
+    def confirmation_valid(self, confirmation: Confirmation, now: dt.datetime) -> bool:
+        """Whether the nonce is live for exactly this certificate, action and target."""
+        row = self._db().execute(_CONFIRMATION_VALID, _matching(confirmation, now)).fetchone()
+        return row is not None
+
+    @_sqlite_errors
+    def take_confirmation(self, confirmation: Confirmation, now: dt.datetime) -> dt.datetime | None:
+        """Consume a valid nonce, returning its expiry; None if it is not valid."""
+        with self._write() as connection:
+            row = connection.execute(_TAKE_CONFIRMATION, _matching(confirmation, now)).fetchone()
+        return None if row is None else _time(row[0])
 
     # -- bans ---------------------------------------------------------------------------
 
