@@ -57,9 +57,8 @@ def test_a_node_from_flags_behind_a_proxy_on_postgresql(tmp_path):
             ]
         )
         try:
-            banner = "\n".join(process.stderr)
-            assert "identity store postgresql://" in banner
-            assert "behind the proxies 127.0.0.1 (PROXY protocol)" in banner
+            process.wait_for_line(r"identity store postgresql://")
+            process.wait_for_line(r"behind the proxies 127\.0\.0\.1 \(PROXY protocol\)")
             header = b"PROXY TCP4 203.0.113.7 198.51.100.1 5555 1965\r\n"
             assert exchange(process.port, header, "gemini://localhost/").status == 20
         finally:

@@ -138,8 +138,12 @@ def _scenario(binary: str, database: str, tmp_path: Path) -> None:
         assert wait_for(lambda: _accepts(front), 15), balancer.stderr
         url = f"gemini://localhost:{front}"
 
-        # An account registered through one node is a member through the other.
-        registered = request(front, f"{url}/account/register?alice", alice)
+        # An account registered through one node is a member through the other (the
+        # prompt's nonce is issued by one node and answered on the other).
+        prompt = request(front, f"{url}/account/register", alice)
+        assert prompt.status == 30, prompt.header
+        assert prompt.meta.startswith("/account/register/"), prompt.meta
+        registered = request(front, f"{url}{prompt.meta}?alice", alice)
         assert (registered.status, registered.meta) == (30, "/members/")
         for _ in range(4):
             members = request(front, f"{url}/members/", alice)
