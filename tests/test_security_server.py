@@ -55,8 +55,9 @@ def test_a_fifo_or_socket_is_51_at_once_and_the_server_keeps_serving(serve, spec
 
 
 @pytest.mark.slow
-def test_a_fifo_does_not_stop_sigterm(special_capsule):
-    process = serve_process(["--root", str(special_capsule), "--access-log", "off"])
+def test_a_fifo_does_not_stop_sigterm(special_capsule, tmp_path):
+    state = ["--state", str(tmp_path / "state")]  # not the machine's own state directory
+    process = serve_process(["--root", str(special_capsule), "--access-log", "off", *state])
     try:
         url = f"gemini://localhost:{process.port}/fifo.gmi"
         assert raw_request(process.port, url, timeout=5).status == 51
