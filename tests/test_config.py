@@ -28,6 +28,7 @@ from hospes.config import (
     parse_rate,
     schema,
 )
+from hospes.gateways import CGIMount, SCGIMount, TitanMount
 from hospes.policy.limits import Limits
 from hospes.policy.ratelimit import RateRule
 
@@ -211,8 +212,13 @@ def test_serve_prints_every_mistake_and_exits_2(tmp_path, capsys):
     [
         ({"request_timeout": 10}, "unknown setting 'request_timeout' (did you mean [limits]"),
         ({"burst": 3}, "unknown setting 'burst' (did you mean [[rate_limit]] burst?)"),
-        ({"require": "account"}, "(did you mean [[access]] require?)"),
-        ({"path": "/"}, "(did you mean [[access]] path or [[rate_limit]] path?)"),
+        ({"require": "account"}, "(did you mean [[access]] require or [[titan]] require?)"),
+        (
+            {"path": "/"},
+            "(did you mean [[access]] path or [[rate_limit]] path or [[cgi]] path"
+            " or [[scgi]] path or [[titan]] path?)",
+        ),
+        ({"max_output": 1}, "(did you mean [[cgi]] max_output?)"),
         ({"addresses": []}, "(did you mean [deny] addresses?)"),
         ({"request_timout": 1}, "(did you mean [limits] request_timeout?)"),
         (
@@ -638,10 +644,16 @@ def test_the_sections_of_hospes_toml():
     assert [section.label for section in schema.sections(SCHEMA)] == [
         "",
         '[hosts."NAME"]',
+        '[[hosts."NAME".cgi]]',
+        '[[hosts."NAME".scgi]]',
+        '[[hosts."NAME".titan]]',
         "[[access]]",
         "[limits]",
         "[[rate_limit]]",
         "[deny]",
+        "[[cgi]]",
+        "[[scgi]]",
+        "[[titan]]",
     ]
 
 
@@ -651,6 +663,9 @@ TARGETS = {
     "[[access]]": (AccessRule, {"register_url"}),
     "[[rate_limit]]": (RateRule, set()),
     '[hosts."NAME"]': (HostConfig, {"name"}),
+    "[[cgi]]": (CGIMount, set()),
+    "[[scgi]]": (SCGIMount, set()),
+    "[[titan]]": (TitanMount, set()),
 }
 BUILT_FROM = {"hostnames", "cert", "key"}  # Config.hosts is built from these and 'hosts'
 

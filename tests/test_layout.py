@@ -19,6 +19,7 @@ ALLOWED: dict[str, set[str]] = {
     "app": {"gemini", "policy", "store"},
     "accounts": {"gemini", "policy", "store", "app"},
     "server": {"gemini", "policy", "store", "app", "selfsigned", "files"},
+    "gateways": {"gemini", "policy", "store", "app", "files"},
     "client": {"gemini", "files", "selfsigned", "paths"},
     "files": set(),
     "paths": set(),

@@ -18,19 +18,22 @@ import signal
 import socket
 import sys
 import time
-from collections.abc import Callable, Coroutine, Mapping
+from collections.abc import Callable, Coroutine, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any, TextIO, TypeVar
 
+from . import __version__
 from .app.access import AccessPolicy
 from .app.dispatch import Dispatcher
 from .app.request import Request
 from .app.response import Response
 from .app.routing import Handler, call_handler
 from .app.static import StaticFiles
-from .config import Config, ConfigError
+from .app.upload import no_uploads
+from .config import Config, ConfigError, HostConfig
 from .demo import create_app
+from .gateways import CGIMount, SCGIMount, TitanMount, with_gateways
 from .policy.addresses import AddressError, AddressSet
 from .policy.clock import Clock
 from .policy.ratelimit import RateLimits
@@ -51,6 +54,7 @@ __all__ = [
     "Reloader",
     "Started",
     "build_dispatcher",
+    "build_gateways",
     "build_handler",
     "load_certificates",
     "open_store",
@@ -63,6 +67,7 @@ __all__ = [
 log = logging.getLogger("hospes")
 
 STORE_FILE = "hospes.sqlite3"
+_Mount = TypeVar("_Mount", CGIMount, SCGIMount, TitanMount)
 
 
 class ByHost:
@@ -74,10 +79,16 @@ class ByHost:
         self.uses_accounts = any(
             getattr(handler, "uses_accounts", True) for handler in (*handlers.values(), default)
         )
+        self.accepts_uploads = any(
+            getattr(handler, "accepts_uploads", False) for handler in (*handlers.values(), default)
+        )
 
     async def __call__(self, request: Request) -> Response:
         """Answer with the handler of the request's hostname, or the default one."""
-        return await call_handler(self.handlers.get(request.hostname, self.default), request)
+        handler = self.handlers.get(request.hostname, self.default)
+        if request.upload is not None and not getattr(handler, "accepts_uploads", False):
+            return no_uploads(request.path)
+        return await call_handler(handler, request)
 
 
 @dataclass(slots=True)
@@ -137,10 +148,47 @@ def store_path(config: Config) -> Path:
 def build_handler(config: Config, store: Store | None) -> Handler:
     """The handler serving ``config``: static roots per host, or the bundled demo capsule."""
     if config.root is None and all(host.root is None for host in config.hosts):
-        return create_app(store)
+        return create_app(store, config.state)
     default: Handler = StaticFiles(config.root) if config.root is not None else _NotFound()
     per_host = {host.name: StaticFiles(host.root) for host in config.hosts if host.root is not None}
     return ByHost(per_host, default) if per_host else default
+
+
+def build_gateways(config: Config, handler: Handler, *, clock: Clock = time.monotonic) -> Handler:
+    """``handler`` behind the CGI, SCGI and Titan tables of ``config``, global and per hostname.
+
+    A hostname's own tables are added to the global ones; at the same path,
+    the hostname's wins.  Raises :class:`NotADirectoryError` or
+    :class:`ValueError` for a table that cannot be served.
+    """
+    software = f"hospes/{__version__}"
+
+    def wrap(inner: Handler, host: HostConfig | None) -> Handler:
+        return with_gateways(
+            inner,
+            cgi=_merged(config.cgi, host.cgi if host else ()),
+            scgi=_merged(config.scgi, host.scgi if host else ()),
+            titan=_merged(config.titan, host.titan if host else ()),
+            software=software,
+            clock=clock,
+        )
+
+    own = handler.handlers if isinstance(handler, ByHost) else {}
+    default = handler.default if isinstance(handler, ByHost) else handler
+    per_host = {
+        host.name: wrap(own.get(host.name, default), host)
+        for host in config.hosts
+        if host.name in own or host.cgi or host.scgi or host.titan
+    }
+    wrapped = wrap(default, None)
+    return ByHost(per_host, wrapped) if per_host else wrapped
+
+
+def _merged(common: Sequence[_Mount], own: Sequence[_Mount]) -> list[_Mount]:
+    """The global tables and a hostname's own; at the same path, the hostname's."""
+    paths = {mount.path.rstrip("/") for mount in own}
+    kept = [mount for mount in common if mount.path.rstrip("/") not in paths]
+    return kept + list(own)
 
 
 class _NotFound:
@@ -191,9 +239,8 @@ def prepare(
     """
     certificates, created = load_certificates(config)
     store = open_store(config)
-    dispatcher = build_dispatcher(
-        config, handler or build_handler(config, store), store, clock=clock
-    )
+    served = build_gateways(config, handler or build_handler(config, store), clock=clock)
+    dispatcher = build_dispatcher(config, served, store, clock=clock)
     owns_access_log = access_log is None
     if access_log is None:
         access_log = AccessLog(_access_stream(config.access_log))
@@ -234,7 +281,9 @@ class Reloader:
             certificates, created = load_certificates(config)
             store = self.prepared.store
             server = self.prepared.server
-            handler = self.prepared.handler or build_handler(config, store)
+            handler = build_gateways(
+                config, self.prepared.handler or build_handler(config, store), clock=server.clock
+            )
             dispatcher = build_dispatcher(
                 config, handler, store, previous=server.dispatcher, clock=server.clock
             )

@@ -20,7 +20,15 @@ from dataclasses import dataclass
 from ..gemini.escape import printable
 from ..gemini.fingerprint import fingerprint
 from ..gemini.identity import CertificateError, ClientIdentity, IdentityCache
-from ..gemini.protocol import GeminiError, Status, check_target, decode_path, parse_request
+from ..gemini.protocol import (
+    GeminiError,
+    Status,
+    TitanRequest,
+    check_target,
+    decode_path,
+    parse_request,
+    parse_titan,
+)
 from ..gemini.url import URL, normalize_path, quote_path
 from ..policy.clock import Clock
 from ..policy.ratelimit import RateLimiter, RateLimits
@@ -29,6 +37,7 @@ from .access import AccessPolicy, AccessRule, Requirement, check
 from .request import Request
 from .response import Response
 from .routing import Handler, call_handler
+from .upload import Channel, Upload
 
 __all__ = ["Dispatcher", "Outcome"]
 
@@ -77,6 +86,8 @@ class Dispatcher:
         self.rate_limits = rate_limits
         self.resolve_accounts: bool = getattr(handler, "uses_accounts", True)
         """Whether handlers may read ``request.account`` (a static capsule does not)."""
+        self.accepts_uploads: bool = getattr(handler, "accepts_uploads", False)
+        """Whether Titan requests are read (else they get 53, as any other scheme)."""
         self.clock = clock
         """Monotonic seconds, for throttling the log (rate limits have their own clock)."""
         self._store_error_at = -math.inf
@@ -91,6 +102,7 @@ class Dispatcher:
         *,
         address_key: Hashable | None = None,
         server_name: str | None = None,
+        channel: Channel | None = None,
     ) -> Outcome:
         """Answer one request line; never raises for anything the client or handler did.
 
@@ -98,14 +110,24 @@ class Dispatcher:
         (:func:`hospes.policy.addresses.group`); None for a trusted address, which is
         not rate-limited.  ``server_name`` is the host the client named in the
         TLS handshake (SNI, normalised), None when it named none: a request for
-        another host is refused (53).
+        another host is refused (53).  ``channel`` is the connection: its TLS
+        facts, and a Titan upload's body, read only if a handler asks for it.
         """
+        titan: TitanRequest | None = None
         try:
-            url = parse_request(line)
+            url = parse_request(line, titan=self.accepts_uploads)
+            if url.scheme == "titan":
+                titan = parse_titan(url)
+                url = titan.url
             check_target(url, self.hostnames, self.ports, server_name)
             path = decode_path(url)
             canonical = normalize_path(path)
             query = _decoded_query(url)
+            if titan is not None and canonical != path:
+                # No redirect: a client does not send a body again to where a 3x points.
+                raise GeminiError(
+                    Status.BAD_REQUEST, f"upload to the canonical path {quote_path(canonical)}"
+                )
         except GeminiError as exc:
             escaped = printable(line.decode("utf-8", "replace"), 1024)
             return self.reject(exc, escaped, certificate, address_key=address_key)
@@ -127,8 +149,13 @@ class Dispatcher:
             store=self.store,
             address_group=address_key,
             authoriser=self._authoriser,
+            channel=channel,
         )
-        outcome = Outcome(Response(Status.TEMPORARY_FAILURE, INTERNAL_ERROR), str(url), presented)
+        target = str(url)
+        if titan is not None:
+            request.upload = Upload(titan.size, titan.mime, titan.token, channel)
+            target = f"{target};size={titan.size}"
+        outcome = Outcome(Response(Status.TEMPORARY_FAILURE, INTERNAL_ERROR), target, presented)
         if self._limit(outcome, canonical, address_key, certificate):
             return outcome
         try:

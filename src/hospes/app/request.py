@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 
 from ..gemini.identity import ClientIdentity
 from ..gemini.url import URL
+from .upload import Channel, Upload
 
 if TYPE_CHECKING:
     from ..store import Account, Store
@@ -52,6 +53,10 @@ class Request:
     which is not limited by address."""
     authoriser: Authoriser | None = None
     """The server's access rules for other paths (set by the dispatcher; None: no rules)."""
+    upload: Upload | None = None
+    """A Titan upload's size, type, token and body (None for a Gemini request)."""
+    channel: Channel | None = None
+    """The connection's TLS facts, computed when asked (None outside a server)."""
 
     @property
     def relative_path(self) -> str:
@@ -67,6 +72,16 @@ class Request:
         if self.authoriser is None:
             return None
         return await self.authoriser(self, path)
+
+    @property
+    def tls_version(self) -> str | None:
+        """The negotiated TLS version (``TLSv1.3``), or None outside a server."""
+        return None if self.channel is None else self.channel.tls_version()
+
+    @property
+    def tls_cipher(self) -> tuple[str, int] | None:
+        """The negotiated cipher suite and its secret bits, or None outside a server."""
+        return None if self.channel is None else self.channel.tls_cipher()
 
     @property
     def fingerprint(self) -> str | None:

@@ -1,8 +1,8 @@
 """The ``hospes`` command: one module per command group, and what they share.
 
 Command groups: ``serve``, ``accounts``, ``ban`` (``ban``, ``unban``,
-``bans``), ``allow``, ``fingerprint``, ``get``, ``id`` (:mod:`.identities`)
-and ``known-hosts``.  Shared: :mod:`.errors` (exit statuses, the error
+``bans``), ``allow``, ``fingerprint``, ``get``, ``put``, ``id``
+(:mod:`.identities`) and ``known-hosts``.  Shared: :mod:`.errors` (exit statuses, the error
 printer), :mod:`.output` (lines, tables, JSON), :mod:`.store` (the server's
 store for the admin commands), :mod:`.data_dir` (the client commands'
 ``--data-dir``).
@@ -19,12 +19,12 @@ import argparse
 from collections.abc import Sequence
 
 from .. import __version__
-from . import accounts, allow, ban, fingerprint, get, identities, known_hosts, serve
+from . import accounts, allow, ban, fingerprint, get, identities, known_hosts, put, serve
 from .errors import EXIT_INTERRUPTED, EXIT_USAGE, Usage, fail
 
 __all__ = ["main"]
 
-COMMANDS = [serve, accounts, ban, allow, fingerprint, get, identities, known_hosts]
+COMMANDS = [serve, accounts, ban, allow, fingerprint, get, put, identities, known_hosts]
 
 
 def build_parser() -> argparse.ArgumentParser:

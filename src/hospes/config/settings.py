@@ -18,6 +18,9 @@ from pathlib import Path
 from typing import Any
 
 from ..app.access import AccessRule, Requirement
+from ..gateways.cgi import DEFAULT_MAX_OUTPUT, CGIMount
+from ..gateways.scgi import SCGIMount, parse_scgi_address
+from ..gateways.titan import DEFAULT_MAX_SIZE, TitanMount
 from ..gemini.fingerprint import parse_fingerprint
 from ..gemini.url import URLError, parse_url
 from ..paths import default_state_dir
@@ -79,12 +82,16 @@ is one request: it only stops floods and runaway crawlers.
 
 @dataclass(frozen=True, slots=True)
 class HostConfig:
-    """Settings of one hostname: its certificate (created if None) and capsule root."""
+    """Settings of one hostname: its certificate (created if None), capsule root and gateways."""
 
     name: str
     cert: Path | None = None
     key: Path | None = None
     root: Path | None = None
+    cgi: tuple[CGIMount, ...] = ()
+    scgi: tuple[SCGIMount, ...] = ()
+    titan: tuple[TitanMount, ...] = ()
+    """Gateways of this hostname, besides (and at the same path, instead of) the global ones."""
 
 
 @dataclass(slots=True)
@@ -112,6 +119,9 @@ class Config:
     """Ports request URLs may name besides the listening one (a proxy's or a port forward's)."""
     proxy_from: tuple[str, ...] = ()
     """Proxies whose connections start with a PROXY header; when set, nobody else may connect."""
+    cgi: list[CGIMount] = field(default_factory=list)
+    scgi: list[SCGIMount] = field(default_factory=list)
+    titan: list[TitanMount] = field(default_factory=list)
     source: Path | None = None
 
     @property
@@ -196,6 +206,45 @@ class _LogTarget(Type[str]):
         return value if value in ("-", "off") else str(FilePath().make(value, at))
 
 
+class _SCGIAddress(Type[str]):
+    """``host:port`` or ``unix:PATH`` (a relative path relative to the configuration file)."""
+
+    expected = "'host:port' or 'unix:/path/to.sock'"
+    kinds = (str,)
+
+    def make(self, value: str, at: Context) -> str:
+        """The address, with a Unix socket's path made absolute."""
+        if value.startswith("unix:"):
+            path = FilePath().make(value[len("unix:") :] or ".", at)
+            value = f"unix:{path}"
+        try:
+            parse_scgi_address(value)
+        except ValueError as exc:
+            raise Invalid(str(exc)) from None
+        return value
+
+
+def _directory(path: Path) -> Path:
+    if not path.is_dir():
+        raise ValueError(f"{path} is not a directory")
+    return path
+
+
+_VARIABLE = re.compile(r"\A[A-Za-z_][A-Za-z0-9_]*\Z")
+
+
+def _variable_name(name: str) -> str:
+    if _VARIABLE.match(name) is None:
+        raise ValueError(f"{name!r} is not a variable name (letters, digits, '_')")
+    return name
+
+
+def _no_nul(value: str) -> str:
+    if "\0" in value:
+        raise ValueError("a variable's value cannot contain a NUL character")
+    return value
+
+
 HOSTNAME = String().then(_hostname, "a hostname")
 PORT = Integer(1, 65535, expected="a port number (1 to 65535)")
 NETWORK = String().then(_network, "an IP address or CIDR network")
@@ -204,6 +253,14 @@ FINGERPRINT = String().then(parse_fingerprint, "a SHA-256 fingerprint")
 RATE = String().then(parse_rate, "a rate such as '10/min', or 'off'")
 URL_PATH = String().then(_url_path, "a path starting with '/'")
 POSITIVE = Number(above=0)
+DIRECTORY = FilePath().then(_directory, "a directory")
+ENVIRONMENT = MapOf(
+    String().then(_variable_name, "a variable name"),
+    String().then(_no_nul),
+    expected="a table of variable names and values",
+)
+FINGERPRINTS = ListOf(FINGERPRINT, "fingerprints").then(frozenset)
+LIST_NAMES = ListOf(String("a list name"), "list names").then(tuple)
 
 
 # -- tables ---------------------------------------------------------------------------------------
@@ -233,19 +290,134 @@ ACCESS_RULE = Table(
         ),
         Key(
             "fingerprints",
-            ListOf(FINGERPRINT, "fingerprints").then(frozenset),
+            FINGERPRINTS,
             "certificate or key fingerprints an allowlist rule accepts",
             default="[]",
         ),
         Key(
             "lists",
-            ListOf(String("a list name"), "list names").then(tuple),
+            LIST_NAMES,
             "named allow-lists (managed with 'hospes allow') an allowlist rule accepts",
             default="[]",
         ),
     ],
     _access_rule,
 )
+
+
+def _distinct_paths(mounts: list[Any], at: Context) -> list[Any]:
+    """One table per path in each of [[cgi]], [[scgi]] and [[titan]]."""
+    seen: set[str] = set()
+    for index, mount in enumerate(mounts):
+        path = mount.path.rstrip("/") or "/"
+        if path in seen:
+            at.at(index).at("path").report(f"{mount.path!r} has a table already")
+        seen.add(path)
+    return mounts
+
+
+CGI = Table(
+    [
+        Key("path", URL_PATH, "the URL prefix the scripts answer under", required=True),
+        Key("directory", DIRECTORY, "the directory of the executables", required=True),
+        Key(
+            "timeout",
+            POSITIVE,
+            "seconds a script may run; then its process group is killed (the client gets 42)",
+            default="10",
+        ),
+        Key(
+            "max_output",
+            Integer(minimum=1),
+            "bytes a script may write; the response is cut after them",
+            default=str(DEFAULT_MAX_OUTPUT),
+        ),
+        Key(
+            "max_running",
+            Integer(minimum=1),
+            "scripts of this table running at once (more requests get 41)",
+            default="32",
+        ),
+        Key("env", ENVIRONMENT, "variables every script gets, besides the request's", default="{}"),
+    ],
+    CGIMount,
+)
+
+SCGI = Table(
+    [
+        Key("path", URL_PATH, "the URL prefix the application answers under", required=True),
+        Key("address", _SCGIAddress(), "where the application listens", required=True),
+        Key(
+            "connect_timeout",
+            POSITIVE,
+            "seconds to connect; an application that cannot be reached answers 43",
+            default="5",
+        ),
+        Key(
+            "timeout",
+            POSITIVE,
+            "seconds the application has for its header, then for each chunk of the body",
+            default="30",
+        ),
+        Key(
+            "max_upload",
+            Integer(minimum=0),
+            "Titan uploads of at most this many bytes are passed on (default: none)",
+        ),
+        Key("env", ENVIRONMENT, "variables sent with every request", default="{}"),
+    ],
+    SCGIMount,
+)
+
+
+def _titan_mount(
+    path: str,
+    require: Requirement = Requirement.CERTIFICATE,
+    fingerprints: frozenset[str] = frozenset(),
+    lists: tuple[str, ...] = (),
+    **settings: Any,
+) -> TitanMount:
+    _access_rule(path, require, fingerprints, lists)  # the same checks as an access rule
+    return TitanMount(
+        path=path, require=require, fingerprints=fingerprints, lists=lists, **settings
+    )
+
+
+TITAN = Table(
+    [
+        Key("path", URL_PATH, "the URL prefix that takes uploads", required=True),
+        Key(
+            "directory",
+            DIRECTORY,
+            "where uploads are written (and served from); default: an application route",
+        ),
+        Key(
+            "max_size",
+            Integer(minimum=0),
+            "bytes an upload may have; a larger one is refused (59) before it is read",
+            default=str(DEFAULT_MAX_SIZE),
+        ),
+        Key(
+            "timeout",
+            POSITIVE,
+            "seconds an upload's body may take, plus one per write_rate bytes of it",
+            default="10",
+        ),
+        Key("token", String(), "a token uploads must carry (;token=…)"),
+        Key(
+            "require",
+            OneOf.enum(Requirement),
+            "who may upload: any valid certificate, one on the allow-list, or an account",
+            default='"certificate"',
+        ),
+        Key("fingerprints", FINGERPRINTS, "fingerprints an allowlist table accepts", default="[]"),
+        Key("lists", LIST_NAMES, "named allow-lists an allowlist table accepts", default="[]"),
+    ],
+    _titan_mount,
+)
+CGI_TABLES = ArrayOf(CGI, _distinct_paths)
+SCGI_TABLES = ArrayOf(SCGI, _distinct_paths)
+TITAN_TABLES = ArrayOf(TITAN, _distinct_paths)
 
 
 def _rate_rule(
@@ -389,7 +561,7 @@ LIMITS = Table(
 )
 
 
-def _host(**settings: Path) -> dict[str, Path]:
+def _host(**settings: Any) -> dict[str, Any]:
     return settings
 
 
@@ -398,6 +570,9 @@ HOST = Table(
         Key("cert", FilePath(), "certificate (PEM; a chain is fine) of this hostname"),
         Key("key", FilePath(), "private key (PEM) of this hostname's certificate"),
         Key("root", FilePath(), "capsule directory of this hostname"),
+        Key("cgi", CGI_TABLES.then(tuple), "CGI directories of this hostname"),
+        Key("scgi", SCGI_TABLES.then(tuple), "SCGI applications of this hostname"),
+        Key("titan", TITAN_TABLES.then(tuple), "Titan uploads of this hostname"),
     ],
     _host,
 )
@@ -406,7 +581,7 @@ HOST = Table(
 def _config(
     *,
     hostnames: list[str] | None = None,
-    hosts: dict[str, dict[str, Path]] | None = None,
+    hosts: dict[str, dict[str, Any]] | None = None,
     cert: Path | None = None,
     key: Path | None = None,
     **fields: Any,
@@ -510,6 +685,9 @@ SCHEMA = Table(
             to="rate_limits",
         ),
         Key("deny", DENY, "addresses and networks refused at accept"),
+        Key("cgi", CGI_TABLES, "CGI: executables answering under a URL prefix", default="[]"),
+        Key("scgi", SCGI_TABLES, "SCGI applications answering under a URL prefix", default="[]"),
+        Key("titan", TITAN_TABLES, "Titan uploads under a URL prefix", default="[]"),
     ],
     _config,
 )

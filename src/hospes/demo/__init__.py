@@ -1,24 +1,48 @@
-"""The bundled demo capsule: what hospes is for, in four pages.
+"""The bundled demo capsule: what hospes is for, in a few pages.
 
 A public page, a page showing your identity (60 without a certificate), an
 allow-listed page (the store's ``demo`` list), and a members' page (an
-``account`` rule), with the account flows mounted under ``/account/``.
+``account`` rule), with the account flows mounted under ``/account/``.  With a
+state directory, two gateways too: a CGI guestbook (``cgi-bin/guestbook``, a
+script that signs entries with ``REMOTE_USER``) and a page members edit with
+Titan (``/wiki/``); their files are created there on first run.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
+from .. import __version__
 from ..accounts.pages import account_app
+from ..app.access import Requirement
 from ..app.request import Request
 from ..app.routing import Application
 from ..app.static import StaticFiles
+from ..files import write_atomically
+from ..gateways import CGIScripts, TitanDirectory, TitanMount
 from ..store import Store
 
-__all__ = ["CAPSULE", "create_app"]
+__all__ = ["CAPSULE", "CGI_BIN", "create_app"]
 
 CAPSULE = Path(__file__).parent / "capsule"
+CGI_BIN = Path(__file__).parent / "cgi-bin"
 DEMO_LIST = "demo"
+WIKI_PAGE = """\
+# The members' page
+
+Any member can rewrite this page with Titan: it is a file on the server, and
+an upload replaces it (atomically: a cut upload leaves it as it was).
+
+```
+hospes put page.gmi titan://localhost/wiki/index.gmi
+```
+
+In Lagrange: open this page and choose "Edit page with Titan". Without an
+account, an upload is refused (61) before a byte of it is read; reading is
+open to all.
+
+=> / Back
+"""
 
 
 def identity_page(request: Request) -> str:
@@ -70,12 +94,26 @@ def members_page(request: Request) -> str:
     )
 
 
-def create_app(store: Store | None) -> Application:
-    """The demo capsule as an application."""
+def create_app(store: Store | None, state: Path | None = None) -> Application:
+    """The demo capsule as an application; its guestbook and wiki keep their files in ``state``."""
     app = Application()
     app.add_route("/me", identity_page, requires="certificate")
     app.add_route("/allowlist/", allowlist_page, requires="allowlist", lists=[DEMO_LIST])
     app.add_route("/members/", members_page, requires="account", register_url="/account/register")
     app.mount("/account/", account_app(members_url="/members/"))
+    if state is not None:
+        demo = state / "demo"
+        wiki = demo / "wiki"
+        wiki.mkdir(parents=True, exist_ok=True)
+        if not (wiki / "index.gmi").exists():
+            write_atomically(wiki / "index.gmi", WIKI_PAGE.encode("utf-8"))
+        guestbook = {"GUESTBOOK": str(demo / "guestbook.gmi")}
+        app.mount("/cgi-bin/", CGIScripts(CGI_BIN, env=guestbook, software=f"hospes/{__version__}"))
+        app.mount(
+            "/wiki/",
+            TitanDirectory(
+                TitanMount("/wiki/", wiki, max_size=64 * 1024, require=Requirement.ACCOUNT)
+            ),
+        )
     app.mount("/", StaticFiles(CAPSULE))
     return app
