@@ -2,7 +2,8 @@
 
 ``hospes accounts``, ``ban``, ``unban``, ``bans`` and ``allow`` open the
 store of the same configuration and state directory as ``hospes serve``
-(``--config``, ``--state``), safely while the server runs.  Read-only
+(``--config``, ``--state``, or ``--database`` for a PostgreSQL store shared
+by several nodes), safely while the server runs.  Read-only
 commands refuse to create a store that does not exist (a mistyped state
 directory is an error, not an empty list).  Unknown names, invalid names and
 malformed fingerprints exit with status 2 before anything is written.
@@ -18,9 +19,8 @@ from typing import Any
 
 from ..config import Config, ConfigError, load_config, parse_config
 from ..gemini.escape import printable
-from ..runner import store_path
+from ..runner import open_store, store_path
 from ..store import Account, InvalidName, Store, StoreError, UnknownAccount
-from ..store.sqlite import SQLiteStore
 from .errors import EXIT_FAILURE, EXIT_USAGE, Usage, fail
 
 __all__ = ["add_store_arguments", "find_account", "run_with_store"]
@@ -32,6 +32,9 @@ def add_store_arguments(parser: argparse.ArgumentParser, *, json_output: bool = 
     parser.add_argument(
         "--state", type=Path, help="the server's state directory (default $XDG_STATE_HOME/hospes)"
     )
+    parser.add_argument(
+        "--database", metavar="URL", help="the PostgreSQL URL of a store shared by several nodes"
+    )
     if json_output:
         parser.add_argument("--json", action="store_true", help="print JSON for scripts")
 
@@ -41,6 +44,8 @@ def _config(args: argparse.Namespace) -> Config:
     overrides: dict[str, Any] = {}
     if args.state is not None:
         overrides["state"] = str(args.state.expanduser().absolute())
+    if args.database is not None:
+        overrides["database"] = args.database
     if args.config is not None:
         return load_config(args.config, overrides)
     return parse_config(overrides)
@@ -59,12 +64,13 @@ def run_with_store(
     raised by ``action`` goes up to :func:`hospes.cli.main`.
     """
     try:
-        path = store_path(_config(args))
+        config = _config(args)
     except ConfigError as exc:
         return fail(str(exc), EXIT_USAGE)
+    path = store_path(config)
 
     async def main() -> int:
-        store = SQLiteStore(path, create=create)
+        store = open_store(config, create=create)
         try:
             return await action(store)
         finally:
@@ -75,7 +81,7 @@ def run_with_store(
     except (UnknownAccount, InvalidName) as exc:
         return fail(str(exc), EXIT_USAGE)
     except StoreError as exc:
-        missing = not create and not path.exists()
+        missing = not create and config.database is None and not path.exists()
         return fail(str(exc), EXIT_USAGE if missing else EXIT_FAILURE)
 
 
