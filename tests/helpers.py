@@ -13,9 +13,10 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TypeVar
 
 from cryptography.hazmat.primitives.serialization import Encoding
 
@@ -40,6 +41,26 @@ try:
     import uvloop
 except ImportError:  # pragma: no cover
     uvloop = None
+
+T = TypeVar("T")
+
+RUNNERS: list[asyncio.Runner] = []
+"""The running test's event loop (conftest's autouse fixture pushes and pops it)."""
+
+
+def run(awaitable: Awaitable[T]) -> T:
+    """Run ``awaitable`` on the test's event loop, the same for every call of one test.
+
+    A store may bind to the loop that first uses it (PostgreSQL's pool does),
+    as a server's does; outside a test, each call gets a loop of its own.
+    """
+
+    async def wrapper() -> T:
+        return await awaitable
+
+    if RUNNERS:
+        return RUNNERS[-1].run(wrapper())
+    return asyncio.run(wrapper())
 
 
 @dataclass(frozen=True)

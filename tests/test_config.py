@@ -584,6 +584,9 @@ MISTAKES = {
     "rate_limit": ([{"per_key": "x"}], "rate_limit[0].per_key"),
     "deny": ({"addresses": ["nope"]}, "deny.addresses[0]"),
     "hosts": ({"a.example": {"root": 1}}, 'hosts."a.example".root'),
+    "database": ("/var/lib/hospes/hospes.sqlite3", "database"),
+    "public_ports": ([1965, 0], "public_ports[1]"),
+    "proxy_from": (["10.0.0.1/8"], "proxy_from[0]"),
     "colour": ("red", ""),
 }
 

@@ -1,13 +1,19 @@
 """The identity store's contract, run against every implementation (parametrised ``store``).
 
 Each implementation is a *backend*: a context manager that prepares a place
-for the data (an SQLite file; for a networked store, a schema of its own that
-it drops afterwards) and yields a function opening a store on it.  Opening it
-twice gives two stores on the same data, as the server and the admin CLI are.
-A new implementation adds its backend to ``BACKENDS`` and must pass this file
-unchanged.  SQLite-only behaviour (files, pragmas, migrations, its cache) is
-tested in ``test_store_sqlite.py``, its synchronous core in
-``test_store_sqlite_db.py``, the read cache in ``test_store_cache.py``.
+for the data (an SQLite file; for PostgreSQL, a schema of its own that it
+drops afterwards) and yields a function opening a store on it.  Opening it
+twice gives two stores on the same data, as the server and the admin CLI are
+(or two nodes).  A new implementation adds its backend to ``BACKENDS`` and
+must pass this file unchanged.  SQLite-only behaviour (files, pragmas,
+migrations, its cache) is tested in ``test_store_sqlite.py``, its synchronous
+core in ``test_store_sqlite_db.py``, the read cache in ``test_store_cache.py``;
+PostgreSQL-only behaviour (several nodes, notifications, migrations) in
+``test_store_postgres.py``.
+
+Every test runs its coroutines on one event loop of its own
+(:func:`helpers.run`), as a server does: a store may bind to the loop that
+first uses it.
 """
 
 from __future__ import annotations
@@ -16,13 +22,16 @@ import asyncio
 import contextlib
 import datetime as dt
 import secrets
-from collections.abc import Awaitable, Callable, Iterator
+import time
+from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import TypeVar
 
 import pytest
 
+import pg
+from helpers import run
 from hospes.gemini.identity import ClientIdentity
 from hospes.store import (
     LAST_SEEN_INTERVAL,
@@ -44,11 +53,19 @@ T = TypeVar("T")
 NOW = dt.datetime(2025, 3, 1, 12, 0, tzinfo=dt.UTC)
 
 
-def run(awaitable: Awaitable[T]) -> T:
-    async def wrapper() -> T:
-        return await awaitable
+def eventually(store: Store, check: Callable[[], bool]) -> bool:
+    """Whether ``check()`` holds at once, or for a shared store within its ``propagation``.
 
-    return asyncio.run(wrapper())
+    For SQLite (``propagation`` 0) this is one immediate check: it sees every
+    change at once.  For PostgreSQL it is the bound a change made elsewhere
+    takes to reach this store's cached answers.
+    """
+    deadline = time.monotonic() + store.propagation.total_seconds()
+    while not check():
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(0.005)
+    return True
 
 
 Opener = Callable[[], Store]
@@ -60,7 +77,18 @@ def sqlite_backend(tmp_path: Path) -> Iterator[Opener]:
     yield lambda: SQLiteStore(path)
 
 
-BACKENDS: dict[str, Callable[[Path], AbstractContextManager[Opener]]] = {"sqlite": sqlite_backend}
+@contextlib.contextmanager
+def postgres_backend(tmp_path: Path) -> Iterator[Opener]:
+    from hospes.store.postgres import PostgresStore  # noqa: PLC0415 - psycopg may be missing
+
+    with pg.schema() as url:
+        yield lambda: PostgresStore(url)
+
+
+BACKENDS: dict[str, Callable[[Path], AbstractContextManager[Opener]]] = {
+    "sqlite": sqlite_backend,
+    "postgresql": postgres_backend,
+}
 
 
 @pytest.fixture(params=sorted(BACKENDS))
@@ -570,6 +598,33 @@ def test_allow_lists(store):
         run(store.allow("friends", "nonsense"))
 
 
+# -- rate limits of the account pages ---------------------------------------------------------
+
+
+def test_token_buckets_refill_and_a_refusal_spends_nothing(store):
+    rate, burst = 1 / 60, 2
+
+    def take(bucket: str, key: str, seconds: float) -> float:
+        return run(store.take_token(bucket, key, rate, burst, NOW + dt.timedelta(seconds=seconds)))
+
+    assert take("register", "192.0.2.1", 0) == 0
+    assert take("register", "192.0.2.1", 0) == 0
+    assert take("register", "192.0.2.1", 0) == pytest.approx(60)
+    assert take("register", "192.0.2.1", 30) == pytest.approx(30)  # the refusal spent nothing
+    assert take("register", "192.0.2.1", 60) == 0
+    # Buckets are per name and per key.
+    assert take("register", "192.0.2.2", 60) == 0
+    assert take("link", "192.0.2.1", 60) == 0
+    # A clock that goes back (another node's) refills nothing and breaks nothing.
+    assert take("register", "192.0.2.1", 0) == pytest.approx(60)
+    # Never more than the burst, however long the wait.
+    assert take("register", "192.0.2.1", 86400) == 0
+    assert take("register", "192.0.2.1", 86400) == 0
+    assert take("register", "192.0.2.1", 86400) == pytest.approx(60)
+    with pytest.raises(ValueError):
+        run(store.take_token("register", "x", 0, burst, NOW))
+
+
 def test_closed_store_refuses_work(open_store):
     instance = open_store()
     run(instance.close())
@@ -584,31 +639,34 @@ def test_closed_store_refuses_work(open_store):
 
 
 def test_a_second_store_sees_every_change_at_once(open_store):
-    """What the CLI changes applies to the server's next request, whatever the server kept."""
+    """What the CLI changes applies to the server's next request, whatever the server kept.
+
+    At once for SQLite; for a store shared by nodes, within its stated ``propagation``.
+    """
     server, admin = open_store(), open_store()
     alice = identity()
     assert run(server.recognise(alice, NOW)) is None
     account = run(admin.register("alice", alice, NOW))
-    assert run(server.recognise(alice, NOW)) == account
+    assert eventually(server, lambda: run(server.recognise(alice, NOW)) == account)
     bob_certificate = identity("bob")
     assert run(admin.recognise(bob_certificate, NOW)) is None
     bob = run(server.register("bob", bob_certificate, NOW))
-    assert run(admin.recognise(bob_certificate, NOW)) == bob
+    assert eventually(admin, lambda: run(admin.recognise(bob_certificate, NOW)) == bob)
     assert run(server.active_ban(alice, account, NOW)) is None
     ban = run(admin.ban(BanKind.KEY, alice.key_fingerprint, "flood", NOW))
-    assert run(server.active_ban(alice, account, NOW)) == ban
+    assert eventually(server, lambda: run(server.active_ban(alice, account, NOW)) == ban)
     run(admin.unban(BanKind.KEY, alice.key_fingerprint))
-    assert run(server.active_ban(alice, account, NOW)) is None
+    assert eventually(server, lambda: run(server.active_ban(alice, account, NOW)) is None)
     assert run(server.is_allowed(["crew"], alice)) is False
     run(admin.allow("crew", alice.fingerprint))
-    assert run(server.is_allowed(["crew"], alice)) is True
+    assert eventually(server, lambda: run(server.is_allowed(["crew"], alice)) is True)
     run(admin.disallow("crew", alice.fingerprint))
-    assert run(server.is_allowed(["crew"], alice)) is False
+    assert eventually(server, lambda: run(server.is_allowed(["crew"], alice)) is False)
     assert run(server.recognise(alice, NOW)).name == "alice"
     run(admin.rename("alice", "alicia"))
-    assert run(server.recognise(alice, NOW)).name == "alicia"
+    assert eventually(server, lambda: run(server.recognise(alice, NOW)).name == "alicia")
     run(admin.delete("alicia"))
-    assert run(server.recognise(alice, NOW)) is None
+    assert eventually(server, lambda: run(server.recognise(alice, NOW)) is None)
 
 
 # -- accounts created by the admin, fingerprint prefixes ---------------------------------

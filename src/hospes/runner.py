@@ -47,7 +47,8 @@ from .server.listen import bind_all
 from .server.state import ensure_server_certificate, ensure_state_dir
 from .server.supervisor import supervise
 from .server.tls import HostCertificate, ServerContexts, TLSError, load_server_context
-from .store import Store
+from .store import Store, StoreError
+from .store.database_url import redact
 from .store.sqlite import SQLiteStore
 
 __all__ = [
@@ -130,12 +131,22 @@ def load_certificates(config: Config) -> tuple[dict[str, HostCertificate], list[
     return certificates, created
 
 
-def open_store(config: Config) -> Store:
-    """The identity store: SQLite in the state directory (created on first run).
+def open_store(config: Config, *, create: bool = True) -> Store:
+    """The identity store: PostgreSQL at ``config.database``, else SQLite in the state directory.
 
-    Raises :class:`~hospes.store.StoreError` when the database cannot be used.
+    Either is created on first use unless ``create`` is false.  Raises
+    :class:`~hospes.store.StoreError` when the database cannot be used (or,
+    for PostgreSQL, when psycopg is not installed).
     """
-    return SQLiteStore(store_path(config))
+    if config.database is not None:
+        try:
+            from .store.postgres import PostgresStore  # noqa: PLC0415 - an optional dependency
+        except ImportError as exc:
+            raise StoreError(
+                f"a PostgreSQL database needs psycopg 3 ({exc}): pip install 'hospes[postgres]'"
+            ) from None
+        return PostgresStore(config.database, create=create)
+    return SQLiteStore(store_path(config), create=create)
 
 
 def store_path(config: Config) -> Path:
@@ -301,7 +312,7 @@ def build_dispatcher(
     return Dispatcher(
         handler,
         hostnames=config.hostnames,
-        ports=[config.port],
+        ports=[config.port, *config.public_ports],
         policy=AccessPolicy(config.access, register_urls=register_urls),
         redirects=Redirects(config.redirects),
         store=store,
@@ -347,6 +358,7 @@ def prepare(
         limits=config.limits,
         access_log=access_log,
         deny=AddressSet(config.deny),
+        proxies=AddressSet(config.proxy_from),
         clock=clock,
     )
     return Prepared(server, certificates, created, store, config, handler, owns_access_log)
@@ -392,7 +404,11 @@ class Reloader:
             contexts = ServerContexts(certificates)
             deny = AddressSet(config.deny)
             server.reconfigure(
-                dispatcher=dispatcher, contexts=contexts, limits=config.limits, deny=deny
+                dispatcher=dispatcher,
+                contexts=contexts,
+                limits=config.limits,
+                deny=deny,
+                proxies=AddressSet(config.proxy_from),
             )
         except (ConfigError, TLSError, AddressError, OSError, ValueError) as exc:
             log.error("reload failed, still serving the previous configuration: %s", exc)
@@ -426,11 +442,13 @@ class Reloader:
             ("port", running.port, config.port or running.port),
             ("state directory", running.state, config.state),
             ("workers", running.workers, config.workers),
+            ("database", _shown(running.database), _shown(config.database)),
         ):
             if old != new:
                 log.warning("%s changed from %s to %s: that needs a restart", what, old, new)
         config.listen, config.port = running.listen, running.port
         config.state, config.workers = running.state, running.workers
+        config.database = running.database
 
     def _reopen_access_log(self, target: str) -> None:
         """Reopen the access log, so a rotated file is let go of (what logrotate expects)."""
@@ -444,6 +462,11 @@ class Reloader:
         old, access_log.stream = access_log.stream, stream
         if old is not sys.stdout:
             old.close()
+
+
+def _shown(database: str | None) -> str:
+    """A database URL as logs show it (no password); SQLite when there is none."""
+    return "SQLite in the state directory" if database is None else redact(database)
 
 
 def _access_stream(target: str) -> TextIO:

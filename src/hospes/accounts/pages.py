@@ -26,6 +26,11 @@ destructive action asks for the word ``yes``.  Everything a client sent
 before it is shown.  Link codes are 50 random bits in an alphabet without
 look-alike characters, stored only as a SHA-256 hash, live for ten minutes,
 and are redeemed under a strict rate limit per address group and per key.
+
+The rate limits of these pages are token buckets kept by the store
+(:meth:`~hospes.store.base.Store.take_token`): in the process for SQLite, in
+the database for PostgreSQL, so that a client cannot multiply its tries by
+the number of nodes behind a load balancer.
 """
 
 from __future__ import annotations
@@ -83,6 +88,19 @@ class AccountLimits:
     """How long the answer to a prompt may take (the life of its nonce)."""
 
 
+class _Limit:
+    """A rate limit kept by the store: one token bucket per key, under one name."""
+
+    def __init__(self, name: str, rate: float, burst: float) -> None:
+        self.name = name
+        self.rate = rate
+        self.burst = burst
+
+    async def take(self, store: Store, key: str) -> float:
+        """0.0 if granted, else the seconds to wait."""
+        return await store.take_token(self.name, key, self.rate, self.burst, _now())
+
+
 class _Pair:
     """One limiter for client address groups and one for keys: an action needs both.
 
@@ -91,14 +109,16 @@ class _Pair:
     limited by key only, so one visitor behind it cannot block everyone.
     """
 
-    def __init__(self, rate: float, burst: float) -> None:
-        self.addresses = RateLimiter(rate, burst)
-        self.keys = RateLimiter(rate, burst)
+    def __init__(self, name: str, rate: float, burst: float) -> None:
+        self.addresses = _Limit(f"{name}/address", rate, burst)
+        self.keys = _Limit(f"{name}/key", rate, burst)
 
-    def take(self, request: Request, identity: ClientIdentity) -> Response | None:
-        wait = self.keys.take(identity.key_fingerprint)
+    async def take(
+        self, store: Store, request: Request, identity: ClientIdentity
+    ) -> Response | None:
+        wait = await self.keys.take(store, identity.key_fingerprint)
         if request.address_group is not None:
-            wait = max(wait, self.addresses.take(request.address_group))
+            wait = max(wait, await self.addresses.take(store, str(request.address_group)))
         return None if wait == 0 else Response.slow_down(RateLimiter.seconds(wait))
 
 
@@ -124,9 +144,9 @@ class AccountPages:
     def __init__(self, members_url: str = "/members/", limits: AccountLimits | None = None) -> None:
         self.members_url = members_url
         self.limits = limits or AccountLimits()
-        self._register = _Pair(self.limits.register_rate, self.limits.register_burst)
-        self._redeem = _Pair(self.limits.link_rate, self.limits.link_burst)
-        self._codes = RateLimiter(self.limits.code_rate, self.limits.code_burst)
+        self._register = _Pair("register", self.limits.register_rate, self.limits.register_burst)
+        self._redeem = _Pair("redeem", self.limits.link_rate, self.limits.link_burst)
+        self._codes = _Limit("link-code/account", self.limits.code_rate, self.limits.code_burst)
         self.confirmations = Confirmations(self.limits.confirmation_lifetime)
 
     # -- helpers ------------------------------------------------------------------------
@@ -226,7 +246,7 @@ class AccountPages:
             if not await self.confirmations.valid(request, "register", "", nonce):
                 return self.confirmations.stale(start)
             return Response.input(_name_prompt("Choose an account name", default))
-        limited = self._register.take(request, identity)
+        limited = await self._register.take(store, request, identity)
         if limited is not None:
             return limited
         taken = await self.confirmations.take(request, "register", "", nonce)
@@ -286,7 +306,7 @@ class AccountPages:
             return Response.input("Type the link code shown on your signed-in device")
         if account is not None:
             return await self._make_code(store, request, account, nonce)
-        limited = self._redeem.take(request, identity)
+        limited = await self._redeem.take(store, request, identity)
         if limited is not None:
             return limited
         taken = await self.confirmations.take(request, action, target, nonce)
@@ -318,7 +338,7 @@ class AccountPages:
         taken = await self.confirmations.take(request, action, target, nonce)
         if taken is None:
             return self.confirmations.stale(f"{request.base}/link")
-        wait = self._codes.take(account.id)
+        wait = await self._codes.take(store, str(account.id))
         if wait:
             await taken.give_back()
             return Response.slow_down(RateLimiter.seconds(wait))
@@ -470,8 +490,9 @@ def _name_prompt(lead: str, default: str | None) -> str:
 def account_app(members_url: str = "/members/", limits: AccountLimits | None = None) -> Application:
     """The account pages as an :class:`~hospes.app.routing.Application` to mount (``/account/``).
 
-    ``members_url`` is where a new or newly linked member is sent; each
-    application has its own rate limiters.
+    ``members_url`` is where a new or newly linked member is sent.  The rate
+    limits' buckets are kept by the request's store (every account application
+    on one store shares them; with PostgreSQL, every node does).
     """
     pages = AccountPages(members_url, limits)
     app = Application()

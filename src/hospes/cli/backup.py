@@ -34,6 +34,7 @@ from ..config import Config, ConfigError
 from ..runner import STORE_FILE
 from ..selfsigned import load_certificate
 from ..server.tls import TLSError, load_server_context
+from ..store.database_url import redact
 from .errors import EXIT_FAILURE, EXIT_USAGE, Usage, fail
 from .output import emit_json
 from .store import add_store_arguments, locate_store
@@ -76,7 +77,11 @@ def run_backup(args: argparse.Namespace) -> int:
         return 0
     print(f"backed up to {args.dest}:")
     store = manifest["store"]
-    print(f"  identity store   {store['accounts']} accounts, {store['certificates']} certificates")
+    if "accounts" in store:
+        counted = f"{store['accounts']} accounts, {store['certificates']} certificates"
+        print(f"  identity store   {counted}")
+    else:
+        print(f"  identity store   not copied: {store['database']} (use pg_dump)")
     for host in manifest["hosts"]:
         print(f"  {host['name']:<16} certificate {host['fingerprint']}")
         print(f"  {'':<16} key         {host['key_fingerprint']}")
@@ -113,7 +118,7 @@ def _copy_file(source: Path, target: Path) -> None:
         raise BackupError(f"cannot copy {source} to {target}: {exc.strerror}") from None
 
 
-def _copy_store(source: Path, target: Path) -> dict[str, int]:
+def _copy_store(source: Path, target: Path) -> dict[str, Any]:
     """SQLite's online backup of ``source`` into a new file ``target`` (0600), checked."""
     if not source.exists():
         raise BackupError(f"no identity store at {source} (wrong state directory?)")
@@ -172,7 +177,17 @@ def back_up(config: Config, dest: Path) -> dict[str, Any]:
 
 
 def _back_up(config: Config, dest: Path) -> dict[str, Any]:
-    counts = _copy_store(config.state / STORE_FILE, dest / STORE_FILE)
+    counts: dict[str, Any]
+    if config.database is not None:
+        # Shared by several nodes, and PostgreSQL's own tools back it up consistently.
+        counts = {"database": redact(config.database), "copied": False}
+        print(
+            f"hospes: the identity store is the PostgreSQL database {redact(config.database)}: "
+            "back it up with pg_dump (docs/operations.md); copying the keys and configuration",
+            file=sys.stderr,
+        )
+    else:
+        counts = _copy_store(config.state / STORE_FILE, dest / STORE_FILE)
     hosts: list[dict[str, Any]] = []
     for host in config.hosts:
         if host.cert is not None and host.key is not None:

@@ -15,6 +15,7 @@ from ..paths import default_state_dir
 from ..runner import STORE_FILE, Started, run, serves_demo
 from ..server.tls import TLSError
 from ..store import StoreError
+from ..store.database_url import redact
 from .errors import EXIT_FAILURE, EXIT_USAGE, fail
 from .store import find_config
 
@@ -61,6 +62,26 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     parser.add_argument(
         "--workers", type=int, help="server processes sharing the port (default 1; one per core)"
     )
+    parser.add_argument(
+        "--database",
+        metavar="URL",
+        help="PostgreSQL URL of an identity store shared by several nodes "
+        "(default: SQLite in the state directory)",
+    )
+    parser.add_argument(
+        "--public-port",
+        type=int,
+        action="append",
+        metavar="N",
+        help="a port request URLs may name besides --port, e.g. a load balancer's (repeatable)",
+    )
+    parser.add_argument(
+        "--proxy-from",
+        action="append",
+        metavar="CIDR",
+        help="a proxy sending PROXY headers (v1 or v2); when given, only proxies may connect "
+        "(repeatable)",
+    )
     parser.set_defaults(run=run_serve)
 
 
@@ -89,6 +110,12 @@ def _overrides(args: argparse.Namespace) -> dict[str, Any]:
         values["log_level"] = args.log_level
     if args.workers is not None:
         values["workers"] = args.workers
+    if args.database is not None:
+        values["database"] = args.database
+    if args.public_port:
+        values["public_ports"] = args.public_port
+    if args.proxy_from:
+        values["proxy_from"] = args.proxy_from
     return values
 
 
@@ -125,8 +152,13 @@ def announce(started: Started, config: Config) -> None:
         f"  listening on {listening}{workers}",
         f"  state in {state}",
         f"    certificates   {state / 'certs'}",
-        f"    identity store {state / STORE_FILE}",
     ]
+    if config.database is not None:
+        lines.append(f"    identity store {redact(config.database)}")
+    else:
+        lines.append(f"    identity store {state / STORE_FILE}")
+    if config.proxy_from:
+        lines.append(f"  behind the proxies {', '.join(config.proxy_from)} (PROXY protocol)")
     lists: dict[str, list[str]] = {DEMO_LIST: ["/allowlist/"]} if demo else {}
     for rule in config.access:
         for name in rule.lists:
@@ -155,7 +187,9 @@ def _capsule(site: Site, demo: bool) -> str:
 def _store_options(config: Config) -> str:
     """The options that make an admin command find this server's store (none for the default)."""
     options = f" --config {config.source}" if config.source is not None else ""
-    if config.state.absolute() != default_state_dir().absolute():
+    if config.database is not None and config.source is None:
+        options += f" --database {redact(config.database)}"
+    elif config.state.absolute() != default_state_dir().absolute():
         options += f" --state {config.state.absolute()}"
     return options
 

@@ -1,16 +1,17 @@
 """The server's identity store, as the admin commands find and open it.
 
-``hospes accounts``, ``ban``, ``unban``, ``bans`` and ``allow`` open the store
-the server uses, found the way ``hospes serve`` finds its configuration
-(:func:`find_config`): ``--config FILE``, else ``$HOSPES_CONFIG``, else
-``/etc/hospes/hospes.toml`` when it exists, else no file (the default state
-directory); ``--state`` overrides the file's state directory.  Each command
-says on stderr which store it opened and why (:func:`locate_store`), so an
-operator never changes one store while the server reads another.  It is safe
-while the server runs.  Read-only commands refuse to create a store that does
-not exist (a mistyped state directory is an error, not an empty list).
-Unknown names, invalid names and malformed fingerprints exit with status 2
-before anything is written.
+``hospes accounts``, ``ban``, ``unban``, ``bans``, ``allow`` and ``backup`` open
+the store the server uses, found the way ``hospes serve`` finds its
+configuration (:func:`find_config`): ``--config FILE``, else
+``$HOSPES_CONFIG``, else ``/etc/hospes/hospes.toml`` when it exists, else no
+file (the default state directory); ``--state`` overrides the file's state
+directory and ``--database`` its PostgreSQL store (shared by several nodes).
+Each command says on stderr which store it opened and why
+(:func:`locate_store`), so an operator never changes one store while the
+server reads another.  It is safe while the server runs.  Read-only commands
+refuse to create a store that does not exist (a mistyped state directory is
+an error, not an empty list).  Unknown names, invalid names and malformed
+fingerprints exit with status 2 before anything is written.
 """
 
 from __future__ import annotations
@@ -28,9 +29,9 @@ from typing import Any
 from ..config import Config, ConfigError, load_config, parse_config
 from ..gemini.escape import printable
 from ..gemini.fingerprint import PREFIX, parse_fingerprint
-from ..runner import store_path
+from ..runner import open_store, store_path
 from ..store import Account, InvalidName, Store, StoreError, UnknownAccount
-from ..store.sqlite import SQLiteStore
+from ..store.database_url import redact
 from .errors import EXIT_FAILURE, EXIT_USAGE, Usage, fail
 
 __all__ = [
@@ -92,23 +93,33 @@ def find_config(
 class StoreLocation:
     """Which identity store an admin command opens, the configuration it came from, and why.
 
-    Today a store is a SQLite file in the state directory; a networked store
-    (a database URL) would be another kind of location found by the same
-    :func:`locate_store`.
+    A SQLite file in the state directory, or the PostgreSQL database of
+    ``database`` (``--database URL``) that several nodes share.
     """
 
     config: Config
     source: ConfigSource
     state_flag: bool
     """Whether ``--state`` chose the state directory."""
+    database_flag: bool = False
+    """Whether ``--database`` chose the (PostgreSQL) store."""
 
     @property
     def path(self) -> Path:
-        """The SQLite file."""
+        """The SQLite file (unused when the store is a PostgreSQL database)."""
         return store_path(self.config)
 
     def describe(self) -> str:
-        """One line for stderr: the store, and what chose it."""
+        """One line for stderr: the store, and what chose it (a URL's password hidden)."""
+        database = self.config.database
+        if database is not None:
+            if self.database_flag:
+                why = "--database"
+            else:
+                why = f"the database of {self.source.path}"
+                if self.source.origin != str(self.source.path):
+                    why += f" ({self.source.origin})"
+            return f"identity store {redact(database)} ({why})"
         if self.state_flag:
             why = "--state"
         elif self.source.path is None:
@@ -121,7 +132,7 @@ class StoreLocation:
 
     def open(self, *, create: bool) -> Store:
         """The store itself; :class:`StoreError` if it cannot be opened."""
-        return SQLiteStore(self.path, create=create)
+        return open_store(self.config, create=create)
 
 
 def add_store_arguments(parser: argparse.ArgumentParser, *, json_output: bool = True) -> None:
@@ -138,6 +149,9 @@ def add_store_arguments(parser: argparse.ArgumentParser, *, json_output: bool = 
         help="the server's state directory (default: the configuration's, "
         "else $XDG_STATE_HOME/hospes)",
     )
+    parser.add_argument(
+        "--database", metavar="URL", help="the PostgreSQL URL of a store shared by several nodes"
+    )
     if json_output:
         parser.add_argument("--json", action="store_true", help="print JSON for scripts")
 
@@ -150,11 +164,13 @@ def locate_store(
     overrides: dict[str, Any] = {}
     if args.state is not None:
         overrides["state"] = str(args.state.expanduser().absolute())
+    if args.database is not None:
+        overrides["database"] = args.database
     if source.path is not None:
         config = load_config(source.path, overrides)
     else:
         config = parse_config(overrides)
-    return StoreLocation(config, source, args.state is not None)
+    return StoreLocation(config, source, args.state is not None, args.database is not None)
 
 
 def run_with_store(
@@ -191,7 +207,7 @@ def run_with_store(
     except (UnknownAccount, InvalidName) as exc:
         return fail(str(exc), EXIT_USAGE)
     except StoreError as exc:
-        missing = not create and not path.exists()
+        missing = not create and location.config.database is None and not path.exists()
         return fail(str(exc), EXIT_USAGE if missing else EXIT_FAILURE)
 
 

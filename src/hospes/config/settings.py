@@ -29,6 +29,7 @@ from ..paths import default_state_dir
 from ..policy.addresses import parse_network, read_address_file
 from ..policy.limits import Limits
 from ..policy.ratelimit import RateRule
+from ..store.database_url import is_database_url
 from .schema import (
     ArrayOf,
     Boolean,
@@ -200,6 +201,12 @@ class Config:
     log_level: str = "info"
     clock_skew: dt.timedelta = dt.timedelta(minutes=5)
     workers: int = 1
+    database: str | None = None
+    """A PostgreSQL URL for the identity store; None: SQLite in the state directory."""
+    public_ports: tuple[int, ...] = ()
+    """Ports request URLs may name besides the listening one (a proxy's or a port forward's)."""
+    proxy_from: tuple[str, ...] = ()
+    """Proxies whose connections start with a PROXY header; when set, nobody else may connect."""
     cgi: list[CGIMount] = field(default_factory=list)
     scgi: list[SCGIMount] = field(default_factory=list)
     titan: list[TitanMount] = field(default_factory=list)
@@ -285,6 +292,15 @@ def _host_of(text: str) -> str:
     return f" (write {url.host!r}{port})"
 
 
+def _database_url(text: str) -> str:
+    if not is_database_url(text):
+        raise ValueError(
+            "expected a PostgreSQL URL such as 'postgresql://hospes@db.example/hospes' "
+            "(leave 'database' out for SQLite in the state directory)"
+        )
+    return text
+
+
 def _network(text: str) -> str:
     parse_network(text)
     return text
@@ -358,6 +374,7 @@ def _no_nul(value: str) -> str:
 
 
 HOSTNAME = String().then(_hostname, "a hostname")
+PORT = Integer(1, 65535, expected="a port number (1 to 65535)")
 NETWORK = String().then(_network, "an IP address or CIDR network")
 NETWORKS = ListOf(NETWORK, "addresses and networks")
 FINGERPRINT = String().then(parse_fingerprint, "a SHA-256 fingerprint")
@@ -1001,6 +1018,23 @@ SCHEMA = Table(
             default="300",
         ),
         Key("workers", Integer(minimum=1), "server processes sharing the port", default="1"),
+        Key(
+            "database",
+            String().then(_database_url, "a postgresql:// URL"),
+            "the identity store shared by several nodes (default: SQLite in the state directory)",
+        ),
+        Key(
+            "public_ports",
+            ListOf(PORT, "port numbers").then(tuple),
+            "ports request URLs may name besides 'port' (a load balancer's, a port forward's)",
+            default="[]",
+        ),
+        Key(
+            "proxy_from",
+            NETWORKS.then(tuple),
+            "proxies that send a PROXY header (v1 or v2); when set, only they may connect",
+            default="[]",
+        ),
         Key(
             "hosts",
             MapOf(HOSTNAME, HOST, expected="a table of hostnames"),

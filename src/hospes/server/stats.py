@@ -28,6 +28,8 @@ class Stats:
     """Responses sent, by status."""
     blocks: int = 0
     """Address groups blocked for ignoring 44."""
+    health_checks: int = 0
+    """PROXY ``LOCAL`` connections (a load balancer's health checks), accepted and closed."""
 
     def summary(self) -> str:
         """One line for the log: every non-zero counter."""
@@ -42,6 +44,8 @@ class Stats:
                 parts.append(f"{name}: {items}")
         if self.blocks:
             parts.append(f"blocks {self.blocks}")
+        if self.health_checks:
+            parts.append(f"health checks {self.health_checks}")
         return "; ".join(parts)
 
     def as_dict(self) -> dict[str, Any]:

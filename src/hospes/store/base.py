@@ -17,6 +17,7 @@ from collections.abc import Sequence
 
 from ..gemini.fingerprint import parse_fingerprint
 from ..gemini.identity import ClientIdentity
+from .buckets import LocalBuckets
 from .models import Account, Ban, BanKind, CertificateRecord, Confirmation
 
 __all__ = [
@@ -103,6 +104,12 @@ def canonical_fingerprint(text: str) -> str:
 
 class Store(abc.ABC):
     """Accounts, their certificates, allow-lists and bans."""
+
+    propagation: dt.timedelta = dt.timedelta(0)
+    """The longest a change made through another store on the same data (the admin CLI,
+    another worker or node) takes to reach this store's answers; 0: its next call sees it."""
+
+    _buckets: LocalBuckets | None = None
 
     # -- recognition: on the request path, must be fast -------------------------------
 
@@ -302,6 +309,22 @@ class Store(abc.ABC):
     @abc.abstractmethod
     async def allow_lists(self) -> dict[str, int]:
         """The names of all lists with their sizes."""
+
+    # -- rate limits of the account pages ----------------------------------------------
+
+    async def take_token(
+        self, bucket: str, key: str, rate: float, burst: float, now: dt.datetime
+    ) -> float:
+        """Spend a token of ``key``'s bucket ``bucket``: 0.0 if granted, else the seconds to wait.
+
+        A bucket holds ``burst`` tokens and refills at ``rate`` per second; a
+        refusal spends nothing.  This default keeps the buckets in this
+        process; a store shared by several nodes keeps them in its database,
+        so the limit holds whichever node a client reaches.
+        """
+        if self._buckets is None:
+            self._buckets = LocalBuckets()
+        return self._buckets.take(bucket, key, rate, burst, now)
 
     # -- lifecycle ----------------------------------------------------------------------
 
