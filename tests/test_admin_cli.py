@@ -12,12 +12,14 @@ import time
 
 import pytest
 
+import pg
 from helpers import identity_of, raw_request, start_server
 from hospes.cli import build_parser, main
 from hospes.cli import store as cli_store
 from hospes.cli.serve import build_config
 from hospes.config import load_config
 from hospes.server.accesslog import LINE
+from hospes.store.database_url import redact
 from hospes.store.sqlite import SQLiteStore
 from test_store import run
 
@@ -258,3 +260,21 @@ def test_account_rule_without_code_from_an_access_log_line(
         assert raw_request(server.port, server.url("/members/"), cert=alice).status == 20
     finally:
         server.stop()
+
+
+def test_admin_commands_on_a_postgresql_store(capsys):
+    """``--database URL``: the same commands on a store several nodes share; no password shown."""
+    pg.require()
+    with pg.schema() as url:
+        key = "SHA256:" + "ef" * 32
+        status, _, err = hospes(capsys, "accounts", "create", "carol", key, "--database", url)
+        assert status == 0, err
+        assert f"hospes: identity store {redact(url)} (--database)\n" in err
+        status, _, err = hospes(capsys, "ban", "ef" * 6, "--key", "--database", url)
+        assert status == 0, err
+        assert f"is {key}" in err
+        status, out, _ = hospes(capsys, "accounts", "list", "--json", "--database", url)
+        [listed] = json.loads(out)
+        assert (listed["name"], listed["status"]) == ("carol", "waiting for its first visit")
+        status, out, _ = hospes(capsys, "bans", "--json", "--database", url)
+        assert [(ban["kind"], ban["value"]) for ban in json.loads(out)] == [("key", key)]

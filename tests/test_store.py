@@ -692,6 +692,15 @@ def test_created_account_gets_the_first_matching_certificate(store, by):
     assert run(store.recognise(renewal, later)).id == account.id
 
 
+def test_an_account_created_elsewhere_reaches_a_store_that_saw_a_stranger(open_store):
+    server, admin = open_store(), open_store()
+    alice = identity("alice")
+    assert run(server.recognise(alice, NOW)) is None  # remembered: a stranger
+    account = run(admin.create_account("alice", alice.key_fingerprint, NOW))
+    assert eventually(server, lambda: run(server.recognise(alice, NOW)) == account)
+    assert run(admin.awaited_fingerprints(account.id)) == []
+
+
 def test_create_account_refuses_taken_names_and_fingerprints(store):
     alice = identity("alice")
     run(store.register("alice", alice, NOW))

@@ -626,7 +626,10 @@ class PostgresStore(Store):
             for column, table, extra in columns
         )
         params = [bound for _ in columns for bound in (prefix, prefix + "g")]
-        rows = await self._all(f'{query} ORDER BY 1 COLLATE "C" LIMIT %s', [*params, limit])
+        rows = await self._all(
+            f'SELECT f FROM ({query}) AS known (f) ORDER BY f COLLATE "C" LIMIT %s',  # noqa: S608
+            [*params, limit],
+        )
         return [row[0] for row in rows]
 
     async def _taken(self, name: str) -> NameTaken:
