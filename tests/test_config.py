@@ -21,6 +21,7 @@ from hospes.config import (
     DEFAULT_RATE_RULE,
     SCHEMA,
     AccountsConfig,
+    AdminConfig,
     Config,
     ConfigError,
     HostConfig,
@@ -659,6 +660,7 @@ def test_the_sections_of_hospes_toml():
         '[[hosts."NAME".scgi]]',
         '[[hosts."NAME".titan]]',
         '[hosts."NAME".accounts]',
+        '[hosts."NAME".admin]',
         "[[access]]",
         "[limits]",
         "[[rate_limit]]",
@@ -667,6 +669,7 @@ def test_the_sections_of_hospes_toml():
         "[[scgi]]",
         "[[titan]]",
         "[accounts]",
+        "[admin]",
         "[[redirect]]",
     ]
 
@@ -682,6 +685,8 @@ TARGETS = {
     "[[titan]]": (TitanMount, set()),
     "[accounts]": (AccountsConfig, set()),
     '[hosts."NAME".accounts]': (AccountsConfig, set()),
+    "[admin]": (AdminConfig, set()),
+    '[hosts."NAME".admin]': (AdminConfig, set()),
     "[[redirect]]": (RedirectRule, set()),
 }
 BUILT_FROM = {"cert", "key"}  # Config.hosts is built from these, 'hostnames' and 'hosts'
@@ -720,7 +725,7 @@ def test_the_documented_defaults_are_the_real_ones(label):
         documented = convert_one(key.type, raw)
         assert documented == _default_of(target, key.destination), key.name
         checked += 1
-    assert checked >= (0 if "hosts" in label or "accounts" in label else 1)
+    assert checked >= (0 if "hosts" in label or label.endswith(("accounts]", "admin]")) else 1)
 
 
 def test_the_operations_guide_lists_every_limit():
@@ -788,6 +793,27 @@ def test_a_hosts_own_options_win_and_its_mime_table_goes_over():
     assert [site.accounts for site in off.sites()] == ["/account/", None]
 
 
+def test_the_admin_table_is_read_globally_and_per_host():
+    fingerprint = "SHA256:" + "ab" * 32
+    config = parse_config(
+        {
+            "hostnames": ["a.example", "b.example", "c.example"],
+            "admin": {"mount": "/admin", "admins": ["AB:" * 31 + "AB"], "lists": ["admins"]},
+            "hosts": {
+                "b.example": {"admin": {"mount": "/manage/", "lists": ["crew", "admins"]}},
+                "c.example": {"admin": {"mount": False}},
+            },
+        }
+    )
+    a, b, c = config.sites()
+    assert (a.admin, a.admins, a.admin_lists) == ("/admin/", {fingerprint}, ("admins",))
+    # A host's key wins, key by key: b keeps the top-level admins.
+    assert (b.admin, b.admins, b.admin_lists) == ("/manage/", {fingerprint}, ("crew", "admins"))
+    assert c.admin is None
+    assert parse_config({}).admin == AdminConfig()
+    assert [site.admin for site in parse_config({}).sites()] == [None]
+
+
 def test_redirects_and_host_scoped_rules_are_read():
     config = parse_config(
         {
@@ -823,6 +849,18 @@ def test_redirects_and_host_scoped_rules_are_read():
         ({"accounts": {"mount": "account"}}, "must start with '/'"),
         ({"accounts": {"mount": "/a/../b/"}}, "write the path as requests reach it: '/b/'"),
         ({"accounts": {"members": "/m/"}}, "did you mean 'members_url'?"),
+        ({"admin": {"mount": "/", "lists": ["a"]}}, "'/' would hide the whole capsule behind"),
+        ({"admin": {"mount": True, "lists": ["a"]}}, "admin.mount: expected a path such as '/adm"),
+        ({"admin": {"mount": "/admin/", "admins": ["SHA256:12"]}}, "admin.admins[0]: not a SHA-256"),
+        ({"admin": {"mount": "/admin/", "lists": [7]}}, "admin.lists[0]: expected a list name"),
+        ({"admin": {"mount": "/admin/"}}, "mounts the admin capsule at /admin/ for nobody"),
+        ({"admin": {"mount": "/admin/", "lists": []}}, "for nobody: add admins = ["),
+        ({"admin": {"lists": ["admins"]}}, "no host mounts the admin capsule: add mount ="),
+        ({"admin": {"user": ["x"]}}, "admin: unknown setting 'user'"),
+        (
+            {"admin": {"mount": "/x/", "lists": ["a"]}, "accounts": {"mount": "/x/account/"}},
+            "the admin capsule at /x/ and the account pages at /x/account/ overlap",
+        ),
         ({"redirect": [{"from": "/a", "status": 52, "to": "/b"}]}, "remove 'to'"),
         ({"redirect": [{"from": "/a"}]}, "redirect[0]: missing 'to'"),
         ({"redirect": [{"from": "/a", "to": "new"}]}, "'to' is a path starting with '/' or"),

@@ -745,3 +745,75 @@ def test_fingerprints_with_prefix_finds_every_kind_of_known_fingerprint(store):
     assert run(store.fingerprints_with_prefix("SHA256:" + "f" * 64)) == []
     with pytest.raises(StoreError):
         run(store.fingerprints_with_prefix("SHA256:" + "g" * 12))
+
+
+# -- the admin capsule: searching accounts, the audit log, counts --------------------------
+
+
+def test_search_accounts_by_part_of_a_name_or_a_fingerprint_prefix(store):
+    alice, alina, bob = identity("alice"), identity("alina"), identity("bob")
+    for name, who in (("Alice", alice), ("alina", alina), ("bob", bob)):
+        run(store.register(name, who, NOW))
+    awaited = fp()
+    carol = run(store.create_account("carol", awaited, NOW))
+    names = lambda text, limit=50: [a.name for a in run(store.search_accounts(text, limit))]  # noqa: E731
+    assert names("AL") == ["Alice", "alina"]  # any case, sorted by name regardless of case
+    assert names("lin") == ["alina"]
+    assert names("") == ["Alice", "alina", "bob", "carol"]
+    assert names("", 2) == ["Alice", "alina"]
+    assert names("zed") == []
+    assert names("%") == names("_") == []  # no pattern characters: text is text
+    # A fingerprint prefix finds by certificate, key, or awaited fingerprint; never by name.
+    assert names(alice.fingerprint[:20]) == ["Alice"]
+    assert names(bob.key_fingerprint) == ["bob"]
+    assert [a.id for a in run(store.search_accounts(awaited[:15]))] == [carol.id]
+    assert names("SHA256:" + "f" * 64) == []
+    renewal = identity("alice", key=alice.key_fingerprint)
+    run(store.recognise(renewal, NOW))
+    assert names(renewal.fingerprint[:30]) == ["Alice"]  # one account, though two matches
+
+
+def test_audit_log_keeps_every_entry_newest_first(store):
+    admin = fp()
+    first = run(store.add_audit_entry(NOW, admin, "ban", "account alice (id 1)", "spam"))
+    assert (first.time, first.admin, first.action, first.target, first.reason) == (
+        NOW,
+        admin,
+        "ban",
+        "account alice (id 1)",
+        "spam",
+    )
+    later = run(store.add_audit_entry(NOW + dt.timedelta(minutes=1), admin, "unban", "x"))
+    assert later.reason == ""
+    same_time = run(store.add_audit_entry(NOW + dt.timedelta(minutes=1), admin, "rename", "y"))
+    assert run(store.audit_log()) == [same_time, later, first]
+    assert run(store.audit_log(limit=1)) == [same_time]
+    for missing in (("", "ban", "x"), (admin, "", "x"), (admin, "ban", "")):
+        with pytest.raises(StoreError):
+            run(store.add_audit_entry(NOW, *missing))
+    assert len(run(store.audit_log())) == 3
+
+
+def test_audit_entries_of_one_store_are_read_by_another(open_store):
+    server, cli = open_store(), open_store()
+    entry = run(server.add_audit_entry(NOW, fp(), "allow", "list admins: x", "new admin"))
+    assert run(cli.audit_log()) == [entry]  # not cached: at once, on every backend
+
+
+def test_counts_of_what_the_store_holds(store):
+    empty = run(store.counts(NOW))
+    assert (empty.accounts, empty.certificates, empty.bans, empty.allow_entries) == (0, 0, 0, 0)
+    assert empty.audit_entries == 0
+    alice = identity("alice")
+    account = run(store.register("alice", alice, NOW))
+    run(store.recognise(identity("alice", key=alice.key_fingerprint), NOW))
+    run(store.register("bob", identity("bob"), NOW))
+    run(store.ban(BanKind.ACCOUNT, str(account.id), "spam", NOW))
+    run(store.ban(BanKind.KEY, fp(), "old", NOW - dt.timedelta(days=2), NOW - dt.timedelta(days=1)))
+    run(store.allow("friends", fp()))
+    run(store.allow("admins", fp()))
+    run(store.add_audit_entry(NOW, fp(), "ban", "account alice"))
+    counts = run(store.counts(NOW))
+    assert (counts.accounts, counts.certificates, counts.bans) == (2, 3, 1)  # expired: not counted
+    assert (counts.allow_entries, counts.audit_entries) == (2, 1)
+    assert counts.size is not None and counts.size > 0

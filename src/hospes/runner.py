@@ -25,6 +25,7 @@ from typing import Any, TextIO, TypeVar
 
 from . import __version__
 from .accounts import account_app
+from .admin import Monitor, admin_app, with_admin
 from .app.access import AccessPolicy, Requirement
 from .app.dispatch import Dispatcher
 from .app.redirects import Redirects
@@ -34,7 +35,7 @@ from .app.routing import Application, Handler, call_handler
 from .app.static import StaticFiles
 from .app.upload import no_uploads
 from .config import Config, ConfigError, HostConfig, Problem, Site
-from .demo import DEMO_ACCOUNTS, create_app
+from .demo import DEMO_ACCOUNTS, DEMO_ADMIN, DEMO_ADMINS, DEMO_LIST, create_app
 from .gateways import CGIMount, SCGIMount, TitanMount, with_gateways
 from .gemini.url import quote_path
 from .policy.addresses import AddressError, AddressSet
@@ -58,10 +59,13 @@ __all__ = [
     "Reloader",
     "Started",
     "account_mounts",
+    "admin_mounts",
+    "build_admin",
     "build_dispatcher",
     "build_gateways",
     "build_handler",
     "check_roots",
+    "lists_in_use",
     "load_certificates",
     "open_store",
     "prepare",
@@ -113,6 +117,8 @@ class Prepared:
     """Whether the access log's stream was opened from the configuration (and may be reopened)."""
     counters: CounterBoard | None = None
     """The counters of every worker (:meth:`CounterBoard.totals`), once :func:`serve` runs."""
+    monitor: Monitor | None = None
+    """What the admin capsule's overview reads of this server (its counters, its refusals)."""
 
 
 def load_certificates(config: Config) -> tuple[dict[str, HostCertificate], list[str]]:
@@ -176,6 +182,53 @@ def account_mounts(config: Config) -> dict[str, str]:
     if serves_demo(config):
         return {host.name: DEMO_ACCOUNTS for host in config.hosts}
     return {site.name: site.accounts for site in config.sites() if site.accounts is not None}
+
+
+def admin_mounts(config: Config) -> dict[str, tuple[str, frozenset[str], tuple[str, ...]]]:
+    """Hostname → (mount, admin fingerprints, admin lists) of its admin capsule, if it has one.
+
+    The demo capsule has one at ``/admin/`` for the store's list ``admins``
+    unless ``[admin]`` says otherwise (``mount = false``: none).
+    """
+    demo = serves_demo(config)
+    mounts = {}
+    for host, site in zip(config.hosts, config.sites(), strict=True):
+        mount, admins, lists = site.admin, site.admins, site.admin_lists
+        own = None if host.admin is None else host.admin.mount
+        switched_off = (config.admin.mount if own is None else own) is False
+        if mount is None and demo and not switched_off:
+            mount = DEMO_ADMIN
+            lists = lists if DEMO_ADMINS in lists else (*lists, DEMO_ADMINS)
+        if mount is not None:
+            mounts[host.name] = (mount, admins, lists)
+    return mounts
+
+
+def lists_in_use(config: Config) -> set[str]:
+    """The allow-lists the server of ``config`` consults: its rules', its admins', the demo's."""
+    used = {name for rule in config.access for name in rule.lists}
+    for _, _, lists in admin_mounts(config).values():
+        used.update(lists)
+    if serves_demo(config):
+        used.add(DEMO_LIST)
+    return used
+
+
+def build_admin(config: Config, handler: Handler, monitor: Monitor | None = None) -> Handler:
+    """``handler`` with the admin capsule of each hostname that has one in front of it.
+
+    In front of the gateways too: nothing but the admin capsule answers under
+    its mount.  Hostnames with the same settings share one capsule.
+    """
+    used = lists_in_use(config)
+    capsules: dict[tuple[str, frozenset[str], tuple[str, ...]], Handler] = {}
+    mounts: dict[str, tuple[str, Handler]] = {}
+    for host, settings in admin_mounts(config).items():
+        mount, admins, lists = settings
+        if settings not in capsules:
+            capsules[settings] = admin_app(admins, lists, monitor=monitor, lists_in_use=used)
+        mounts[host] = (mount, capsules[settings])
+    return with_admin(handler, mounts)
 
 
 def build_handler(config: Config, store: Store | None) -> Handler:
@@ -338,7 +391,12 @@ def prepare(
     ensure_state_dir(config.state)
     certificates, created = load_certificates(config)
     store = open_store(config)
-    served = build_gateways(config, handler or build_handler(config, store), clock=clock)
+    monitor = Monitor()
+    served = build_admin(
+        config,
+        build_gateways(config, handler or build_handler(config, store), clock=clock),
+        monitor,
+    )
     dispatcher = build_dispatcher(
         config,
         served,
@@ -361,7 +419,10 @@ def prepare(
         proxies=AddressSet(config.proxy_from),
         clock=clock,
     )
-    return Prepared(server, certificates, created, store, config, handler, owns_access_log)
+    monitor.watch(server)
+    return Prepared(
+        server, certificates, created, store, config, handler, owns_access_log, monitor=monitor
+    )
 
 
 class Reloader:
@@ -390,8 +451,10 @@ class Reloader:
             store = self.prepared.store
             server = self.prepared.server
             own = self.prepared.handler
-            handler = build_gateways(
-                config, own or build_handler(config, store), clock=server.clock
+            handler = build_admin(
+                config,
+                build_gateways(config, own or build_handler(config, store), clock=server.clock),
+                self.prepared.monitor,
             )
             dispatcher = build_dispatcher(
                 config,
@@ -524,7 +587,11 @@ async def serve(
     server = prepared.server
     board, slot = counters or (CounterBoard(1), 0)
     prepared.counters = board
-    publisher = CounterPublisher(board, slot, server.stats, lambda: server.connection_count)
+    publisher = CounterPublisher(
+        board, slot, server.stats, lambda: server.connection_count, refusals=server.refusals
+    )
+    if prepared.monitor is not None:
+        prepared.monitor.share(board, publisher.publish)
     level = logging.INFO if counters is None else logging.DEBUG
 
     def report_counters() -> None:

@@ -1,7 +1,7 @@
 """The ``hospes`` command: one module per command group, and what they share.
 
 Command groups: ``serve``, ``accounts``, ``ban`` (``ban``, ``unban``,
-``bans``), ``allow``, ``backup``, ``fingerprint``, ``get``, ``put``, ``id``
+``bans``), ``allow``, ``audit``, ``backup``, ``fingerprint``, ``get``, ``put``, ``id``
 (:mod:`.identities`) and ``known-hosts``.  Shared: :mod:`.errors` (exit statuses, the error
 printer), :mod:`.output` (lines, tables, JSON), :mod:`.store` (the server's
 store for the admin commands), :mod:`.data_dir` (the client commands'
@@ -23,7 +23,19 @@ import sys
 from collections.abc import Sequence
 
 from .. import __version__
-from . import accounts, allow, backup, ban, fingerprint, get, identities, known_hosts, put, serve
+from . import (
+    accounts,
+    allow,
+    audit,
+    backup,
+    ban,
+    fingerprint,
+    get,
+    identities,
+    known_hosts,
+    put,
+    serve,
+)
 from .errors import EXIT_INTERRUPTED, EXIT_USAGE, Usage, fail
 
 __all__ = ["EXIT_BROKEN_PIPE", "main"]
@@ -31,7 +43,19 @@ __all__ = ["EXIT_BROKEN_PIPE", "main"]
 EXIT_BROKEN_PIPE = 141
 """128 + SIGPIPE: what a shell reports for a command whose reader closed the pipe."""
 
-COMMANDS = [serve, accounts, ban, allow, backup, fingerprint, get, put, identities, known_hosts]
+COMMANDS = [
+    serve,
+    accounts,
+    ban,
+    allow,
+    audit,
+    backup,
+    fingerprint,
+    get,
+    put,
+    identities,
+    known_hosts,
+]
 
 
 def build_parser() -> argparse.ArgumentParser:

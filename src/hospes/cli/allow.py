@@ -13,8 +13,8 @@ import argparse
 import re
 import sys
 
-from ..config import Config, ConfigError
-from ..demo import DEMO_LIST
+from ..config import ConfigError
+from ..runner import lists_in_use
 from ..store import Store
 from .errors import EXIT_USAGE, Usage, fail
 from .output import emit_json, say, table
@@ -74,14 +74,6 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
 def _arguments(args: argparse.Namespace) -> tuple[str, str]:
     """(list, fingerprint or prefix) of ``allow add`` and ``remove``, checked before opening."""
     return check_list_name(args.list), fingerprint_or_prefix(args.fingerprint)
-
-
-def lists_in_use(config: Config) -> set[str]:
-    """The allow-list names the server of ``config`` consults: its rules', and the demo's."""
-    used = {name for rule in config.access for name in rule.lists}
-    if config.root is None and all(host.root is None for host in config.hosts):
-        used.add(DEMO_LIST)
-    return used
 
 
 def _warn_if_unused(list_name: str, location: StoreLocation) -> None:

@@ -10,10 +10,9 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import re
 
-from ..gemini.escape import printable
 from ..store import Ban, BanKind, Store
+from ..store.bans import MAX_REASON, ban_until, check_reason
 from .errors import Usage, fail
 from .output import ban_json, emit_json, moment, say, table
 from .store import (
@@ -27,53 +26,14 @@ from .store import (
 __all__ = ["parse_until", "register"]
 
 DEFAULT_REASON = "banned by the capsule's admin"
-_DURATION = re.compile(r"\A(?:\d+[wdhms])+\Z")
-_UNIT = re.compile(r"(\d+)([wdhms])")
-_SECONDS = {"w": 604800, "d": 86400, "h": 3600, "m": 60, "s": 1}
-MAX_DURATION = dt.timedelta(days=100 * 365)
-MAX_REASON = 200
 
 
 def parse_until(text: str, now: dt.datetime) -> dt.datetime:
-    """When a ban ends, in UTC: a duration from ``now`` (``7d``, ``12h``, ``1w2d``) or an ISO time.
-
-    An ISO date or time without an offset is UTC.  Raises :class:`ValueError`
-    with a message for anything else, for a time not after ``now``, or for one
-    more than 100 years (:data:`MAX_DURATION`) after it: a longer ban is a
-    permanent one.
-    """
-    value = text.strip().lower()
-    if _DURATION.match(value):
-        seconds = sum(int(amount) * _SECONDS[unit] for amount, unit in _UNIT.findall(value))
-        if seconds <= 0:
-            raise ValueError(f"--until {text!r}: a duration must be longer than zero")
-        if seconds > MAX_DURATION.total_seconds():
-            raise ValueError(f"--until {text!r}: too long; omit --until for a permanent ban")
-        return now + dt.timedelta(seconds=seconds)
+    """When a ban ends, in UTC: :func:`~hospes.store.bans.ban_until`, its errors naming --until."""
     try:
-        moment_ = dt.datetime.fromisoformat(text.strip())
-    except ValueError:
-        raise ValueError(
-            f"--until {text!r}: expected a duration (7d, 12h, 30m, 1w2d) "
-            "or an ISO date/time (2025-06-01, 2025-06-01T18:00, with an optional offset)"
-        ) from None
-    if moment_.tzinfo is None:
-        moment_ = moment_.replace(tzinfo=dt.UTC)
-    latest = now + MAX_DURATION
-    try:
-        # In UTC, as the store keeps it: 9999-12-31T23:00-05:00 is past the year 9999.
-        moment_ = moment_.astimezone(dt.UTC)
-    except OverflowError:
-        extreme = dt.datetime.max if moment_.year > 1 else dt.datetime.min
-        moment_ = extreme.replace(tzinfo=dt.UTC)
-    if moment_ <= now:
-        raise ValueError(f"--until {text!r}: that is not in the future")
-    if moment_ > latest:
-        raise ValueError(
-            f"--until {text!r}: at most 100 years ahead (before {latest:%Y-%m-%d}); "
-            "omit --until for a permanent ban"
-        )
-    return moment_
+        return ban_until(text, now)
+    except ValueError as exc:
+        raise ValueError(f"--until {exc}") from None
 
 
 def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -146,11 +106,14 @@ def run_ban(args: argparse.Namespace) -> int:
         until = None if args.until is None else parse_until(args.until, now)
     except ValueError as exc:
         raise Usage(str(exc)) from None
-    reason = " ".join(args.reason.split())
-    if not reason:
-        raise Usage("--reason must not be empty")
-    if len(reason) > MAX_REASON or printable(reason, MAX_REASON) != reason:
-        raise Usage(f"--reason: at most {MAX_REASON} printable characters (it goes in a 61 line)")
+    try:
+        reason = check_reason(args.reason)
+    except ValueError:
+        if not args.reason.strip():
+            raise Usage("--reason must not be empty") from None
+        raise Usage(
+            f"--reason: at most {MAX_REASON} printable characters (it goes in a 61 line)"
+        ) from None
     checked = _fingerprint_target(args)
 
     async def action(store: Store) -> int:

@@ -12,7 +12,7 @@ from .. import __version__
 from ..config import Config, ConfigError, Problem, Site, load_config, parse_config
 from ..demo import DEMO_LIST
 from ..paths import default_state_dir
-from ..runner import STORE_FILE, Started, run, serves_demo
+from ..runner import STORE_FILE, Started, admin_mounts, run, serves_demo
 from ..server.tls import TLSError
 from ..store import StoreError
 from ..store.database_url import redact
@@ -168,7 +168,30 @@ def announce(started: Started, config: Config) -> None:
             f"  to let a visitor into {', '.join(paths)} (allow-list {name!r}): "
             f"hospes allow add {name} FINGERPRINT{_store_options(config)}"
         )
+    lines += _admin_lines(config, suffix)
     print("\n".join(lines), file=sys.stderr, flush=True)
+
+
+def _admin_lines(config: Config, suffix: str) -> list[str]:
+    """Where each admin capsule is, and how to make yourself an admin of it."""
+    lines = []
+    for name, (mount, admins, lists) in admin_mounts(config).items():
+        host = f"[{name}]" if ":" in name else name
+        who = (
+            [f"{len(admins)} admin fingerprint{'s' if len(admins) != 1 else ''}"] if admins else []
+        )
+        who += [f"allow-list {list_name!r}" for list_name in lists]
+        lines.append(f"  admin capsule at gemini://{host}{suffix}{mount} for {' and '.join(who)}")
+        if lists:
+            lines.append(
+                f"    to add yourself: hospes allow add {lists[0]} YOUR-FINGERPRINT"
+                f"{_store_options(config)}"
+            )
+            lines.append(
+                "    (your client shows your certificate's fingerprint; so does "
+                "'hospes fingerprint CERT.pem', and the 61 of the admin page itself)"
+            )
+    return lines
 
 
 def _capsule(site: Site, demo: bool) -> str:
@@ -181,6 +204,7 @@ def _capsule(site: Site, demo: bool) -> str:
     options += [f"charset={site.charset}"] if site.charset else []
     options += ["listings"] if site.listing else []
     options += [f"account pages at {site.accounts}"] if site.accounts else []
+    options += [f"admin capsule at {site.admin}"] if site.admin else []
     return str(site.root.absolute()) + (f" ({', '.join(options)})" if options else "")
 
 

@@ -1,6 +1,6 @@
 """The server's identity store, as the admin commands find and open it.
 
-``hospes accounts``, ``ban``, ``unban``, ``bans``, ``allow`` and ``backup`` open
+``hospes accounts``, ``ban``, ``unban``, ``bans``, ``allow``, ``audit`` and ``backup`` open
 the store the server uses, found the way ``hospes serve`` finds its
 configuration (:func:`find_config`): ``--config FILE``, else
 ``$HOSPES_CONFIG``, else ``/etc/hospes/hospes.toml`` when it exists, else no
@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-import re
 import sys
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
@@ -28,7 +27,7 @@ from typing import Any
 
 from ..config import Config, ConfigError, load_config, parse_config
 from ..gemini.escape import printable
-from ..gemini.fingerprint import PREFIX, parse_fingerprint
+from ..gemini.fingerprint import MIN_PREFIX, PREFIX, parse_fingerprint_prefix
 from ..runner import open_store, store_path
 from ..store import Account, InvalidName, Store, StoreError, UnknownAccount
 from ..store.database_url import redact
@@ -53,9 +52,6 @@ CONFIG_VARIABLE = "HOSPES_CONFIG"
 """The environment variable naming the configuration file when ``--config`` is not given."""
 SYSTEM_CONFIG = Path("/etc/hospes/hospes.toml")
 """The configuration file used when neither ``--config`` nor ``$HOSPES_CONFIG`` names one."""
-MIN_PREFIX = 12
-"""Hex digits a typed fingerprint prefix needs (what the access log shows by default)."""
-_PREFIX = re.compile(r"\A(?:sha-?256[:$])?([0-9a-f][0-9a-f:]*)\Z", re.IGNORECASE)
 
 
 @dataclass(frozen=True, slots=True)
@@ -227,13 +223,9 @@ def fingerprint_or_prefix(text: str) -> str:
     store is opened.
     """
     try:
-        return parse_fingerprint(text)
+        return parse_fingerprint_prefix(text, MIN_PREFIX)
     except ValueError:
         pass
-    match = _PREFIX.match(text.strip())
-    digits = "" if match is None else match[1].replace(":", "").lower()
-    if MIN_PREFIX <= len(digits) < 64:
-        return PREFIX + digits
     raise Usage(
         f"not a SHA-256 fingerprint: {printable(text, 80)!r} (expected SHA256: and 64 hex "
         f"digits, or the first {MIN_PREFIX} or more of a certificate or key the store knows)"

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal, overload
 
-from ..app.access import AccessRule, Requirement
+from ..app.access import AccessRule, Requirement, path_matches
 from ..app.redirects import RedirectRule, redirect_chain
 from ..gateways.cgi import DEFAULT_MAX_OUTPUT, CGIMount
 from ..gateways.scgi import SCGIMount, parse_scgi_address
@@ -56,6 +56,7 @@ __all__ = [
     "DEFAULT_RATE_RULE",
     "SCHEMA",
     "AccountsConfig",
+    "AdminConfig",
     "Config",
     "HostConfig",
     "Site",
@@ -102,6 +103,22 @@ class AccountsConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class AdminConfig:
+    """``[admin]``: where the admin capsule is mounted, and whose certificates may use it.
+
+    None is "not set here" (a host's table falls back to the top-level one, key by
+    key); ``mount = False`` mounts no admin capsule (on that host).
+    """
+
+    mount: str | Literal[False] | None = None
+    """A path prefix ending in ``/`` (``/admin/``), or False."""
+    admins: frozenset[str] | None = None
+    """Certificate or key fingerprints (canonical) of the admins."""
+    lists: tuple[str, ...] | None = None
+    """Named allow-lists whose certificates and keys are admins too."""
+
+
+@dataclass(frozen=True, slots=True)
 class HostConfig:
     """Settings of one hostname: its certificate (created if None), capsule root, gateways, options.
 
@@ -123,6 +140,7 @@ class HostConfig:
     mime: Mapping[str, str] | None = None
     listing: bool | None = None
     accounts: AccountsConfig | None = None
+    admin: AdminConfig | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -143,6 +161,12 @@ class Site:
     """Where the account pages are mounted (``/account/``), or None."""
     members_url: str | None = None
     """Where a new member is sent (the account pages' own page when None)."""
+    admin: str | None = None
+    """Where the admin capsule is mounted (``/admin/``), or None."""
+    admins: frozenset[str] = frozenset()
+    """The admins' certificate or key fingerprints."""
+    admin_lists: tuple[str, ...] = ()
+    """The allow-lists of further admins."""
 
 
 class _Hostnames:
@@ -221,12 +245,17 @@ class Config:
     listing: bool = False
     """Directories without an index answer a generated listing."""
     accounts: AccountsConfig = field(default_factory=AccountsConfig)
+    admin: AdminConfig = field(default_factory=AdminConfig)
     redirects: list[RedirectRule] = field(default_factory=list)
 
     def site(self, host: HostConfig) -> Site:
         """What ``host`` serves: its own settings, the top-level ones where it has none."""
         accounts = host.accounts or AccountsConfig()
         mount = self.accounts.mount if accounts.mount is None else accounts.mount
+        admin = host.admin or AdminConfig()
+        admin_mount = self.admin.mount if admin.mount is None else admin.mount
+        admins = self.admin.admins if admin.admins is None else admin.admins
+        admin_lists = self.admin.lists if admin.lists is None else admin.lists
         return Site(
             name=host.name,
             root=host.root if host.root is not None else self.root,
@@ -237,6 +266,9 @@ class Config:
             listing=host.listing if host.listing is not None else self.listing,
             accounts=mount or None,
             members_url=accounts.members_url or self.accounts.members_url,
+            admin=admin_mount or None,
+            admins=admins or frozenset(),
+            admin_lists=admin_lists or (),
         )
 
     def sites(self) -> list[Site]:
@@ -750,13 +782,17 @@ def _canonical_path(path: str) -> str:
 class _Mount(Type["str | Literal[False]"]):
     """A path prefix to mount pages at (ending in '/'), or ``false`` for none."""
 
-    expected = "a path such as '/account/', or false"
     kinds = (str, bool)
+
+    def __init__(self, example: str = "/account/", pages: str = "the account pages") -> None:
+        self.example = example
+        self.pages = pages
+        self.expected = f"a path such as '{example}', or false"
 
     def make(self, value: str | bool, at: Context) -> str | Literal[False]:
         """The prefix, ending in '/'; False as it is."""
         if value is True:
-            raise Invalid("expected a path such as '/account/' (true says nothing of where)")
+            raise Invalid(f"expected a path such as '{self.example}' (true says nothing of where)")
         if value is False:
             return False
         try:
@@ -764,7 +800,7 @@ class _Mount(Type["str | Literal[False]"]):
         except ValueError as exc:
             raise Invalid(str(exc)) from None
         if path == "/":
-            raise Invalid("'/' would hide the whole capsule behind the account pages")
+            raise Invalid(f"'/' would hide the whole capsule behind {self.pages}")
         return path if path.endswith("/") else f"{path}/"
 
 
@@ -794,6 +830,23 @@ ACCOUNTS = Table(
     AccountsConfig,
 )
 
+ADMIN = Table(
+    [
+        Key(
+            "mount",
+            _Mount("/admin/", "the admin capsule"),
+            "where the admin capsule is (false: nowhere)",
+        ),
+        Key("admins", FINGERPRINTS, "certificate or key fingerprints of the admins"),
+        Key(
+            "lists",
+            LIST_NAMES,
+            "named allow-lists (managed with 'hospes allow') of further admins",
+        ),
+    ],
+    AdminConfig,
+)
+
 # Each serving option is a key of the top level and of [hosts."name"]; the host's wins.
 SERVING_OPTIONS: list[Key[Any]] = [
     Key("lang", LANG, "language of text/gemini files, added to their type as '; lang='"),
@@ -801,6 +854,7 @@ SERVING_OPTIONS: list[Key[Any]] = [
     Key("mime", MIME_TABLE, "extension to MIME type, over the built-in table", default="{}"),
     Key("listing", Boolean(), "list a directory that has no index.gmi", default="false"),
     Key("accounts", ACCOUNTS, "the account pages, mounted for any capsule"),
+    Key("admin", ADMIN, "the admin capsule: accounts, bans and allow-lists over Gemini"),
 ]
 
 
@@ -947,7 +1001,49 @@ def _config(
     ]
     if unknown or unpaired:
         raise Invalid(*unknown, *unpaired)
-    return Config(hosts=every, **fields)
+    config = Config(hosts=every, **fields)
+    mounts = _admin_mounts(config)
+    if mounts:
+        raise Invalid(*mounts)
+    return config
+
+
+def _admin_mounts(config: Config) -> list[str]:
+    """What is wrong with where the admin capsule is mounted, and for whom."""
+    problems = []
+    sites = config.sites()
+    named = (
+        config.admin.admins
+        or config.admin.lists
+        or any(
+            host.admin is not None and (host.admin.admins or host.admin.lists)
+            for host in config.hosts
+        )
+    )
+    if named and not any(site.admin for site in sites):
+        problems.append(
+            "[admin] names admins but no host mounts the admin capsule: "
+            'add mount = "/admin/" (any path) to [admin]'
+        )
+    for site in sites:
+        if site.admin is None:
+            continue
+        table = "[admin]" if len(sites) == 1 else f"the [admin] of {site.name}"
+        if not (site.admins or site.admin_lists):
+            problems.append(
+                f"{table} mounts the admin capsule at {site.admin} for nobody: "
+                'add admins = ["SHA256:…"] (certificate or key fingerprints) '
+                'or lists = ["admins"] (allow-lists: hospes allow add admins FINGERPRINT)'
+            )
+        accounts = site.accounts
+        if accounts is not None and (
+            path_matches(site.admin, accounts) or path_matches(accounts, site.admin)
+        ):
+            problems.append(
+                f"{table}: the admin capsule at {site.admin} and the account pages at "
+                f"{accounts} overlap; mount them apart"
+            )
+    return problems
 
 
 def _unknown_hosts(names: list[str], hosts: Mapping[str, object], fields: Any) -> list[str]:

@@ -3,7 +3,9 @@
 A public page, a page showing your identity (60 without a certificate), an
 allow-listed page (the store's ``demo`` list), and a members' page (an
 ``account`` rule), with the account flows mounted under ``/account/``, and a
-page on making a client certificate in the clients people use.  With a
+page on making a client certificate in the clients people use.  The admin
+capsule is at ``/admin/`` for the store's list ``admins`` (mounted by
+:mod:`hospes.runner`, as any capsule's ``[admin]`` is).  With a
 state directory, two gateways too: a CGI guestbook (``cgi-bin/guestbook``, a
 script that signs entries with ``REMOTE_USER``) and a page members edit with
 Titan (``/wiki/``); their files are created there on first run.
@@ -25,7 +27,15 @@ from ..files import write_atomically
 from ..gateways import CGIScripts, TitanDirectory, TitanMount
 from ..store import Store
 
-__all__ = ["CAPSULE", "CGI_BIN", "DEMO_ACCOUNTS", "DEMO_LIST", "create_app"]
+__all__ = [
+    "CAPSULE",
+    "CGI_BIN",
+    "DEMO_ACCOUNTS",
+    "DEMO_ADMIN",
+    "DEMO_ADMINS",
+    "DEMO_LIST",
+    "create_app",
+]
 
 CAPSULE = Path(__file__).parent / "capsule"
 CGI_BIN = Path(__file__).parent / "cgi-bin"
@@ -33,6 +43,10 @@ DEMO_LIST = "demo"
 """The store's allow-list of the allow-listed room."""
 DEMO_ACCOUNTS = "/account/"
 """Where the demo mounts the account pages."""
+DEMO_ADMIN = "/admin/"
+"""Where the demo has the admin capsule (the runner mounts it, in front of every page)."""
+DEMO_ADMINS = "admins"
+"""The store's allow-list of the demo's admins: ``hospes allow add admins FINGERPRINT``."""
 CERTIFICATE_PAGE = Template(
     (Path(__file__).parent / "pages" / "certificate.gmi").read_text("utf-8")
 )

@@ -38,6 +38,7 @@ from ..policy.clock import Clock
 from ..policy.limits import Limits
 from .accesslog import AccessLog
 from .admission import AddressKey
+from .refusals import RecentRefusals
 from .stats import Stats
 from .tls import ServerContexts, peer_certificate_der, server_name
 
@@ -60,11 +61,12 @@ class Setup:
 class Owner(Protocol):
     """What a connection needs of the server that accepted it.
 
-    A clock, counters, an access log, and three things to be told.
+    A clock, counters, the last refusals, an access log, and three things to be told.
     """
 
     clock: Clock
     stats: Stats
+    refusals: RecentRefusals
     access_log: AccessLog
 
     def request_received(self, connection: Connection) -> None:
@@ -206,6 +208,15 @@ class Connection:
             response = outcome.response
             header = response.header()  # valid by construction: Response checks itself
             status = response.status
+            if status == 44 or 60 <= status <= 69:  # refused: kept for the admin's overview
+                owner.refusals.add(
+                    self.address,
+                    self.key,
+                    limits.ipv6_prefix,
+                    outcome.fingerprint,
+                    status,
+                    response.meta,
+                )
             self.write_budget = limits.write_timeout
             size = await self._send_response(header, response, limits)
             owner.stats.responses[response.status] += 1

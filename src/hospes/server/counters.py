@@ -11,6 +11,8 @@ holding the board (the supervisor for its log line, any worker for the admin
 capsule's overview) reads every slot and adds them up (:meth:`CounterBoard.totals`);
 when a worker dies, the supervisor folds its last counters into a slot of
 their own (:meth:`CounterBoard.retire`), so totals since start-up survive restarts.
+A worker's last refused requests (:mod:`hospes.server.refusals`) travel in its
+slot too: :meth:`CounterBoard.refusals` gives the newest of every worker.
 
 Cost: nothing per request; one publication (a JSON dump of a few dozen
 counters and one copy into the slot) takes 10 to 20 µs, once a second per
@@ -32,15 +34,18 @@ import mmap
 import os
 import struct
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+from .refusals import RecentRefusals, RefusedRequest, newest
 from .stats import Stats
 
 __all__ = ["PUBLISH_INTERVAL", "SLOT_SIZE", "CounterBoard", "CounterPublisher", "WorkerCounters"]
 
 SLOT_SIZE = 16384
-"""Bytes per slot: a header and the JSON of one :class:`Stats` (about 1 KiB in practice)."""
+"""Bytes per slot: a header and the JSON of one :class:`Stats` (about 1 KiB in practice) and
+of the worker's last refusals (up to 300 bytes each; the oldest are left out if they do not
+fit)."""
 PUBLISH_INTERVAL = 1.0
 """Seconds between two publications of a worker's counters."""
 
@@ -59,6 +64,8 @@ class WorkerCounters:
     """Connections open when it was published."""
     published: float
     """When, in seconds since the epoch."""
+    refusals: tuple[RefusedRequest, ...] = ()
+    """Its last refused requests, oldest first."""
 
 
 class CounterBoard:
@@ -80,14 +87,36 @@ class CounterBoard:
     def _retired(self) -> int:
         return self.workers
 
-    def publish(self, slot: int, stats: Stats, connections: int = 0) -> None:
-        """Write ``stats`` to ``slot`` (``0 <= slot < workers``); only its worker calls this."""
+    def publish(
+        self,
+        slot: int,
+        stats: Stats,
+        connections: int = 0,
+        refusals: Sequence[RefusedRequest] = (),
+    ) -> None:
+        """Write ``stats`` to ``slot`` (``0 <= slot < workers``); only its worker calls this.
+
+        ``refusals`` (oldest first) are kept as far as they fit, the newest first.
+        """
         if not 0 <= slot < self.workers:
             raise IndexError(f"no worker slot {slot} (0 to {self.workers - 1})")
-        self._write(slot, stats, connections)
+        self._write(slot, stats, connections, refusals)
 
-    def _write(self, slot: int, stats: Stats | None, connections: int) -> None:
-        data = b"" if stats is None else json.dumps(stats.as_dict()).encode()
+    def _write(
+        self,
+        slot: int,
+        stats: Stats | None,
+        connections: int,
+        refusals: Sequence[RefusedRequest] = (),
+    ) -> None:
+        data = b""
+        if stats is not None:
+            kept = [record.as_dict() for record in refusals]
+            while True:
+                data = json.dumps({"stats": stats.as_dict(), "refusals": kept}).encode()
+                if _HEADER.size + len(data) <= SLOT_SIZE or not kept:
+                    break
+                del kept[0]
         if _HEADER.size + len(data) > SLOT_SIZE:
             raise ValueError(f"counters too large for a slot ({len(data)} bytes)")
         base = slot * SLOT_SIZE
@@ -118,10 +147,12 @@ class CounterBoard:
             if length == 0:
                 return None
             try:
-                stats = Stats.from_dict(json.loads(data))
-            except (ValueError, TypeError, AttributeError):
+                found = json.loads(data)
+                stats = Stats.from_dict(found["stats"])
+                refusals = tuple(RefusedRequest.from_dict(item) for item in found["refusals"])
+            except (ValueError, TypeError, AttributeError, KeyError):
                 continue
-            return WorkerCounters(pid, stats, connections, published)
+            return WorkerCounters(pid, stats, connections, published, refusals)
         return None
 
     def retire(self, slot: int) -> None:
@@ -134,8 +165,10 @@ class CounterBoard:
         if gone is None:
             return
         retired = self.read(self._retired)
-        total = Stats.total([gone.stats] + ([] if retired is None else [retired.stats]))
-        self._write(self._retired, total, 0)
+        earlier = [] if retired is None else [retired]
+        total = Stats.total(item.stats for item in [gone, *earlier])
+        refusals = newest(item.refusals for item in [gone, *earlier])
+        self._write(self._retired, total, 0, refusals[::-1])
         self._write(slot, None, 0)
 
     def wait_for_workers(self, since: float, timeout: float = 0.5) -> bool:
@@ -162,6 +195,11 @@ class CounterBoard:
         stats = Stats.total(item.stats for item in published)
         return stats, sum(item.connections for item in published)
 
+    def refusals(self, limit: int = 20) -> list[RefusedRequest]:
+        """The ``limit`` newest refused requests of every worker (stopped ones included)."""
+        found = [self.read(slot) for slot in range(self.workers + 1)]
+        return newest((item.refusals for item in found if item is not None), limit)
+
     def close(self) -> None:
         """Unmap the memory (in the process that calls it)."""
         self._memory.close()
@@ -178,17 +216,20 @@ class CounterPublisher:
         connections: Callable[[], int],
         *,
         interval: float = PUBLISH_INTERVAL,
+        refusals: RecentRefusals | None = None,
     ) -> None:
         self.board = board
         self.slot = slot
         self.stats = stats
         self.connections = connections
         self.interval = interval
+        self.refusals = refusals
         self._timer: asyncio.TimerHandle | None = None
 
     def publish(self) -> None:
         """Publish now."""
-        self.board.publish(self.slot, self.stats, self.connections())
+        refusals = () if self.refusals is None else self.refusals.records()
+        self.board.publish(self.slot, self.stats, self.connections(), refusals)
 
     def start(self) -> None:
         """Publish now and then every interval, on the running event loop."""

@@ -16,7 +16,8 @@ was a measurable part of each request's cost, and a timeout may well fire a
 quarter of a second late.  Time comes from the clock the server is given
 (:func:`time.monotonic` by default); with a
 :class:`~hospes.policy.clock.ManualClock`, a test advances the clock and calls
-:meth:`Server.sweep` itself.  Whatever happens is counted in :class:`Stats`.
+:meth:`Server.sweep` itself.  Whatever happens is counted in :class:`Stats`, and the
+last refused requests (6x, 44) are kept in :class:`~hospes.server.refusals.RecentRefusals`.
 :meth:`Server.reconfigure` swaps in new TLS contexts, dispatcher and limits for
 new connections while open ones finish on theirs.
 """
@@ -43,6 +44,7 @@ from .connection import Connection, Setup
 from .listen import bind_all, connection_ceiling
 from .proxied import AwaitingHeader
 from .proxy import ProxyHeader
+from .refusals import RecentRefusals
 from .stats import Stats
 from .tls import ServerContexts
 
@@ -91,6 +93,8 @@ class Server:
         """Where every deadline, block and eviction age of this server reads the time."""
         self.access_log = access_log or AccessLog()
         self.stats = Stats()
+        self.refusals = RecentRefusals()
+        """The last requests answered 6x or 44 (the admin capsule's overview)."""
         self.blocks = Blocks(
             limits.block_after, limits.block_first, limits.block_longest, clock=clock
         )

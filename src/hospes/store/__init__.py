@@ -20,7 +20,15 @@ from .base import (
     canonical_fingerprint,
     check_name,
 )
-from .models import Account, Ban, BanKind, CertificateRecord, Confirmation
+from .models import (
+    Account,
+    AuditEntry,
+    Ban,
+    BanKind,
+    CertificateRecord,
+    Confirmation,
+    StoreCounts,
+)
 
 __all__ = [
     "LAST_SEEN_INTERVAL",
@@ -28,6 +36,7 @@ __all__ = [
     "NAME_RULE",
     "Account",
     "AlreadyRegistered",
+    "AuditEntry",
     "Ban",
     "BanKind",
     "CertificateRecord",
@@ -36,6 +45,7 @@ __all__ = [
     "LastCertificate",
     "NameTaken",
     "Store",
+    "StoreCounts",
     "StoreError",
     "UnknownAccount",
     "canonical_fingerprint",

@@ -18,7 +18,7 @@ from collections.abc import Sequence
 from ..gemini.fingerprint import parse_fingerprint
 from ..gemini.identity import ClientIdentity
 from .buckets import LocalBuckets
-from .models import Account, Ban, BanKind, CertificateRecord, Confirmation
+from .models import Account, AuditEntry, Ban, BanKind, CertificateRecord, Confirmation, StoreCounts
 
 __all__ = [
     "LAST_SEEN_INTERVAL",
@@ -32,6 +32,7 @@ __all__ = [
     "StoreError",
     "UnknownAccount",
     "canonical_fingerprint",
+    "check_audit",
     "check_name",
 ]
 
@@ -100,6 +101,13 @@ def canonical_fingerprint(text: str) -> str:
         return parse_fingerprint(text)
     except ValueError as exc:
         raise StoreError(str(exc)) from None
+
+
+def check_audit(admin: str, action: str, target: str) -> None:
+    """Raise :class:`StoreError` unless an audit entry says who did what to what."""
+    for name, value in (("admin", admin), ("action", action), ("target", target)):
+        if not value:
+            raise StoreError(f"an audit entry needs its {name}")
 
 
 class Store(abc.ABC):
@@ -171,6 +179,16 @@ class Store(abc.ABC):
 
         Known: an account's certificates and keys, awaited fingerprints,
         allow-list entries and certificate or key bans.  At most ``limit``.
+        """
+
+    @abc.abstractmethod
+    async def search_accounts(self, text: str, limit: int = 50) -> list[Account]:
+        """Accounts by name whose name contains ``text`` (ignoring case), at most ``limit``.
+
+        A ``text`` that is a fingerprint prefix (``SHA256:`` and lowercase hex
+        digits, as :meth:`fingerprints_with_prefix` takes) finds instead the
+        accounts with a certificate, key or awaited fingerprint starting with
+        it.  An empty ``text`` finds every account.
         """
 
     @abc.abstractmethod
@@ -309,6 +327,28 @@ class Store(abc.ABC):
     @abc.abstractmethod
     async def allow_lists(self) -> dict[str, int]:
         """The names of all lists with their sizes."""
+
+    # -- the admin capsule: its audit log, and what the store holds ----------------------
+
+    @abc.abstractmethod
+    async def add_audit_entry(
+        self, time: dt.datetime, admin: str, action: str, target: str, reason: str = ""
+    ) -> AuditEntry:
+        """Append to the audit log: ``admin`` (a fingerprint) did ``action`` to ``target``.
+
+        Raises :class:`StoreError` for an empty ``admin``, ``action`` or ``target``.
+        """
+
+    @abc.abstractmethod
+    async def audit_log(self, limit: int = 100) -> list[AuditEntry]:
+        """The last ``limit`` entries of the audit log, newest first."""
+
+    @abc.abstractmethod
+    async def counts(self, now: dt.datetime) -> StoreCounts:
+        """What the store holds: accounts, certificates, bans in force at ``now``, and more.
+
+        Allow-list and audit entries too, and its size on disk when it can tell.
+        """
 
     # -- rate limits of the account pages ----------------------------------------------
 

@@ -109,6 +109,18 @@ MIGRATIONS: tuple[str, ...] = (
     );
     CREATE INDEX awaited_fingerprints_account ON awaited_fingerprints (account_id);
     """,
+    # 4: the admin capsule's audit log (who changed what, when and why).
+    """
+    CREATE TABLE audit_log (
+        id      INTEGER PRIMARY KEY,
+        time    TEXT NOT NULL,
+        admin   TEXT NOT NULL,
+        action  TEXT NOT NULL,
+        target  TEXT NOT NULL,
+        reason  TEXT NOT NULL DEFAULT ''
+    );
+    CREATE INDEX audit_log_time ON audit_log (time);
+    """,
 )
 
 

@@ -6,7 +6,15 @@ import datetime as dt
 from dataclasses import dataclass
 from enum import StrEnum
 
-__all__ = ["Account", "Ban", "BanKind", "CertificateRecord", "Confirmation"]
+__all__ = [
+    "Account",
+    "AuditEntry",
+    "Ban",
+    "BanKind",
+    "CertificateRecord",
+    "Confirmation",
+    "StoreCounts",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,3 +83,34 @@ class Confirmation:
     """The certificate the nonce was issued to (canonical fingerprint)."""
     action: str
     target: str
+
+
+@dataclass(frozen=True, slots=True)
+class AuditEntry:
+    """One change an admin made through the admin capsule: who, when, what, to whom, and why."""
+
+    id: int
+    time: dt.datetime
+    admin: str
+    """The fingerprint of the certificate the admin used."""
+    action: str
+    """What was done (``ban``, ``unban``, ``rename``, ``remove-certificate``, ``delete-account``,
+    ``allow``, ``disallow``)."""
+    target: str
+    """What it was done to, as people read it (``account alice (id 3)``, ``key SHA256:…``)."""
+    reason: str = ""
+    """The admin's reason, when the action asks for one (bans, allow-list additions)."""
+
+
+@dataclass(frozen=True, slots=True)
+class StoreCounts:
+    """How much the identity store holds (the admin capsule's overview)."""
+
+    accounts: int
+    certificates: int
+    bans: int
+    """Bans in force."""
+    allow_entries: int
+    audit_entries: int
+    size: int | None = None
+    """The database's size on disk in bytes, when the store can tell."""

@@ -55,12 +55,21 @@ from .base import (
     StoreError,
     UnknownAccount,
     canonical_fingerprint,
+    check_audit,
     check_name,
 )
 from .cache import MISS, ReadCache
 from .database_url import redact
 from .migrations import SchemaError
-from .models import Account, Ban, BanKind, CertificateRecord, Confirmation
+from .models import (
+    Account,
+    AuditEntry,
+    Ban,
+    BanKind,
+    CertificateRecord,
+    Confirmation,
+    StoreCounts,
+)
 from .names import name_key
 from .postgres_migrations import CHANNEL, migrate
 
@@ -104,6 +113,7 @@ _CERTIFICATE = (
     "first_seen, last_seen FROM certificates"
 )
 _BAN = "SELECT id, kind, value, reason, created, until FROM bans"
+_AUDIT = "SELECT id, time, admin, action, target, reason FROM audit_log"
 _RECOGNISE = (
     "SELECT a.id, a.name, a.created, a.status, c.last_seen "
     "FROM account_keys AS k JOIN accounts AS a ON a.id = k.account_id "
@@ -182,6 +192,12 @@ def _ban(row: Sequence[Any]) -> Ban:
         reason=row[3],
         created=_utc(row[4]),
         until=None if row[5] is None else _utc(row[5]),
+    )
+
+
+def _audit_entry(row: Sequence[Any]) -> AuditEntry:
+    return AuditEntry(
+        id=row[0], time=_utc(row[1]), admin=row[2], action=row[3], target=row[4], reason=row[5]
     )
 
 
@@ -656,6 +672,31 @@ class PostgresStore(Store):
         )
 
     @_translated
+    async def search_accounts(self, text: str, limit: int = 50) -> list[Account]:
+        """Accounts whose name contains ``text``, or with a fingerprint starting with it."""
+        order = 'ORDER BY lower(name) COLLATE "C", id LIMIT %s'
+        if _PREFIX.match(text):
+            ranges = " UNION ".join(
+                f"SELECT account_id FROM {table} "  # noqa: S608 - our own names only
+                f'WHERE {column} COLLATE "C" >= %s AND {column} COLLATE "C" < %s'
+                for column, table in (
+                    ("fingerprint", "certificates"),
+                    ("key_fingerprint", "account_keys"),
+                    ("fingerprint", "awaited_fingerprints"),
+                )
+            )
+            rows = await self._all(
+                f"{_ACCOUNT} WHERE id IN ({ranges}) {order}",
+                [*(text, text + "g") * 3, limit],
+            )
+        else:
+            rows = await self._all(
+                f"{_ACCOUNT} WHERE strpos(lower(name), lower(%s)) > 0 {order}",
+                (text, limit),
+            )
+        return [_account(row) for row in rows]
+
+    @_translated
     async def account(self, name: str) -> Account | None:
         """The account called ``name``, whatever its case."""
         row = await self._one(f"{_ACCOUNT} WHERE lower(name) = lower(%s)", (name,))
@@ -981,6 +1022,51 @@ class PostgresStore(Store):
             'SELECT list, count(*) FROM allow_entries GROUP BY list ORDER BY list COLLATE "C"'
         )
         return {row[0]: row[1] for row in rows}
+
+    # -- the admin capsule ----------------------------------------------------------------
+
+    @_translated
+    async def add_audit_entry(
+        self, time: dt.datetime, admin: str, action: str, target: str, reason: str = ""
+    ) -> AuditEntry:
+        """Append an entry to the audit log."""
+        check_audit(admin, action, target)
+        row = await self._one(
+            "INSERT INTO audit_log (time, admin, action, target, reason) "
+            "VALUES (%s, %s, %s, %s, %s) RETURNING id, time, admin, action, target, reason",
+            (_aware(time), admin, action, target, reason),
+        )
+        assert row is not None
+        return _audit_entry(row)
+
+    @_translated
+    async def audit_log(self, limit: int = 100) -> list[AuditEntry]:
+        """The last ``limit`` entries, newest first."""
+        rows = await self._all(f"{_AUDIT} ORDER BY time DESC, id DESC LIMIT %s", (limit,))
+        return [_audit_entry(row) for row in rows]
+
+    @_translated
+    async def counts(self, now: dt.datetime) -> StoreCounts:
+        """What the store holds, and the size of its tables (indexes included) in this schema."""
+        row = await self._one(
+            "SELECT (SELECT count(*) FROM accounts), (SELECT count(*) FROM certificates), "
+            "(SELECT count(*) FROM bans WHERE until IS NULL OR until > %s), "
+            "(SELECT count(*) FROM allow_entries), (SELECT count(*) FROM audit_log), "
+            "(SELECT sum(pg_total_relation_size(c.oid)) FROM pg_class AS c "
+            "JOIN pg_namespace AS n ON n.oid = c.relnamespace "
+            "WHERE n.nspname = current_schema() AND c.relkind = 'r')",
+            (_aware(now),),
+        )
+        assert row is not None
+        accounts, certificates, bans, allowed, audited, size = row
+        return StoreCounts(
+            int(accounts),
+            int(certificates),
+            int(bans),
+            int(allowed),
+            int(audited),
+            size=None if size is None else int(size),
+        )
 
     # -- rate limits, shared by every node ------------------------------------------------
 

@@ -27,7 +27,15 @@ from typing import TypeVar, TypeVarTuple
 from ..gemini.identity import ClientIdentity
 from .base import Store, StoreError
 from .cache import MISS, ReadCache
-from .models import Account, Ban, BanKind, CertificateRecord, Confirmation
+from .models import (
+    Account,
+    AuditEntry,
+    Ban,
+    BanKind,
+    CertificateRecord,
+    Confirmation,
+    StoreCounts,
+)
 from .sqlite_db import ChangeCounter, SQLiteDatabase
 
 __all__ = ["SQLiteStore"]
@@ -128,6 +136,10 @@ class SQLiteStore(Store):
     async def fingerprints_with_prefix(self, prefix: str, limit: int = 10) -> list[str]:
         """Every known fingerprint starting with ``prefix``, sorted, at most ``limit``."""
         return await self._run(self._db.fingerprints_with_prefix, prefix, limit)
+
+    async def search_accounts(self, text: str, limit: int = 50) -> list[Account]:
+        """Accounts whose name contains ``text``, or with a fingerprint starting with it."""
+        return await self._run(self._db.search_accounts, text, limit)
 
     async def account(self, name: str) -> Account | None:
         """The account called ``name``, whatever its case."""
@@ -233,6 +245,22 @@ class SQLiteStore(Store):
     async def allow_lists(self) -> dict[str, int]:
         """Each list's name and size."""
         return await self._run(self._db.allow_lists)
+
+    # -- the admin capsule ----------------------------------------------------------------
+
+    async def add_audit_entry(
+        self, time: dt.datetime, admin: str, action: str, target: str, reason: str = ""
+    ) -> AuditEntry:
+        """Append an entry to the audit log."""
+        return await self._run(self._db.add_audit_entry, time, admin, action, target, reason)
+
+    async def audit_log(self, limit: int = 100) -> list[AuditEntry]:
+        """The last ``limit`` entries of the audit log, newest first."""
+        return await self._run(self._db.audit_log, limit)
+
+    async def counts(self, now: dt.datetime) -> StoreCounts:
+        """What the store holds, and the database file's size."""
+        return await self._run(self._db.counts, now)
 
     # -- lifecycle ----------------------------------------------------------------------
 

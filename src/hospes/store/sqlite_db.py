@@ -40,10 +40,19 @@ from .base import (
     StoreError,
     UnknownAccount,
     canonical_fingerprint,
+    check_audit,
     check_name,
 )
 from .migrations import SchemaError, migrate
-from .models import Account, Ban, BanKind, CertificateRecord, Confirmation
+from .models import (
+    Account,
+    AuditEntry,
+    Ban,
+    BanKind,
+    CertificateRecord,
+    Confirmation,
+    StoreCounts,
+)
 from .names import name_key
 
 __all__ = ["BUSY_TIMEOUT", "ChangeCounter", "Recognised", "SQLiteDatabase"]
@@ -61,6 +70,7 @@ _CERTIFICATE = (
     "first_seen, last_seen FROM certificates"
 )
 _BAN = "SELECT id, kind, value, reason, created, until FROM bans"
+_AUDIT = "SELECT id, time, admin, action, target, reason FROM audit_log"
 # The hot path: one indexed lookup by key finds the account, and whether this
 # very certificate is known (and when it was last seen) comes with it.
 _RECOGNISE = (
@@ -137,6 +147,12 @@ def _ban(row: Sequence[Any]) -> Ban:
         reason=row[3],
         created=_time(row[4]),
         until=None if row[5] is None else _time(row[5]),
+    )
+
+
+def _audit_entry(row: Sequence[Any]) -> AuditEntry:
+    return AuditEntry(
+        id=row[0], time=_time(row[1]), admin=row[2], action=row[3], target=row[4], reason=row[5]
     )
 
 
@@ -457,6 +473,33 @@ class SQLiteDatabase:
         return [row[0] for row in rows]
 
     @_sqlite_errors
+    def search_accounts(self, text: str, limit: int = 50) -> list[Account]:
+        """Accounts whose name contains ``text``, or with a fingerprint starting with it."""
+        if _PREFIX.match(text):
+            low, high = text, text + "g"
+            query = (
+                f"{_ACCOUNT} WHERE id IN ("  # noqa: S608 - only our own constant
+                "SELECT account_id FROM certificates WHERE fingerprint >= ?1 AND fingerprint < ?2 "
+                "UNION SELECT account_id FROM account_keys "
+                "WHERE key_fingerprint >= ?1 AND key_fingerprint < ?2 "
+                "UNION SELECT account_id FROM awaited_fingerprints "
+                "WHERE fingerprint >= ?1 AND fingerprint < ?2) "
+                "ORDER BY name COLLATE NOCASE, id LIMIT ?3"
+            )
+            rows = self._db().execute(query, (low, high, limit)).fetchall()
+        else:
+            rows = (
+                self._db()
+                .execute(
+                    f"{_ACCOUNT} WHERE instr(lower(name), lower(?)) > 0 "
+                    "ORDER BY name COLLATE NOCASE, id LIMIT ?",
+                    (text, limit),
+                )
+                .fetchall()
+            )
+        return [_account(row) for row in rows]
+
+    @_sqlite_errors
     def account(self, name: str) -> Account | None:
         """The account called ``name``, whatever its case."""
         row = self._db().execute(f"{_ACCOUNT} WHERE name = ?", (name,)).fetchone()
@@ -739,6 +782,48 @@ class SQLiteDatabase:
             .fetchall()
         )
         return {row[0]: row[1] for row in rows}
+
+    # -- the admin capsule ----------------------------------------------------------------
+
+    @_sqlite_errors
+    def add_audit_entry(
+        self, time: dt.datetime, admin: str, action: str, target: str, reason: str = ""
+    ) -> AuditEntry:
+        """Append an entry to the audit log."""
+        check_audit(admin, action, target)
+        with self._write() as connection:
+            cursor = connection.execute(
+                "INSERT INTO audit_log (time, admin, action, target, reason) "
+                "VALUES (?, ?, ?, ?, ?)",
+                (_text(time), admin, action, target, reason),
+            )
+        assert cursor.lastrowid is not None
+        return AuditEntry(cursor.lastrowid, _time(_text(time)), admin, action, target, reason)
+
+    @_sqlite_errors
+    def audit_log(self, limit: int = 100) -> list[AuditEntry]:
+        """The last ``limit`` entries, newest first."""
+        rows = (
+            self._db().execute(f"{_AUDIT} ORDER BY time DESC, id DESC LIMIT ?", (limit,)).fetchall()
+        )
+        return [_audit_entry(row) for row in rows]
+
+    @_sqlite_errors
+    def counts(self, now: dt.datetime) -> StoreCounts:
+        """What the store holds, and the file's size (pages in use, the WAL not counted)."""
+        connection = self._db()
+        row = connection.execute(
+            "SELECT (SELECT count(*) FROM accounts), (SELECT count(*) FROM certificates), "
+            "(SELECT count(*) FROM bans WHERE until IS NULL OR until > ?), "
+            "(SELECT count(*) FROM allow_entries), (SELECT count(*) FROM audit_log)",
+            (_text(now),),
+        ).fetchone()
+        (pages,) = connection.execute("PRAGMA page_count").fetchone()
+        (page_size,) = connection.execute("PRAGMA page_size").fetchone()
+        accounts, certificates, bans, allowed, audited = (int(n) for n in row)
+        return StoreCounts(
+            accounts, certificates, bans, allowed, audited, size=int(pages) * int(page_size)
+        )
 
     # -- lifecycle ----------------------------------------------------------------------
 
