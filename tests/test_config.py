@@ -851,7 +851,10 @@ def test_redirects_and_host_scoped_rules_are_read():
         ({"accounts": {"members": "/m/"}}, "did you mean 'members_url'?"),
         ({"admin": {"mount": "/", "lists": ["a"]}}, "'/' would hide the whole capsule behind"),
         ({"admin": {"mount": True, "lists": ["a"]}}, "admin.mount: expected a path such as '/adm"),
-        ({"admin": {"mount": "/admin/", "admins": ["SHA256:12"]}}, "admin.admins[0]: not a SHA-256"),
+        (
+            {"admin": {"mount": "/admin/", "admins": ["SHA256:12"]}},
+            "admin.admins[0]: not a SHA-256",
+        ),
         ({"admin": {"mount": "/admin/", "lists": [7]}}, "admin.lists[0]: expected a list name"),
         ({"admin": {"mount": "/admin/"}}, "mounts the admin capsule at /admin/ for nobody"),
         ({"admin": {"mount": "/admin/", "lists": []}}, "for nobody: add admins = ["),

@@ -11,7 +11,13 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from hospes.server.counters import SLOT_SIZE, CounterBoard
+from helpers import identity_of, raw_request
+from hospes.config import Config
+from hospes.policy.addresses import group, parse_address
+from hospes.policy.limits import Limits
+from hospes.policy.ratelimit import RateRule
+from hospes.server.counters import SLOT_SIZE, CounterBoard, CounterPublisher
+from hospes.server.refusals import RecentRefusals, RefusedRequest
 from hospes.server.stats import Stats
 
 
@@ -134,3 +140,83 @@ def test_waiting_for_the_workers_publications():
     finally:
         os.waitpid(pid, 0)
     assert board.totals()[0].accepted == 2
+
+
+# -- the last refused requests (the admin capsule's overview) ---------------------------------
+
+
+def refused(number: int, reason: str = "banned: spam") -> RefusedRequest:
+    return RefusedRequest(1000.0 + number, f"192.0.2.{number % 250}", None, 61, reason)
+
+
+def test_refusals_are_remembered_boundedly_and_written_out_when_read():
+    recent = RecentRefusals(kept=3)
+    assert recent.records() == [] and recent.newest() is None
+    ipv6 = group(parse_address("2001:db8::7"))
+    recent.add("192.0.2.7", group(parse_address("192.0.2.7")), 64, None, 60, "certificate")
+    recent.add("2001:db8::7", ipv6, 64, "SHA256:" + "ab" * 32, 44, "30")
+    recent.add("10.0.0.5", None, 64, None, 62, "x" * 500)  # a trusted address: no group
+    recent.add("192.0.2.8", group(parse_address("192.0.2.8")), 64, None, 61, "banned: spam")
+    first, second, third = recent.records()  # the oldest went
+    assert (first.group, first.status, first.fingerprint) == (
+        "2001:db8::/64",
+        44,
+        "SHA256:" + "ab" * 32,
+    )
+    assert (second.group, second.reason) == ("10.0.0.5", "x" * 160 + "…")
+    assert (third.group, third.status, third.reason) == ("192.0.2.8", 61, "banned: spam")
+    assert first.time <= second.time <= third.time <= time.time()
+
+
+def test_refusals_travel_in_the_slots_and_the_newest_of_every_worker_come_first():
+    board = CounterBoard(2)
+    board.publish(0, stats(1, s61=2), 0, [refused(1), refused(3)])
+    board.publish(1, stats(1, s61=2), 0, [refused(2), refused(4)])
+    _, _, recent = board.overview()
+    assert [item.time for item in recent] == [1004.0, 1003.0, 1002.0, 1001.0]
+    assert board.overview(2)[2] == [refused(4), refused(3)]
+    # A stopped worker's refusals stay, beside its replacement's.
+    board.retire(0)
+    board.publish(0, stats(1), 0, [refused(5)])
+    assert [item.time for item in board.overview()[2]] == [1005.0, 1004.0, 1003.0, 1002.0, 1001.0]
+    assert board.totals()[0].responses[61] == 4
+
+
+def test_refusals_that_do_not_fit_a_slot_leave_out_the_oldest():
+    board = CounterBoard(1)
+    wide = "\u202e\x01" * 80  # each character a six-byte JSON escape
+    many = [refused(number, wide) for number in range(200)]
+    board.publish(0, stats(1), 0, many)
+    kept = board.read(0).refusals
+    assert 10 < len(kept) < 200
+    assert list(kept) == many[-len(kept) :]
+    assert kept[0].reason == wide
+
+
+def test_a_publisher_publishes_the_servers_refusals():
+    board = CounterBoard(1)
+    recent = RecentRefusals()
+    publisher = CounterPublisher(board, 0, stats(1), lambda: 3, refusals=recent)
+    publisher.publish()
+    assert board.read(0).refusals == ()
+    recent.add("192.0.2.1", None, 64, None, 60, "certificate")
+    publisher.publish()
+    publisher.publish()  # nothing new: the same records, written again
+    [item] = board.read(0).refusals
+    assert (item.group, item.status) == ("192.0.2.1", 60)
+    assert board.read(0).connections == 3
+
+
+def test_a_server_remembers_its_refusals_not_its_answers(serve, certs):
+    rules = [RateRule("/", per_address=1 / 60, burst=2)]
+    server = serve(config=Config(rate_limits=rules, limits=Limits(trusted=())))
+    alice = certs.make("alice")
+    url = server.url("/me")
+    assert raw_request(server.port, url).status == 60
+    assert raw_request(server.port, server.url("/"), cert=alice).status == 20
+    assert raw_request(server.port, url, cert=alice).status == 44
+    sixty, slow = server.server.refusals.records()
+    assert (sixty.status, sixty.group, sixty.fingerprint) == (60, "127.0.0.1", None)
+    assert sixty.reason.startswith("this page needs a client certificate")
+    assert (slow.status, slow.fingerprint) == (44, identity_of(alice).fingerprint)
+    assert slow.reason.isdecimal()

@@ -82,6 +82,7 @@ def test_accounts_guide_example_runs_as_written(serve, certs: CertFactory):
         ("README.md", "[[redirect]]"),
         ("docs/accounts.md", "[accounts]"),
         ("docs/accounts.md", 'lists = ["friends"]'),
+        ("docs/admin.md", "[admin]"),
     ],
 )
 def test_configuration_examples_are_valid(document, containing):
@@ -107,6 +108,7 @@ def test_the_readme_configuration_example_means_what_its_comments_say():
         True,
     )
     assert (other.lang, other.accounts) == ("fr", None)
+    assert (main.admin, main.admins, main.admin_lists) == ("/admin/", {FP}, ("admins",))
     assert main.mime == {".gmi": "text/gemini", ".log": "text/plain"}
     members = next(rule for rule in config.access if rule.path == "/members/")
     assert members.hosts == {"example.org"}

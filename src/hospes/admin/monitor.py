@@ -74,10 +74,8 @@ class Monitor:
         if board is not None:
             if self._publish is not None:
                 self._publish()
-            stats, connections = board.totals()
-            return Snapshot(
-                self.started, stats, connections, board.refusals(refusals), board.workers
-            )
+            stats, connections, recent = board.overview(refusals)
+            return Snapshot(self.started, stats, connections, recent, board.workers)
         server = self._server
         if server is None:
             return None

@@ -5,13 +5,15 @@ certificates, deleted accounts, allow-list entries) is written to the
 identity store's audit log with the time, the fingerprint of the admin's
 certificate, the action, its target and the admin's reason.  This command
 reads it from the store the server uses (found as the other admin commands
-find it), safely while the server runs.
+find it), safely while the server runs.  The table shortens the admins'
+fingerprints and long targets; ``--json`` gives every field whole.
 """
 
 from __future__ import annotations
 
 import argparse
 
+from ..gemini.fingerprint import short_fingerprint
 from ..store import AuditEntry, Store
 from .errors import Usage
 from .output import emit_json, moment, say, table
@@ -70,7 +72,7 @@ def run_audit(args: argparse.Namespace) -> int:
                 [
                     [
                         moment(entry.time),
-                        entry.admin,
+                        short_fingerprint(entry.admin) + "…",
                         entry.action,
                         entry.target,
                         entry.reason or "-",

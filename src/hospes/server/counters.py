@@ -37,7 +37,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from .refusals import RecentRefusals, RefusedRequest, newest
+from .refusals import KEPT, RecentRefusals, RefusedRequest, newest
 from .stats import Stats
 
 __all__ = ["PUBLISH_INTERVAL", "SLOT_SIZE", "CounterBoard", "CounterPublisher", "WorkerCounters"]
@@ -82,6 +82,8 @@ class CounterBoard:
         """When the board, so the server, started (seconds since the epoch)."""
         # An anonymous mapping is MAP_SHARED: children made by fork() share it.
         self._memory = mmap.mmap(-1, (workers + 1) * SLOT_SIZE)
+        self._encoded: tuple[Sequence[RefusedRequest], list[bytes]] | None = None
+        """The last refusals this process wrote, and their JSON: written again unchanged."""
 
     @property
     def _retired(self) -> int:
@@ -111,12 +113,13 @@ class CounterBoard:
     ) -> None:
         data = b""
         if stats is not None:
-            kept = [record.as_dict() for record in refusals]
+            kept = self._encode(refusals)
+            counters = json.dumps(stats.as_dict()).encode()
             while True:
-                data = json.dumps({"stats": stats.as_dict(), "refusals": kept}).encode()
+                data = b'{"stats": %b, "refusals": [%b]}' % (counters, b", ".join(kept))
                 if _HEADER.size + len(data) <= SLOT_SIZE or not kept:
                     break
-                del kept[0]
+                kept = kept[1:]
         if _HEADER.size + len(data) > SLOT_SIZE:
             raise ValueError(f"counters too large for a slot ({len(data)} bytes)")
         base = slot * SLOT_SIZE
@@ -129,6 +132,14 @@ class CounterBoard:
             "<IIId", memory, base + 4, os.getpid(), connections, len(data), time.time()
         )
         struct.pack_into("<I", memory, base, (writing + 1) & 0xFFFFFFFF)  # even: complete
+
+    def _encode(self, refusals: Sequence[RefusedRequest]) -> list[bytes]:
+        """Each refusal's JSON; those of the last call again when ``refusals`` is the same list."""
+        if self._encoded is not None and self._encoded[0] is refusals:
+            return self._encoded[1]
+        encoded = [json.dumps(record.as_dict()).encode() for record in refusals]
+        self._encoded = (refusals, encoded)
+        return encoded
 
     def read(self, slot: int) -> WorkerCounters | None:
         """The last publication of ``slot`` (the retired slot is ``workers``); None if none."""
@@ -190,15 +201,16 @@ class CounterBoard:
 
     def totals(self) -> tuple[Stats, int]:
         """Every worker's counters added up (stopped ones included), and connections open now."""
+        stats, connections, _ = self.overview(0)
+        return stats, connections
+
+    def overview(self, refusals: int = KEPT) -> tuple[Stats, int, list[RefusedRequest]]:
+        """:meth:`totals` and the ``refusals`` newest refused requests, every slot read once."""
         found = [self.read(slot) for slot in range(self.workers + 1)]
         published = [item for item in found if item is not None]
         stats = Stats.total(item.stats for item in published)
-        return stats, sum(item.connections for item in published)
-
-    def refusals(self, limit: int = 20) -> list[RefusedRequest]:
-        """The ``limit`` newest refused requests of every worker (stopped ones included)."""
-        found = [self.read(slot) for slot in range(self.workers + 1)]
-        return newest((item.refusals for item in found if item is not None), limit)
+        connections = sum(item.connections for item in published)
+        return stats, connections, newest((item.refusals for item in published), refusals)
 
     def close(self) -> None:
         """Unmap the memory (in the process that calls it)."""
@@ -225,10 +237,17 @@ class CounterPublisher:
         self.interval = interval
         self.refusals = refusals
         self._timer: asyncio.TimerHandle | None = None
+        self._refused: tuple[object, list[RefusedRequest]] = (None, [])
+        """The newest refusal at the last publication, and the records then made."""
 
     def publish(self) -> None:
-        """Publish now."""
-        refusals = () if self.refusals is None else self.refusals.records()
+        """Publish now (the refusals' records are made again only when there are new ones)."""
+        refusals: list[RefusedRequest] = []
+        latest = None if self.refusals is None else self.refusals.newest()
+        if latest is not None and self.refusals is not None:
+            if latest is not self._refused[0]:
+                self._refused = (latest, self.refusals.records())
+            refusals = self._refused[1]
         self.board.publish(self.slot, self.stats, self.connections(), refusals)
 
     def start(self) -> None:

@@ -86,6 +86,10 @@ class RecentRefusals:
         """Remember a refusal (the request path: one tuple appended)."""
         self._entries.append((time.time(), address, key, ipv6_prefix, fingerprint, status, meta))
 
+    def newest(self) -> object:
+        """The newest entry as it is kept (compare it with ``is`` to tell whether any came)."""
+        return self._entries[-1] if self._entries else None
+
     def records(self) -> list[RefusedRequest]:
         """The refusals remembered, oldest first."""
         return [
