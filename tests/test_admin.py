@@ -149,6 +149,15 @@ def test_config_mounts_it_in_front_of_the_capsule_for_admins_by_key(serve, certs
     # Admins by key: a renewed certificate is still the admin's.
     assert get(server, "/manage/", certs.renewal(boss, "boss")).status == 20
     assert get(server, "/manage/", certs.make("boss")).status == 61
+    # A capsule of files never looks accounts up; the admin capsule does: an account ban holds.
+    store = store_of(server)
+    account = server.call(
+        lambda: store.register("boss", identity_of(boss), dt.datetime.now(dt.UTC))
+    )
+    now = dt.datetime.now(dt.UTC)
+    server.call(lambda: store.ban(BanKind.ACCOUNT, str(account.id), "handed over", now))
+    assert get(server, "/manage/", boss).header == "61 banned: handed over"
+    assert get(server, "/", boss).body == b"# Home\n"
 
 
 def test_no_admin_capsule_without_the_table(serve, tmp_path):
@@ -420,7 +429,7 @@ def test_untrusted_names_reasons_and_common_names_stay_in_their_place(demo, cert
 
 
 @pytest.mark.slow
-def test_the_overview_adds_up_every_worker(tmp_path, certs):
+def test_the_overview_adds_up_every_worker(tmp_path, certs, capsys):
     process = serve_process(["--state", str(tmp_path), "--workers", "2"])
     try:
         banner = "\n".join(process.stderr)
@@ -434,6 +443,7 @@ def test_the_overview_adds_up_every_worker(tmp_path, certs):
         admin = certs.make("root")
         fingerprint = identity_of(admin).fingerprint
         assert main(["allow", "add", "admins", fingerprint, "--state", str(tmp_path)]) == 0
+        assert "warning" not in capsys.readouterr().err  # the list is in use: the demo's admins
         for _ in range(8):
             assert raw_request(port, f"gemini://localhost:{port}/me").status == 60
         deadline = time.monotonic() + 5

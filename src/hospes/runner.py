@@ -184,13 +184,16 @@ def account_mounts(config: Config) -> dict[str, str]:
     return {site.name: site.accounts for site in config.sites() if site.accounts is not None}
 
 
-def admin_mounts(config: Config) -> dict[str, tuple[str, frozenset[str], tuple[str, ...]]]:
+def admin_mounts(
+    config: Config, *, demo: bool | None = None
+) -> dict[str, tuple[str, frozenset[str], tuple[str, ...]]]:
     """Hostname → (mount, admin fingerprints, admin lists) of its admin capsule, if it has one.
 
-    The demo capsule has one at ``/admin/`` for the store's list ``admins``
-    unless ``[admin]`` says otherwise (``mount = false``: none).
+    The demo capsule (``demo``: by default, when ``config`` serves it) has one
+    at ``/admin/`` for the store's list ``admins`` unless ``[admin]`` says
+    otherwise (``mount = false``: none).
     """
-    demo = serves_demo(config)
+    demo = serves_demo(config) if demo is None else demo
     mounts = {}
     for host, site in zip(config.hosts, config.sites(), strict=True):
         mount, admins, lists = site.admin, site.admins, site.admin_lists
@@ -204,26 +207,35 @@ def admin_mounts(config: Config) -> dict[str, tuple[str, frozenset[str], tuple[s
     return mounts
 
 
-def lists_in_use(config: Config) -> set[str]:
-    """The allow-lists the server of ``config`` consults: its rules', its admins', the demo's."""
+def lists_in_use(config: Config, *, demo: bool | None = None) -> set[str]:
+    """The allow-lists the server of ``config`` consults: its rules', its admins', the demo's.
+
+    ``demo``: whether the demo capsule is served (by default: whether ``config`` serves it).
+    """
+    demo = serves_demo(config) if demo is None else demo
     used = {name for rule in config.access for name in rule.lists}
-    for _, _, lists in admin_mounts(config).values():
+    for _, _, lists in admin_mounts(config, demo=demo).values():
         used.update(lists)
-    if serves_demo(config):
+    if demo:
         used.add(DEMO_LIST)
     return used
 
 
-def build_admin(config: Config, handler: Handler, monitor: Monitor | None = None) -> Handler:
+def build_admin(
+    config: Config, handler: Handler, monitor: Monitor | None = None, *, demo: bool | None = None
+) -> Handler:
     """``handler`` with the admin capsule of each hostname that has one in front of it.
 
     In front of the gateways too: nothing but the admin capsule answers under
-    its mount.  Hostnames with the same settings share one capsule.
+    its mount.  Hostnames with the same settings share one capsule.  ``demo``
+    says whether ``handler`` is the demo capsule (by default: whether
+    ``config`` serves it); an application of a program's own gets only what
+    ``[admin]`` mounts.
     """
-    used = lists_in_use(config)
+    used = lists_in_use(config, demo=demo)
     capsules: dict[tuple[str, frozenset[str], tuple[str, ...]], Handler] = {}
     mounts: dict[str, tuple[str, Handler]] = {}
-    for host, settings in admin_mounts(config).items():
+    for host, settings in admin_mounts(config, demo=demo).items():
         mount, admins, lists = settings
         if settings not in capsules:
             capsules[settings] = admin_app(admins, lists, monitor=monitor, lists_in_use=used)
@@ -396,6 +408,7 @@ def prepare(
         config,
         build_gateways(config, handler or build_handler(config, store), clock=clock),
         monitor,
+        demo=None if handler is None else False,
     )
     dispatcher = build_dispatcher(
         config,
@@ -455,6 +468,7 @@ class Reloader:
                 config,
                 build_gateways(config, own or build_handler(config, store), clock=server.clock),
                 self.prepared.monitor,
+                demo=None if own is None else False,
             )
             dispatcher = build_dispatcher(
                 config,

@@ -19,11 +19,13 @@ import datetime as dt
 from collections.abc import Iterable, Mapping
 
 from ..app.access import AccessRule, Requirement, check, path_matches
+from ..app.dispatch import STORE_UNAVAILABLE
 from ..app.request import Request
 from ..app.response import Response
 from ..app.routing import Application, Handler, call_handler
 from ..app.upload import no_uploads
 from ..gemini.fingerprint import parse_fingerprint
+from ..store import StoreError
 from .monitor import Monitor
 from .overview import Overview
 from .pages import AdminPages
@@ -42,7 +44,16 @@ class AdminCapsule:
 
     async def __call__(self, request: Request) -> Response:
         """60, 62 or 61 for anyone but an admin; the page for an admin."""
-        denied = await check(self.rule, request, dt.datetime.now(dt.UTC))
+        now = dt.datetime.now(dt.UTC)
+        store = request.store
+        if request.account is None and request.identity is not None and store is not None:
+            # In front of a capsule that never reads accounts, the server did not look
+            # this one up: an account ban must hold here too.
+            try:
+                request.account = await store.recognise(request.identity, now)
+            except StoreError:
+                return Response.temporary_failure(STORE_UNAVAILABLE)
+        denied = await check(self.rule, request, now)
         if denied is not None:
             return denied
         if request.upload is not None:
@@ -115,7 +126,9 @@ class _AdminMounts:
             host: (prefix.rstrip("/"), handler) for host, (prefix, handler) in mounts.items()
         }
         self.inner = inner
-        self.uses_accounts = True
+        # The capsule looks up the visitor's account itself: a capsule that never reads
+        # accounts (static files) keeps the server from looking them up on every request.
+        self.uses_accounts = getattr(inner, "uses_accounts", True)
         self.accepts_uploads = getattr(inner, "accepts_uploads", False)
 
     async def __call__(self, request: Request) -> Response:
