@@ -122,6 +122,13 @@ def test_only_admins_pass_the_gate_of_every_page(demo, certs, admin):
     assert get(demo, "/admin/", banned).header == "61 banned: gone rogue"
 
 
+def test_a_store_outage_is_a_40_not_a_page(demo, admin):
+    assert get(demo, "/admin/accounts", admin).status == 20
+    demo.call(store_of(demo).close)
+    down = get(demo, "/admin/accounts", admin)
+    assert down.header == "40 the identity store is unavailable; try again in a minute"
+
+
 def test_config_mounts_it_in_front_of_the_capsule_for_admins_by_key(serve, certs, tmp_path):
     root = tmp_path / "capsule"
     (root / "admin").mkdir(parents=True)
@@ -303,6 +310,11 @@ def test_search_and_the_fingerprint_page(demo, certs, admin):
     for text in ("ERI", key[:20], key[7:20].upper()):
         found = walk(demo, "/admin/accounts/search", admin, text).body.decode()
         assert f"=> /admin/accounts/{account.id} erin, since " in found, text
+    # A name that reads as hex digits is found by name, beside any fingerprint starting so.
+    cafe = certs.make("cafe")
+    assert answer(demo.port, "/account/register", cafe, "cafe").status == 30
+    found = walk(demo, "/admin/accounts/search", admin, "cafe").body.decode()
+    assert "=> /admin/accounts/" in found and " cafe, since " in found
     about = get(demo, f"/admin/fingerprints/{key[7:]}", admin).body.decode()
     assert f"=> /admin/accounts/{account.id} The key of erin" in about
     assert f"=> /admin/lists/demo/add/{key[7:]} Add it to the allow-list demo" in about

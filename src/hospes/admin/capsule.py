@@ -16,6 +16,7 @@ an admin's 61.  Only then are the routes looked at.
 from __future__ import annotations
 
 import datetime as dt
+import logging
 from collections.abc import Iterable, Mapping
 
 from ..app.access import AccessRule, Requirement, check, path_matches
@@ -24,6 +25,7 @@ from ..app.request import Request
 from ..app.response import Response
 from ..app.routing import Application, Handler, call_handler
 from ..app.upload import no_uploads
+from ..gemini.escape import printable
 from ..gemini.fingerprint import parse_fingerprint
 from ..store import StoreError
 from .monitor import Monitor
@@ -31,6 +33,8 @@ from .overview import Overview
 from .pages import AdminPages
 
 __all__ = ["AdminCapsule", "admin_app", "with_admin"]
+
+log = logging.getLogger("hospes.admin")
 
 
 class AdminCapsule:
@@ -46,21 +50,25 @@ class AdminCapsule:
         """60, 62 or 61 for anyone but an admin; the page for an admin."""
         now = dt.datetime.now(dt.UTC)
         store = request.store
-        if request.account is None and request.identity is not None and store is not None:
-            # In front of a capsule that never reads accounts, the server did not look
-            # this one up: an account ban must hold here too.
-            try:
+        try:
+            if request.account is None and request.identity is not None and store is not None:
+                # In front of a capsule that never reads accounts, the server did not look
+                # this one up: an account ban must hold here too.
                 request.account = await store.recognise(request.identity, now)
-            except StoreError:
-                return Response.temporary_failure(STORE_UNAVAILABLE)
-        denied = await check(self.rule, request, now)
+            denied = await check(self.rule, request, now)
+        except StoreError:
+            return Response.temporary_failure(STORE_UNAVAILABLE)
         if denied is not None:
             return denied
         if request.upload is not None:
             return no_uploads(request.path)
-        if request.store is None:
+        if store is None:
             return Response.temporary_failure("the admin pages need the identity store")
-        return await self.app(request)
+        try:
+            return await self.app(request)
+        except StoreError as exc:  # down, or a change that lost a race: nothing was changed
+            log.error("admin capsule: identity store: %s", exc)
+            return Response.temporary_failure(f"could not complete that: {printable(str(exc))}")
 
 
 def admin_app(

@@ -134,7 +134,7 @@ class Overview:
         store = request.store
         assert store is not None
         entries = await store.audit_log(AUDIT_PAGE)
-        lines = ["# Audit log", "", f"The last {AUDIT_PAGE} changes made here, newest first.", ""]
+        lines = ["# Audit log", "", f"Changes made here, newest first (at most {AUDIT_PAGE}).", ""]
         lines += [_entry(entry) for entry in entries] or ["None yet."]
         lines += ["", link(f"{request.base}/", "Overview")]
         return "\n".join(lines) + "\n"

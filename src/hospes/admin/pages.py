@@ -222,12 +222,17 @@ class AdminPages:
         """Ask what to look for; then the accounts named so, or with a fingerprint starting so."""
         if request.query is None or not request.query.strip():
             return Response.input("Part of an account name, or the start of a fingerprint")
-        text = request.query.strip()
+        text, store = request.query.strip(), self._store(request)
+        found = await store.search_accounts(text, LISTED + 1)
         try:
             prefix = parse_fingerprint_prefix(text, min_digits=4)
         except ValueError:
             prefix = None
-        found = await self._store(request).search_accounts(prefix or text, LISTED + 1)
+        if prefix is not None:  # "cafe" may be a name, or the start of a fingerprint
+            ids = {account.id for account in found}
+            more = await store.search_accounts(prefix, LISTED + 1)
+            found += [account for account in more if account.id not in ids]
+            found.sort(key=lambda account: (account.name.lower(), account.id))
         lines = [f"# Accounts matching {shown(text, 71)}", ""]
         lines += await self._account_lines(request, found[:LISTED])
         if not found:
