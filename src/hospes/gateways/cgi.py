@@ -1,11 +1,15 @@
 """CGI: executables under a directory answer the requests under a URL prefix.
 
 The script is the first executable file the path names below the directory
-(:func:`~hospes.gateways.lookup.find_script`); the rest of the path is its
-``PATH_INFO``.  It runs as an asyncio subprocess (the server never waits on
-it), in a session and process group of its own, in its own directory, with
-an environment built from scratch (:func:`~hospes.gateways.environment.cgi_environment`)
-and nothing on its standard input.
+(:meth:`~hospes.app.resolve.Root.executable`, the resolution of static
+files, run on the loop's thread pool); the rest of the path is its
+``PATH_INFO``.  A script reached through a symlink runs only if the access
+rules of where it really is (with the same ``PATH_INFO``) allow the visitor
+too (:func:`~hospes.app.resolve.authorise`).  It runs as an asyncio
+subprocess (the server never waits on it), in a session and process group of
+its own, in its own directory, with an environment built from scratch
+(:func:`~hospes.gateways.environment.cgi_environment`) and nothing on its
+standard input.
 
 Its first line of output must be a valid Gemini header, or the client gets
 42; for 2x the rest is streamed as the body, up to ``max_output`` bytes.  The
@@ -28,11 +32,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..app.request import Request
+from ..app.resolve import Root, authorise
 from ..app.response import BodyAborted, Response
 from ..gemini.escape import printable
 from ..gemini.protocol import Status
 from .environment import SAFE_PATH, cgi_environment, resolve_account
-from .lookup import find_script, segments
 from .reply import GatewayError, gateway_failure, read_gateway_header
 
 __all__ = ["DEFAULT_MAX_OUTPUT", "CGIMount", "CGIScripts"]
@@ -78,9 +82,7 @@ class CGIScripts:
         software: str = "hospes",
     ) -> None:
         self.directory = Path(directory)
-        self.real_root = os.path.realpath(self.directory)
-        if not os.path.isdir(self.real_root):
-            raise NotADirectoryError(f"CGI directory {self.directory} is not a directory")
+        self.root = Root(directory, what="CGI directory")
         if timeout <= 0 or max_output <= 0 or max_running <= 0:
             raise ValueError("timeout, max_output and max_running must be positive")
         self.timeout = timeout
@@ -105,23 +107,21 @@ class CGIScripts:
 
     async def __call__(self, request: Request) -> Response:
         """Run the script the request's path names, and answer with what it writes."""
-        parts = segments(request.relative_path)
-        found = None if parts is None else find_script(self.real_root, parts)
-        if parts is None or found is None:
+        loop = asyncio.get_running_loop()
+        found = await loop.run_in_executor(None, self.root.executable, request.relative_path)
+        if found is None:
             return Response.not_found()
-        script, count = found
+        denied = await authorise(request, request.base + found.path)
+        if denied is not None:
+            return denied
         if self.running >= self.max_running:
             return Response(
                 Status.SERVER_UNAVAILABLE, "too many scripts are running; try again in a moment"
             )
         await resolve_account(request)
-        script_name = request.base + "/" + "/".join(parts[:count])
-        rest = parts[count:]
-        path_info = "/" + "/".join(rest) if rest else ""
-        if request.relative_path.endswith("/"):
-            path_info += "/"
+        script = found.file.real
         environment = cgi_environment(
-            request, self.base, script_name=script_name, path_info=path_info
+            request, self.base, script_name=request.base + found.named, path_info=found.rest
         )
         environment["GEMINI_SCRIPT_FILENAME"] = script
         self.running += 1

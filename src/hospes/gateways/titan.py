@@ -10,9 +10,14 @@ as an access rule; uploads always need at least a valid certificate), its
   directory, fsynced, renamed over the target; on any failure (a short body,
   a disconnection, a deadline, a full disk) the temporary file is removed
   and the target is left as it was;
-- the target is found under the rules of static files (no hidden names, no
-  way out of the directory, through ``..`` or a symlink) and its directory
-  must exist;
+- the target is found by the resolution of static files
+  (:meth:`~hospes.app.resolve.Root.target`: no hidden names, no way out of
+  the directory, through ``..`` or a symlink), on the loop's thread pool; its
+  directory must exist;
+- the access rules of where the target really is apply too
+  (:func:`~hospes.app.resolve.authorise`), before a byte is read: a symlink
+  inside the directory does not lead an upload into a protected one;
+- a target name that is a symlink is replaced (the rename), never followed;
 - success answers ``30`` to the ``gemini://`` URL of the uploaded resource,
   which the same prefix serves from the directory;
 - the uploader (fingerprint, name, account) is logged.
@@ -35,6 +40,7 @@ from typing import TypeVar
 
 from ..app.access import AccessRule, Requirement, check
 from ..app.request import Request
+from ..app.resolve import Root, Target, authorise, names
 from ..app.response import Response
 from ..app.static import StaticFiles
 from ..app.upload import DEFAULT_UPLOAD_TIMEOUT, Upload, UploadIncomplete, check_upload
@@ -43,7 +49,6 @@ from ..gemini.escape import printable
 from ..gemini.protocol import Status
 from ..gemini.url import quote_path
 from .environment import resolve_account
-from .lookup import inside, segments
 
 __all__ = [
     "DEFAULT_MAX_SIZE",
@@ -116,7 +121,7 @@ class TitanDirectory:
             raise ValueError("a TitanDirectory needs a directory")
         self.gate = TitanGate(mount)
         self.directory = mount.directory
-        self.real_root = os.path.realpath(mount.directory)
+        self.root = Root(mount.directory, what="Titan directory")
         self.files = StaticFiles(mount.directory)
 
     async def __call__(self, request: Request) -> Response:
@@ -127,11 +132,15 @@ class TitanDirectory:
         refused = await self.gate.admit(request, upload)
         if refused is not None:
             return refused
-        target = self._target(request.relative_path)
+        loop = asyncio.get_running_loop()
+        target = await loop.run_in_executor(None, self._target, request.relative_path)
         if isinstance(target, Response):
             return target
+        denied = await authorise(request, request.base + target.path)
+        if denied is not None:
+            return denied
         try:
-            await write_upload(target, upload)
+            await write_upload(Path(target.real), upload)
         except UploadIncomplete as exc:
             log.info("upload to %s abandoned: %s", printable(request.path), exc)
             return Response(Status.BAD_REQUEST, str(exc))
@@ -158,20 +167,19 @@ class TitanDirectory:
         )
         return Response.redirect(str(location))
 
-    def _target(self, relative: str) -> Path | Response:
-        """Where an upload to ``relative`` is written, or why it cannot be."""
-        parts = segments(relative)
+    def _target(self, relative: str) -> Target | Response:
+        """Where an upload to ``relative`` is written, or why it cannot be; blocking."""
+        parts = names(relative)
         if parts is None:
             return Response(Status.BAD_REQUEST, "uploads cannot go to that name")
         if not parts or relative.endswith("/"):
             return Response(Status.BAD_REQUEST, "name a file to upload to, not a directory")
-        parent = os.path.realpath(os.path.join(self.real_root, *parts[:-1]))
-        if not inside(parent, self.real_root) or not os.path.isdir(parent):
+        target = self.root.target(relative)
+        if target is None:
             return Response.not_found("no such directory")
-        target = os.path.join(parent, parts[-1])
-        if os.path.isdir(target):
+        if os.path.isdir(target.real):
             return Response(Status.BAD_REQUEST, "a directory has that name: upload to a file")
-        return Path(target)
+        return target
 
 
 async def write_upload(target: Path, upload: Upload) -> None:
