@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import os
 import struct
 import time
@@ -96,6 +98,7 @@ def test_slots_are_checked():
         dropped=st.dictionaries(st.text(max_size=20), st.integers(1, 2**40)).map(Counter),
         responses=st.dictionaries(st.integers(10, 69), st.integers(1, 2**40)).map(Counter),
         blocks=st.integers(0, 1000),
+        health_checks=st.integers(0, 2**40),
     )
 )
 def test_stats_survive_the_trip_through_a_slot(value):
@@ -107,6 +110,40 @@ def test_stats_survive_the_trip_through_a_slot(value):
     assert read.stats == expected
     assert +read.stats.responses == +value.responses
     assert read.stats.accepted == value.accepted
+    assert (read.stats.blocks, read.stats.health_checks) == (value.blocks, value.health_checks)
+
+
+def _every_counter_set(start: int) -> Stats:
+    """Stats with every field non-zero (a field added later is set too, or this fails)."""
+    value = Stats()
+    for number, item in enumerate(dataclasses.fields(Stats), start):
+        current = getattr(value, item.name)
+        if isinstance(current, Counter):
+            current[f"key_{number}" if item.name != "responses" else 20] = number
+        else:
+            assert isinstance(current, int), item.name
+            setattr(value, item.name, number)
+    return value
+
+
+def test_every_counter_is_carried_and_totalled():
+    """No counter is lost on the way from a worker to the totals (health checks once were)."""
+    first, second = _every_counter_set(1), _every_counter_set(100)
+    for value in (first, second):
+        assert Stats.from_dict(json.loads(json.dumps(value.as_dict()))) == value
+    total = Stats.total([first, second])
+    for item in dataclasses.fields(Stats):
+        mine, theirs, summed = (getattr(s, item.name) for s in (first, second, total))
+        if isinstance(mine, Counter):
+            assert summed == mine + theirs, item.name
+        else:
+            assert summed == mine + theirs > 0, item.name
+    board = CounterBoard(2)
+    board.publish(0, first)
+    board.publish(1, second)
+    board.retire(1)
+    assert board.totals()[0] == total
+    assert f"health checks {first.health_checks + second.health_checks}" in total.summary()
 
 
 def test_a_slot_holds_every_status_and_reason():

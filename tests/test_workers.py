@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from helpers import raw_request, serve_process
+from test_proxy import v2
 
 pytestmark = pytest.mark.slow
 
@@ -168,3 +169,31 @@ def test_worker_logs_name_the_worker_and_the_supervisor_logs_totals(tmp_path):
     assert own
     assert all(" DEBUG " in line for line in own)
     assert "worker 1 exited with status -9" in stderr or "worker 2 exited with status -9" in stderr
+
+
+def test_health_checks_are_totalled_across_workers(tmp_path):
+    """PROXY ``LOCAL`` health checks count in the supervisor's totals, whichever worker took them."""
+    process = serve_process(
+        ["--state", str(tmp_path), "--workers", "2", "--proxy-from", "127.0.0.1"]
+    )
+    port = process.port
+    totals = "counters of 2 workers: "
+
+    def reported(count: int) -> bool:
+        process.send_signal(signal.SIGUSR1)
+        time.sleep(0.2)
+        lines = [line for line in process.stderr if totals in line]
+        return bool(lines) and f"health checks {count}" in lines[-1]
+
+    try:
+        assert wait_until(lambda: len(children(process.pid)) == 2 and listeners(port) == 2)
+        for _ in range(6):
+            with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
+                sock.sendall(v2(None, None, command=0x0))
+                assert sock.recv(100) == b""  # accepted, then closed
+        assert wait_until(lambda: reported(6), step=0.5), "\n".join(process.stderr)
+    finally:
+        code, _, stderr = process.stop()
+    assert code == 0, stderr
+    final = [line for line in stderr.splitlines() if totals in line][-1]
+    assert "health checks 6" in final

@@ -56,6 +56,7 @@ class Stats:
             "dropped": {key: value for key, value in self.dropped.items() if value},
             "responses": {str(key): value for key, value in self.responses.items() if value},
             "blocks": self.blocks,
+            "health_checks": self.health_checks,
         }
 
     @classmethod
@@ -67,6 +68,7 @@ class Stats:
             dropped=Counter({str(k): int(v) for k, v in data.get("dropped", {}).items()}),
             responses=Counter({int(k): int(v) for k, v in data.get("responses", {}).items()}),
             blocks=int(data.get("blocks", 0)),
+            health_checks=int(data.get("health_checks", 0)),
         )
 
     @classmethod
@@ -79,4 +81,5 @@ class Stats:
             total.dropped.update(part.dropped)
             total.responses.update(part.responses)
             total.blocks += part.blocks
+            total.health_checks += part.health_checks
         return total
