@@ -172,7 +172,7 @@ def test_worker_logs_name_the_worker_and_the_supervisor_logs_totals(tmp_path):
 
 
 def test_health_checks_are_totalled_across_workers(tmp_path):
-    """PROXY ``LOCAL`` health checks count in the supervisor's totals, whichever worker took them."""
+    """PROXY ``LOCAL`` health checks count in the supervisor's totals, whichever worker took one."""
     process = serve_process(
         ["--state", str(tmp_path), "--workers", "2", "--proxy-from", "127.0.0.1"]
     )

@@ -11,6 +11,23 @@ included, first goes through :func:`~hospes.app.access.check` with an
 ``allowlist`` rule of the admins' fingerprints and lists: no certificate gets
 60, an expired or otherwise invalid one 62, a banned one or one that is not
 an admin's 61.  Only then are the routes looked at.
+
+Routes, relative to the mount point (``/admin/``), each group in its module:
+
+``/``, ``/audit``                          the overview and the audit log (:mod:`.overview`)
+``/accounts…``                             accounts: search, see, rename, delete (:mod:`.accounts`)
+``/fingerprints/FP``                       what the store knows of one (:mod:`.fingerprints`)
+``/bans…``, ``/ban/…``, ``/unban/…``       bans made and lifted (:mod:`.bans`)
+``/lists…``                                allow-lists and their entries (:mod:`.allowlists`)
+
+Every change answers a ``10`` prompt at a URL ending in a nonce that the
+server issued to the admin's certificate for exactly that change
+(:mod:`hospes.app.confirm`); the same URL without the nonce only redirects to
+a fresh one, and the steps before the last prompt (how long, which
+fingerprint) change nothing.  So no link, followed by mistake or sent by
+someone else, changes anything: the worst it does is show the admin a prompt
+saying what it would do.  Each change is written to the store's audit log
+with the admin's fingerprint.
 """
 
 from __future__ import annotations
@@ -28,9 +45,12 @@ from ..app.upload import no_uploads
 from ..gemini.escape import printable
 from ..gemini.fingerprint import parse_fingerprint
 from ..store import StoreError
+from .accounts import AdminAccounts
+from .allowlists import AdminAllowLists
+from .bans import AdminBans
+from .fingerprints import AdminFingerprints
 from .monitor import Monitor
 from .overview import Overview
-from .pages import AdminPages
 
 __all__ = ["AdminCapsule", "admin_app", "with_admin"]
 
@@ -92,35 +112,37 @@ def admin_app(
     if not fingerprints and not names:
         raise ValueError("an admin capsule needs admins (fingerprints) or lists")
     rule = AccessRule("/", Requirement.ALLOWLIST, fingerprints=fingerprints, lists=names)
-    pages = AdminPages(fingerprints, names, frozenset(lists_in_use))
+    shared = (fingerprints, names, frozenset(lists_in_use))
+    accounts, bans = AdminAccounts(*shared), AdminBans(*shared)
+    allowlists, about = AdminAllowLists(*shared), AdminFingerprints(*shared)
     overview = Overview(monitor)
     app = Application()
     for pattern, handler in (
         ("/", overview),
         ("/audit", overview.audit),
-        ("/accounts", pages.accounts),
-        ("/accounts/search", pages.search),
-        ("/accounts/{id:int}", pages.account),
-        ("/accounts/{id:int}/rename", pages.rename_start),
-        ("/accounts/{id:int}/rename/{nonce}", pages.rename),
-        ("/accounts/{id:int}/delete", pages.delete_start),
-        ("/accounts/{id:int}/delete/{nonce}", pages.delete),
-        ("/accounts/{id:int}/remove/{fingerprint}", pages.remove_start),
-        ("/accounts/{id:int}/remove/{fingerprint}/{nonce}", pages.remove),
-        ("/fingerprints/{fingerprint}", pages.fingerprint),
-        ("/bans", pages.bans),
-        ("/bans/add/{kind}", pages.ban_fingerprint),
-        ("/ban/{kind}/{value}", pages.ban_start),
-        ("/ban/{kind}/{value}/{until}/{nonce}", pages.ban),
-        ("/unban/{kind}/{value}", pages.unban_start),
-        ("/unban/{kind}/{value}/{nonce}", pages.unban),
-        ("/lists", pages.allow_lists),
-        ("/lists/{list}", pages.allow_list),
-        ("/lists/{list}/add", pages.allow_ask),
-        ("/lists/{list}/add/{fingerprint}", pages.allow_start),
-        ("/lists/{list}/add/{fingerprint}/{nonce}", pages.allow),
-        ("/lists/{list}/remove/{fingerprint}", pages.disallow_start),
-        ("/lists/{list}/remove/{fingerprint}/{nonce}", pages.disallow),
+        ("/accounts", accounts.accounts),
+        ("/accounts/search", accounts.search),
+        ("/accounts/{id:int}", accounts.account),
+        ("/accounts/{id:int}/rename", accounts.rename_start),
+        ("/accounts/{id:int}/rename/{nonce}", accounts.rename),
+        ("/accounts/{id:int}/delete", accounts.delete_start),
+        ("/accounts/{id:int}/delete/{nonce}", accounts.delete),
+        ("/accounts/{id:int}/remove/{fingerprint}", accounts.remove_start),
+        ("/accounts/{id:int}/remove/{fingerprint}/{nonce}", accounts.remove),
+        ("/fingerprints/{fingerprint}", about.fingerprint),
+        ("/bans", bans.bans),
+        ("/bans/add/{kind}", bans.ban_fingerprint),
+        ("/ban/{kind}/{value}", bans.ban_start),
+        ("/ban/{kind}/{value}/{until}/{nonce}", bans.ban),
+        ("/unban/{kind}/{value}", bans.unban_start),
+        ("/unban/{kind}/{value}/{nonce}", bans.unban),
+        ("/lists", allowlists.allow_lists),
+        ("/lists/{list}", allowlists.allow_list),
+        ("/lists/{list}/add", allowlists.allow_ask),
+        ("/lists/{list}/add/{fingerprint}", allowlists.allow_start),
+        ("/lists/{list}/add/{fingerprint}/{nonce}", allowlists.allow),
+        ("/lists/{list}/remove/{fingerprint}", allowlists.disallow_start),
+        ("/lists/{list}/remove/{fingerprint}/{nonce}", allowlists.disallow),
     ):
         app.add_route(pattern, handler)
     return AdminCapsule(rule, app)
