@@ -16,8 +16,10 @@ import pg
 from helpers import identity_of, raw_request, start_server
 from hospes.cli import build_parser, main
 from hospes.cli import store as cli_store
-from hospes.cli.serve import build_config
+from hospes.cli.serve import announce, build_config
+from hospes.cli.store import find_config
 from hospes.config import load_config
+from hospes.runner import Started, load_certificates
 from hospes.server.accesslog import LINE
 from hospes.store.database_url import redact
 from hospes.store.sqlite import SQLiteStore
@@ -103,6 +105,42 @@ def test_serve_finds_its_configuration_the_same_way(capsys, monkeypatch, tmp_pat
     write_config(cli_store.SYSTEM_CONFIG, tmp_path / "system-state")
     config = build_config(build_parser().parse_args(["serve"]))
     assert config.state == tmp_path / "system-state"
+
+
+def _banner(capsys, state, *argv):
+    """What ``hospes serve ARGV`` would announce, up to the first hostname (no socket opened)."""
+    args = build_parser().parse_args(["serve", *(str(arg) for arg in argv)])
+    source = find_config(args.config)
+    config = build_config(args, source)
+    certificates, created = load_certificates(config)
+    announce(Started(certificates, created, [("127.0.0.1", 1965)]), config, source)
+    _, err = capsys.readouterr()
+    assert err.startswith("hospes ")
+    assert str(state) in err  # the state of the file the banner names
+    return err.splitlines()[1]
+
+
+def test_the_banner_names_the_configuration_file_and_why(capsys, monkeypatch, tmp_path):
+    """Which file the server read, and why, is the first thing the banner says; or that none was."""
+    system = write_config(cli_store.SYSTEM_CONFIG, tmp_path / "system-state")
+    assert _banner(capsys, tmp_path / "system-state") == (
+        f"  configuration {system} (found in {system.parent})"
+    )
+    environment = write_config(tmp_path / "env.toml", tmp_path / "env-state")
+    monkeypatch.setenv("HOSPES_CONFIG", str(environment))
+    assert _banner(capsys, tmp_path / "env-state") == (
+        f"  configuration {environment} (from $HOSPES_CONFIG)"
+    )
+    explicit = write_config(tmp_path / "conf" / "explicit.toml", tmp_path / "explicit-state")
+    monkeypatch.chdir(tmp_path)
+    line = _banner(capsys, tmp_path / "explicit-state", "--config", "conf/explicit.toml")
+    assert line == f"  configuration {explicit} (--config)"  # made absolute
+    monkeypatch.delenv("HOSPES_CONFIG")
+    system.unlink()
+    assert _banner(capsys, tmp_path / "flag-state", "--state", tmp_path / "flag-state") == (
+        f"  no configuration file (no --config, $HOSPES_CONFIG or {system}): "
+        "built-in defaults and flags only"
+    )
 
 
 def test_a_broken_configuration_is_a_usage_error(capsys, monkeypatch, tmp_path):

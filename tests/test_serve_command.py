@@ -498,3 +498,23 @@ def test_the_demo_banner_says_how_to_let_someone_in(tmp_path):
         f"to let a visitor into /allowlist/ (allow-list 'demo'): "
         f"hospes allow add demo FINGERPRINT --state {state}" in stderr
     )
+
+
+def test_the_banner_says_which_configuration_file_was_read(tmp_path):
+    """A real server started by $HOSPES_CONFIG says so; started without one, it says that too."""
+    config = tmp_path / "hospes.toml"
+    config.write_text('state = "from-the-file"\n')
+    process = serve_process([], env={"HOSPES_CONFIG": str(config)}, cwd=tmp_path)
+    _, _, stderr = process.stop()
+    lines = stderr.splitlines()
+    assert lines[1] == f"  configuration {config} (from $HOSPES_CONFIG)", stderr
+    assert f"state in {tmp_path / 'from-the-file'}\n" in stderr
+    process = serve_process(
+        ["--state", str(tmp_path / "flag")], env={"HOSPES_CONFIG": ""}, cwd=tmp_path
+    )
+    _, _, stderr = process.stop()
+    line = stderr.splitlines()[1]
+    if Path("/etc/hospes/hospes.toml").exists():  # this machine has one: it is named
+        assert line == "  configuration /etc/hospes/hospes.toml (found in /etc/hospes)", stderr
+    else:
+        assert line.startswith("  no configuration file (no --config, $HOSPES_CONFIG or "), stderr

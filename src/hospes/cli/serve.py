@@ -17,7 +17,7 @@ from ..server.tls import TLSError
 from ..store import StoreError
 from ..store.database_url import redact
 from .errors import EXIT_FAILURE, EXIT_USAGE, fail
-from .store import find_config
+from .store import ConfigSource, find_config
 
 __all__ = ["register"]
 
@@ -119,22 +119,30 @@ def _overrides(args: argparse.Namespace) -> dict[str, Any]:
     return values
 
 
-def build_config(args: argparse.Namespace) -> Config:
-    """The configuration file (if any) with the flags applied over it."""
+def build_config(args: argparse.Namespace, source: ConfigSource | None = None) -> Config:
+    """The configuration file (``source``, else found) with the flags applied over it."""
     overrides = _overrides(args)
-    source = find_config(args.config)  # --config, $HOSPES_CONFIG, /etc/hospes/hospes.toml
+    if source is None:
+        source = find_config(args.config)  # --config, $HOSPES_CONFIG, /etc/hospes/hospes.toml
     if source.path is not None:
         return load_config(source.path, overrides)
     return parse_config(overrides) if overrides else Config()
 
 
-def announce(started: Started, config: Config) -> None:
-    """Tell the operator what each hostname serves, its certificate, and where state is."""
+def announce(started: Started, config: Config, source: ConfigSource | None = None) -> None:
+    """Tell the operator the configuration file read, what each hostname serves, and more.
+
+    ``source`` says which configuration file was read and why (the banner
+    says so first); each hostname's certificate, the addresses, where state
+    is, and how to let visitors in follow.
+    """
     port = started.addresses[0][1] if started.addresses else config.port
     suffix = "" if port == 1965 else f":{port}"
     demo = serves_demo(config)
     sites = {site.name: site for site in config.sites()}
     lines = [f"hospes {__version__}"]
+    if source is not None:
+        lines.append(f"  {source.describe()}")
     for name, certificate in started.certificates.items():
         host = f"[{name}]" if ":" in name else name
         created = " (created now)" if name in started.created else ""
@@ -219,8 +227,9 @@ def _store_options(config: Config) -> str:
 
 
 def run_serve(args: argparse.Namespace) -> int:
+    source = find_config(args.config)
     try:
-        config = build_config(args)
+        config = build_config(args, source)
     except ConfigError as exc:
         return fail(str(exc), EXIT_USAGE)
     logging.basicConfig(
@@ -229,7 +238,11 @@ def run_serve(args: argparse.Namespace) -> int:
         stream=sys.stderr,
     )
     try:
-        return run(config, announce=announce, reload=lambda: build_config(args))
+        return run(
+            config,
+            announce=lambda started, config: announce(started, config, source),
+            reload=lambda: build_config(args, source),  # the file the banner named, again
+        )
     except (TLSError, NotADirectoryError, ConfigError) as exc:
         return fail(str(exc), EXIT_USAGE)
     except StoreError as exc:

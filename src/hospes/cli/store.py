@@ -62,6 +62,25 @@ class ConfigSource:
     origin: str
     """``--config``, ``$HOSPES_CONFIG``, ``/etc/hospes/hospes.toml``, or none's explanation."""
 
+    def describe(self) -> str:
+        """The file and why it was read (or that none was), as ``hospes serve`` announces it.
+
+        An operator whose server ignores their file sees it at once: started
+        under another user or service manager, ``$HOSPES_CONFIG`` is gone.
+        """
+        if self.path is None:
+            return (
+                f"no configuration file (no --config, ${CONFIG_VARIABLE} or {SYSTEM_CONFIG}): "
+                "built-in defaults and flags only"
+            )
+        if self.origin == "--config":
+            why = "--config"
+        elif self.origin == f"${CONFIG_VARIABLE}":
+            why = f"from ${CONFIG_VARIABLE}"
+        else:
+            why = f"found in {self.path.parent}"
+        return f"configuration {self.path.absolute()} ({why})"
+
 
 def find_config(
     explicit: Path | None,
