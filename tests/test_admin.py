@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import os
+import pwd
 import re
 import secrets
 import time
@@ -365,6 +367,42 @@ def test_hospes_audit_prints_the_log(demo, certs, admin, capsys):
     table = capsys.readouterr().out.splitlines()
     assert table[0].split() == ["TIME", "ADMIN", "ACTION", "TARGET", "REASON"]
     assert len(table) == 2 and " ban " in table[1] and table[1].endswith("oops")
+
+
+def test_changes_made_with_the_hospes_command_are_on_the_overview_escaped(
+    demo, certs, admin, capsys, monkeypatch
+):
+    """The CLI's changes sit beside the capsule's, by cli:USER; no part of them can bend a page."""
+    monkeypatch.delenv("HOSPES_CONFIG", raising=False)
+    monkeypatch.setenv("SUDO_USER", "evil\n=> gemini://evil.example/ click\n# evil heading")
+    jane = certs.make("jane")
+    fingerprint = identity_of(jane).fingerprint
+    where = ["--state", str(demo.state)]
+    reason = "=> gemini://evil.example/ ```"
+    assert main(["allow", "add", "demo", fingerprint, "--reason", reason, *where]) == 0
+    assert get(demo, "/allowlist/", jane).status == 20  # the running server sees the change
+    walk(demo, f"/admin/ban/certificate/{fingerprint[7:]}", admin, "", "scraping")
+    me = f"cli:{pwd.getpwuid(os.geteuid()).pw_name}"
+    by = f"{me} (sudo from evil\\x0a=> gemini://evil.example/ click\\x0a# evil heading)"
+    for path in ("/admin/", "/admin/audit"):
+        page = get(demo, path, admin)
+        assert page.status == 20
+        gemtext_is_ours(page.body)
+        items = [line for line in page.body.decode().split("\n") if line.startswith("* ")]
+        changes = [line for line in items if " on the list demo" in line or " ban " in line]
+        assert changes[0].endswith(
+            f", {identity_of(admin).fingerprint[:19]}…: ban certificate {fingerprint} for ever: "
+            "scraping"
+        )
+        assert changes[1].endswith(
+            f", {by}: allow {fingerprint} on the list demo: => gemini://evil.example/ ```"
+        )
+    capsys.readouterr()
+    assert main(["audit", "--json", *where]) == 0
+    assert [entry["admin"] for entry in json.loads(capsys.readouterr().out)] == [
+        identity_of(admin).fingerprint,
+        by.replace("\\\\", "\\"),
+    ]
 
 
 # -- attacks ----------------------------------------------------------------------------------

@@ -6,8 +6,12 @@ The end-to-end test runs a real server from a configuration file with an
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
+import pwd
 import re
+import sqlite3
 import time
 
 import pytest
@@ -21,9 +25,10 @@ from hospes.cli.store import find_config
 from hospes.config import load_config
 from hospes.runner import Started, load_certificates
 from hospes.server.accesslog import LINE
+from hospes.store import BanKind
 from hospes.store.database_url import redact
 from hospes.store.sqlite import SQLiteStore
-from test_store import run
+from test_store import NOW, run
 
 
 def hospes(capsys, *argv):
@@ -316,3 +321,143 @@ def test_admin_commands_on_a_postgresql_store(capsys):
         assert (listed["name"], listed["status"]) == ("carol", "waiting for its first visit")
         status, out, _ = hospes(capsys, "bans", "--json", "--database", url)
         assert [(ban["kind"], ban["value"]) for ban in json.loads(out)] == [("key", key)]
+
+
+# -- the audit log of the admin commands --------------------------------------------------
+
+
+def _me() -> str:
+    return f"cli:{pwd.getpwuid(os.geteuid()).pw_name}"
+
+
+@contextlib.contextmanager
+def _stores(kind, tmp_path):
+    """The store options of ``kind`` (SQLite in a state directory, or PostgreSQL)."""
+    if kind == "sqlite":
+        yield ["--state", tmp_path / "state"]
+    else:
+        pg.require()
+        with pg.schema() as url:
+            yield ["--database", url]
+
+
+@pytest.mark.parametrize("kind", ["sqlite", "postgresql"])
+def test_every_change_an_admin_command_makes_is_audited(capsys, monkeypatch, tmp_path, kind):
+    """Each mutating command writes who (cli:USER), what, to what and why; a no-op, nothing."""
+    monkeypatch.delenv("SUDO_USER", raising=False)
+    monkeypatch.delenv("DOAS_USER", raising=False)
+    cert, key = "SHA256:" + "ab" * 32, "SHA256:" + "cd" * 32
+    with _stores(kind, tmp_path) as where:
+
+        def ok(*argv):
+            status, out, err = hospes(capsys, *argv, *where)
+            assert status == 0, err
+            assert "audit log" not in err
+            return out
+
+        ok("accounts", "create", "carol", key, "--reason", "asked by mail")
+        ok("accounts", "rename", "carol", "caroline")
+        ok("allow", "add", "friends", cert, "--reason", "met at the meetup")
+        ok("allow", "add", "friends", cert)  # already there: nothing changed, nothing written
+        ok("allow", "remove", "friends", cert[7:19])  # a prefix, resolved
+        assert hospes(capsys, "allow", "remove", "friends", cert, *where)[0] == 1  # not on it
+        ok("ban", cert, "--reason", "spam", "--until", "2100-01-01")
+        ok("ban", "--account", "caroline", "--reason", "flooding")
+        ok("unban", cert, "--reason", "appealed")
+        assert hospes(capsys, "unban", cert, *where)[0] == 1  # no ban left: nothing written
+        ok("accounts", "delete", "caroline", "--yes", "--reason", "asked to leave")
+        entries = json.loads(ok("audit", "--json"))
+        found = [(e["admin"], e["action"], e["target"], e["reason"]) for e in entries]
+        account = re.search(r"\(id (\d+)\)", entries[-1]["target"]).group(1)
+        me = _me()
+        assert found == [
+            (me, "delete-account", f"account caroline (id {account})", "asked to leave"),
+            (me, "unban", f"certificate {cert}", "appealed"),
+            (me, "ban", f"account caroline (id {account}) for ever", "flooding"),
+            (me, "ban", f"certificate {cert} until 2100-01-01 00:00:00 UTC", "spam"),
+            (me, "disallow", f"{cert} on the list friends", ""),
+            (me, "allow", f"{cert} on the list friends", "met at the meetup"),
+            (me, "rename", f"account carol (id {account}), now caroline", ""),
+            (me, "create-account", f"account carol (id {account}), for {key}", "asked by mail"),
+        ]
+        table = ok("audit", "-n", "3").splitlines()
+        assert table[0].split() == ["TIME", "ADMIN", "ACTION", "TARGET", "REASON"]
+        assert table[1].split()[2:5] == [me, "delete-account", "account"]  # cli:USER whole
+        assert table[3].split()[2:5] == [me, "ban", "account"]
+
+
+def test_who_ran_sudo_is_recorded_escaped(capsys, monkeypatch, tmp_path):
+    state = tmp_path / "state"
+    fingerprint = "SHA256:" + "ef" * 32
+    monkeypatch.setenv("SUDO_USER", "alice")
+    assert hospes(capsys, "allow", "add", "friends", fingerprint, "--state", state)[0] == 0
+    monkeypatch.setenv("SUDO_USER", "x\n=> gemini://evil.example/ \x1b[2J")
+    assert hospes(capsys, "allow", "remove", "friends", fingerprint, "--state", state)[0] == 0
+    monkeypatch.setenv("SUDO_USER", pwd.getpwuid(os.geteuid()).pw_name)  # sudo to oneself
+    monkeypatch.setenv("DOAS_USER", "bob")  # not both: sudo's word is taken
+    assert hospes(capsys, "ban", fingerprint, "--state", state)[0] == 0
+    _, out, _ = hospes(capsys, "audit", "--json", "--state", state)
+    assert [entry["admin"] for entry in json.loads(out)] == [
+        _me(),
+        f"{_me()} (sudo from x\\x0a=> gemini://evil.example/ \\x1b[2J)",
+        f"{_me()} (sudo from alice)",
+    ]
+    monkeypatch.delenv("SUDO_USER")
+    assert hospes(capsys, "unban", fingerprint, "--state", state)[0] == 0
+    _, out, _ = hospes(capsys, "audit", "--json", "-n", "1", "--state", state)
+    assert json.loads(out)[0]["admin"] == f"{_me()} (doas from bob)"
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["allow", "add", "friends", "ab" * 32],
+        ["allow", "remove", "friends", "ab" * 32],
+        ["unban", "ab" * 32],
+        ["accounts", "create", "dora", "ab" * 32],
+        ["accounts", "rename", "dora", "dorothy"],
+        ["accounts", "delete", "dora", "--yes"],
+    ],
+)
+def test_an_unusable_reason_is_refused_before_anything_changes(capsys, tmp_path, argv):
+    state = tmp_path / "state"
+    store = SQLiteStore(state / "hospes.sqlite3")
+    try:
+        run(store.create_account("dora", "SHA256:" + "cd" * 32, NOW))
+        run(store.allow("friends", "SHA256:" + "ab" * 32))
+        run(store.ban(BanKind.CERTIFICATE, "SHA256:" + "ab" * 32, "spam", NOW, None))
+        for reason in ("a\u202eb", "x" * 201):
+            status, _, err = hospes(capsys, *argv, "--reason", reason, "--state", state)
+            assert status == 2, err
+            assert "--reason: at most 200 printable characters" in err
+        assert run(store.audit_log()) == []
+        assert run(store.allow_list("friends")) == ["SHA256:" + "ab" * 32]
+        assert [account.name for account in run(store.accounts())] == ["dora"]
+        assert len(run(store.bans())) == 1
+    finally:
+        run(store.close())
+
+
+def test_a_change_whose_audit_entry_fails_is_done_and_said(capsys, tmp_path):
+    """The change is made: the command succeeds, and says on stderr the log lacks it."""
+    state = tmp_path / "state"
+    fingerprint = "SHA256:" + "ab" * 32
+    assert hospes(capsys, "allow", "add", "friends", fingerprint, "--state", state)[0] == 0
+    database = sqlite3.connect(state / "hospes.sqlite3")
+    with database:  # what a full disk or a damaged table would do to this one insert
+        database.execute(
+            "CREATE TRIGGER no_audit BEFORE INSERT ON audit_log "
+            "BEGIN SELECT RAISE(ABORT, 'disk full'); END"
+        )
+    database.close()
+    status, out, err = hospes(capsys, "allow", "remove", "friends", fingerprint, "--state", state)
+    assert status == 0
+    assert out == f"removed {fingerprint} from friends\n"
+    assert "hospes: warning: done, but the audit log could not record it (disallow " in err
+    assert "disk full" in err
+    store = SQLiteStore(state / "hospes.sqlite3")
+    try:
+        assert run(store.allow_list("friends")) == []
+        assert [entry.action for entry in run(store.audit_log())] == ["allow"]
+    finally:
+        run(store.close())

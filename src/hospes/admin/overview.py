@@ -4,7 +4,8 @@ Counters are the totals of every worker since the server started
 (:class:`~hospes.admin.monitor.Monitor`); the last refusals are the newest 6x
 and 44 answers of every worker, with the client's address group, the
 certificate it presented and what it was told; the store's size and the
-audit log come from the identity store.
+audit log (changes made here, and with the ``hospes`` command) come from the
+identity store.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from ..gemini.protocol import Status
 from ..server.refusals import RefusedRequest
 from ..store import AuditEntry, Store
 from .monitor import Monitor, Snapshot
-from .render import digits, link, moment, preformatted, short, shown, span
+from .render import changed_by, digits, link, moment, preformatted, short, shown, span
 
 __all__ = ["AUDIT_SHOWN", "Overview"]
 
@@ -134,7 +135,13 @@ class Overview:
         store = request.store
         assert store is not None
         entries = await store.audit_log(AUDIT_PAGE)
-        lines = ["# Audit log", "", f"Changes made here, newest first (at most {AUDIT_PAGE}).", ""]
+        lines = [
+            "# Audit log",
+            "",
+            "Changes made here or with the hospes command on the server (by cli:USER), "
+            f"newest first (at most {AUDIT_PAGE}).",
+            "",
+        ]
         lines += [_entry(entry) for entry in entries] or ["None yet."]
         lines += ["", link(f"{request.base}/", "Overview")]
         return "\n".join(lines) + "\n"
@@ -144,6 +151,6 @@ def _entry(entry: AuditEntry) -> str:
     """One audit entry as a list item (every part escaped)."""
     reason = f": {shown(entry.reason, 200)}" if entry.reason else ""
     return (
-        f"* {moment(entry.time)}, {shown(short(entry.admin), 24)}: {shown(entry.action, 32)} "
+        f"* {moment(entry.time)}, {changed_by(entry.admin)}: {shown(entry.action, 32)} "
         f"{shown(entry.target, 200)}{reason}"
     )

@@ -20,6 +20,7 @@ from ..gemini.fingerprint import PREFIX, short_fingerprint
 from ..gemini.url import quote_path
 
 __all__ = [
+    "changed_by",
     "digits",
     "link",
     "moment",
@@ -39,6 +40,15 @@ def shown(text: str, limit: int = 64) -> str:
 def short(fingerprint: str) -> str:
     """A fingerprint as the pages name it in passing: ``SHA256:`` and 12 hex digits."""
     return short_fingerprint(fingerprint) + "…"
+
+
+def changed_by(who: str) -> str:
+    """Who made a change, from the audit log: a fingerprint shortened, ``cli:USER`` as it is.
+
+    Escaped: a change made with the ``hospes`` command is recorded under the
+    name its environment gave (``sudo from NAME``).
+    """
+    return shown(short(who) if who.startswith(PREFIX) else who, 100)
 
 
 def digits(fingerprint: str) -> str:

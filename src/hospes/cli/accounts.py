@@ -4,7 +4,8 @@
 yet (or whose certificate is not on an account): the first certificate whose
 fingerprint, or whose key's fingerprint, is FINGERPRINT becomes the account's.
 That is how a capsule with ``require = "account"`` rules gets accounts without
-mounting the registration pages.
+mounting the registration pages.  ``create``, ``rename`` and ``delete`` are
+written to the audit log (``hospes audit``), with the ``--reason`` given.
 """
 
 from __future__ import annotations
@@ -17,9 +18,12 @@ from ..store import Account, AlreadyRegistered, Ban, BanKind, CertificateRecord,
 from .errors import Usage, fail
 from .output import ban_json, emit_json, moment, say, table
 from .store import (
+    add_reason_argument,
     add_store_arguments,
+    audit_reason,
     find_account,
     fingerprint_or_prefix,
+    record_change,
     resolve_fingerprint,
     run_with_store,
 )
@@ -59,11 +63,13 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
         help="a certificate or key fingerprint ('hospes fingerprint CERT.pem' prints both), "
         "or the first 12 or more hex digits of one the store knows",
     )
+    add_reason_argument(create)
     add_store_arguments(create)
     create.set_defaults(run=run_create)
     rename = actions.add_parser("rename", help="give an account another name")
     rename.add_argument("name", metavar="NAME", help="the account (any case)")
     rename.add_argument("new_name", metavar="NEW_NAME", help="its new name")
+    add_reason_argument(rename)
     add_store_arguments(rename)
     rename.set_defaults(run=run_rename)
     delete = actions.add_parser(
@@ -71,6 +77,7 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     )
     delete.add_argument("name", metavar="NAME", help="the account (any case)")
     delete.add_argument("--yes", action="store_true", help="do not ask for confirmation")
+    add_reason_argument(delete)
     add_store_arguments(delete, json_output=False)
     delete.set_defaults(run=run_delete)
 
@@ -219,6 +226,7 @@ def run_show(args: argparse.Namespace) -> int:
 
 def run_create(args: argparse.Namespace) -> int:
     typed = fingerprint_or_prefix(args.fingerprint)
+    reason = audit_reason(args)
 
     async def action(store: Store) -> int:
         fingerprint = await resolve_fingerprint(store, typed)
@@ -226,6 +234,8 @@ def run_create(args: argparse.Namespace) -> int:
             account = await store.create_account(args.name, fingerprint, dt.datetime.now(dt.UTC))
         except (NameTaken, AlreadyRegistered) as exc:
             return fail(str(exc))
+        target = f"account {account.name} (id {account.id}), for {fingerprint}"
+        await record_change(store, "create-account", target, reason)
         if args.json:
             emit_json({"id": account.id, "name": account.name, "awaits": fingerprint})
             return 0
@@ -238,12 +248,16 @@ def run_create(args: argparse.Namespace) -> int:
 
 
 def run_rename(args: argparse.Namespace) -> int:
+    reason = audit_reason(args)
+
     async def action(store: Store) -> int:
         old = await find_account(store, args.name)
         try:
             account = await store.rename(old.name, args.new_name)
         except NameTaken as exc:
             return fail(str(exc))
+        target = f"account {old.name} (id {old.id}), now {account.name}"
+        await record_change(store, "rename", target, reason)
         if args.json:
             emit_json({"id": account.id, "old_name": old.name, "name": account.name})
             return 0
@@ -253,6 +267,8 @@ def run_rename(args: argparse.Namespace) -> int:
 
 
 def run_delete(args: argparse.Namespace) -> int:
+    reason = audit_reason(args)
+
     async def action(store: Store) -> int:
         account = await find_account(store, args.name)
         records = await store.certificates(account.id)
@@ -266,6 +282,9 @@ def run_delete(args: argparse.Namespace) -> int:
             if answer.strip().lower() != account.name.lower():
                 return fail("not deleted")
         await store.delete(account.name)
+        await record_change(
+            store, "delete-account", f"account {account.name} (id {account.id})", reason
+        )
         return say(f"deleted account {account.name} and {len(records)} certificate(s)")
 
     return run_with_store(args, action)

@@ -4,7 +4,9 @@ A rule such as ``{ path = "/friends/", require = "allowlist", lists = ["friends"
 admits every certificate (or key) fingerprint on the store's list ``friends``;
 changes apply to the server's next request.  ``allow add`` warns when no rule
 of the server's configuration (nor the demo capsule, when it is served) uses
-the list: a typo in a list name would otherwise admit nobody, silently.
+the list: a typo in a list name would otherwise admit nobody, silently.  An
+entry added or removed is written to the audit log (``hospes audit``), with
+the ``--reason`` given.
 """
 
 from __future__ import annotations
@@ -20,9 +22,12 @@ from .errors import EXIT_USAGE, Usage, fail
 from .output import emit_json, say, table
 from .store import (
     StoreLocation,
+    add_reason_argument,
     add_store_arguments,
+    audit_reason,
     fingerprint_or_prefix,
     locate_store,
+    record_change,
     resolve_fingerprint,
     run_with_store,
 )
@@ -61,6 +66,7 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
             help="a certificate or key fingerprint, or the first 12 or more hex digits of one "
             "the store knows",
         )
+        add_reason_argument(action)
         add_store_arguments(action)
         action.set_defaults(run=function)
     show = actions.add_parser("show", help="the fingerprints on a list, or every list's size")
@@ -91,6 +97,7 @@ def _warn_if_unused(list_name: str, location: StoreLocation) -> None:
 
 def run_add(args: argparse.Namespace) -> int:
     list_name, typed = _arguments(args)
+    reason = audit_reason(args)
     try:
         location = locate_store(args)
     except ConfigError as exc:
@@ -99,6 +106,8 @@ def run_add(args: argparse.Namespace) -> int:
     async def action(store: Store) -> int:
         fingerprint = await resolve_fingerprint(store, typed)
         added = await store.allow(list_name, fingerprint)
+        if added:
+            await record_change(store, "allow", f"{fingerprint} on the list {list_name}", reason)
         _warn_if_unused(list_name, location)
         if args.json:
             emit_json({"list": list_name, "fingerprint": fingerprint, "added": added})
@@ -113,10 +122,14 @@ def run_add(args: argparse.Namespace) -> int:
 
 def run_remove(args: argparse.Namespace) -> int:
     list_name, typed = _arguments(args)
+    reason = audit_reason(args)
 
     async def action(store: Store) -> int:
         fingerprint = await resolve_fingerprint(store, typed)
         removed = await store.disallow(list_name, fingerprint)
+        if removed:
+            target = f"{fingerprint} on the list {list_name}"
+            await record_change(store, "disallow", target, reason)
         if args.json:
             emit_json({"list": list_name, "fingerprint": fingerprint, "removed": removed})
             return 0 if removed else 1

@@ -3,7 +3,8 @@
 A ban applies to a certificate (its fingerprint: a renewal escapes it), a key
 (``--key``: every certificate made with that key) or an account
 (``--account NAME``: every certificate of the account).  The client gets
-``61 banned: REASON`` on every ``account`` and ``allowlist`` page.
+``61 banned: REASON`` on every ``account`` and ``allowlist`` page.  A ban
+and a lifted ban are written to the audit log (``hospes audit``).
 """
 
 from __future__ import annotations
@@ -16,9 +17,12 @@ from ..store.bans import MAX_REASON, ban_until, check_reason
 from .errors import Usage, fail
 from .output import ban_json, emit_json, moment, say, table
 from .store import (
+    add_reason_argument,
     add_store_arguments,
+    audit_reason,
     find_account,
     fingerprint_or_prefix,
+    record_change,
     resolve_fingerprint,
     run_with_store,
 )
@@ -46,7 +50,11 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
         "'hospes fingerprint CERT.pem' prints both fingerprints of a certificate.",
     )
     _target_arguments(ban)
-    ban.add_argument("--reason", default=DEFAULT_REASON, help="shown to the banned client")
+    ban.add_argument(
+        "--reason",
+        default=DEFAULT_REASON,
+        help="shown to the banned client, and kept in the audit log",
+    )
     ban.add_argument(
         "--until",
         help="when the ban ends: a duration (7d, 12h, 30m) or an ISO date/time (UTC unless "
@@ -56,6 +64,7 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     ban.set_defaults(run=run_ban)
     unban = commands.add_parser("unban", help="lift the bans on a certificate, key or account")
     _target_arguments(unban)
+    add_reason_argument(unban)
     add_store_arguments(unban)
     unban.set_defaults(run=run_unban)
     bans = commands.add_parser("bans", help="list every ban, expired ones included")
@@ -90,14 +99,16 @@ def _fingerprint_target(args: argparse.Namespace) -> tuple[BanKind, str] | None:
 
 async def _target(
     store: Store, args: argparse.Namespace, checked: tuple[BanKind, str] | None
-) -> tuple[BanKind, str, str]:
-    """(kind, stored value, description) of the ban target."""
+) -> tuple[BanKind, str, str, str]:
+    """(kind, stored value, description, as the audit log records it) of the ban target."""
     if checked is None:
         account = await find_account(store, args.account)
-        return BanKind.ACCOUNT, str(account.id), f"account {account.name}"
+        what = f"account {account.name}"
+        return BanKind.ACCOUNT, str(account.id), what, f"{what} (id {account.id})"
     kind, typed = checked
     value = await resolve_fingerprint(store, typed)
-    return kind, value, f"{kind.value} {value}"
+    what = f"{kind.value} {value}"
+    return kind, value, what, what
 
 
 def run_ban(args: argparse.Namespace) -> int:
@@ -117,8 +128,10 @@ def run_ban(args: argparse.Namespace) -> int:
     checked = _fingerprint_target(args)
 
     async def action(store: Store) -> int:
-        kind, value, what = await _target(store, args, checked)
+        kind, value, what, recorded = await _target(store, args, checked)
         ban = await store.ban(kind, value, reason, now, until)
+        ends = "for ever" if until is None else f"until {until:%Y-%m-%d %H:%M:%S} UTC"
+        await record_change(store, "ban", f"{recorded} {ends}", reason)
         if args.json:
             emit_json(ban_json(ban))
             return 0
@@ -130,10 +143,13 @@ def run_ban(args: argparse.Namespace) -> int:
 
 def run_unban(args: argparse.Namespace) -> int:
     checked = _fingerprint_target(args)
+    reason = audit_reason(args)
 
     async def action(store: Store) -> int:
-        kind, value, what = await _target(store, args, checked)
+        kind, value, what, recorded = await _target(store, args, checked)
         count = await store.unban(kind, value)
+        if count:
+            await record_change(store, "unban", recorded, reason)
         if args.json:
             emit_json({"kind": kind.value, "value": value, "lifted": count})
             return 0 if count else 1

@@ -12,13 +12,19 @@ server reads another.  It is safe while the server runs.  Read-only commands
 refuse to create a store that does not exist (a mistyped state directory is
 an error, not an empty list).  Unknown names, invalid names and malformed
 fingerprints exit with status 2 before anything is written.
+
+Every change they make is written to the store's audit log, beside the admin
+capsule's (:func:`record_change`), by ``cli:USER``: the effective Unix user,
+and who ran ``sudo`` or ``doas`` when that is how it ran.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import datetime as dt
 import os
+import pwd
 import sys
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
@@ -30,20 +36,26 @@ from ..gemini.escape import printable
 from ..gemini.fingerprint import MIN_PREFIX, PREFIX, parse_fingerprint_prefix
 from ..runner import open_store, store_path
 from ..store import Account, InvalidName, Store, StoreError, UnknownAccount
+from ..store.bans import MAX_REASON, check_reason
 from ..store.database_url import redact
 from .errors import EXIT_FAILURE, EXIT_USAGE, Usage, fail
 
 __all__ = [
+    "ACTOR_PREFIX",
     "CONFIG_VARIABLE",
     "MIN_PREFIX",
     "SYSTEM_CONFIG",
     "ConfigSource",
     "StoreLocation",
+    "actor",
+    "add_reason_argument",
     "add_store_arguments",
+    "audit_reason",
     "find_account",
     "find_config",
     "fingerprint_or_prefix",
     "locate_store",
+    "record_change",
     "resolve_fingerprint",
     "run_with_store",
 ]
@@ -52,6 +64,9 @@ CONFIG_VARIABLE = "HOSPES_CONFIG"
 """The environment variable naming the configuration file when ``--config`` is not given."""
 SYSTEM_CONFIG = Path("/etc/hospes/hospes.toml")
 """The configuration file used when neither ``--config`` nor ``$HOSPES_CONFIG`` names one."""
+ACTOR_PREFIX = "cli:"
+"""How the audit log's ``admin`` of a change made with the ``hospes`` command begins (the admin
+capsule writes a fingerprint there)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -272,3 +287,63 @@ async def resolve_fingerprint(store: Store, typed: str) -> str:
         raise Usage(f"{typed} is ambiguous: it starts {shown}; type more digits")
     print(f"hospes: {typed} is {found[0]}", file=sys.stderr)
     return found[0]
+
+
+# -- the audit log of the admin commands' changes ----------------------------------------
+
+
+def actor(environ: Mapping[str, str] = os.environ) -> str:
+    """Who the audit log says made a change with the ``hospes`` command: ``cli:USER``.
+
+    ``USER`` is the effective user's name (its uid when it has none), as the
+    system says it, not as ``$USER`` claims it.  Run through ``sudo`` or
+    ``doas`` as another user, the person who ran it is added as those tools
+    report them (``cli:hospes (sudo from alice)``): it says who typed the
+    command on a shared account, not more than the environment is worth.
+    """
+    uid = os.geteuid()
+    try:
+        user = pwd.getpwuid(uid).pw_name
+    except KeyError:
+        user = f"uid {uid}"
+    who = f"{ACTOR_PREFIX}{user}"
+    for variable, tool in (("SUDO_USER", "sudo"), ("DOAS_USER", "doas")):
+        invoker = environ.get(variable, "")
+        if invoker:
+            if invoker != user:
+                who += f" ({tool} from {invoker})"
+            break
+    return printable(who, 100)
+
+
+def add_reason_argument(parser: argparse.ArgumentParser) -> None:
+    """``--reason``: why a change is made, kept in the audit log (optional)."""
+    parser.add_argument("--reason", help="why, for the audit log ('hospes audit')")
+
+
+def audit_reason(args: argparse.Namespace) -> str:
+    """The ``--reason`` of ``args`` checked (empty without one); :class:`Usage` if it cannot be."""
+    if args.reason is None or not args.reason.strip():
+        return ""
+    try:
+        return check_reason(args.reason)
+    except ValueError:
+        raise Usage(f"--reason: at most {MAX_REASON} printable characters") from None
+
+
+async def record_change(store: Store, action: str, target: str, reason: str = "") -> None:
+    """Write a change an admin command made to the store's audit log, as the admin capsule does.
+
+    ``action`` and ``target`` are worded as the capsule words its own
+    (``ban``, ``account alice (id 3)``).  The change is made already: if the
+    entry cannot be written, a warning says so on stderr and the command
+    still succeeds, as the capsule's page does.
+    """
+    try:
+        await store.add_audit_entry(dt.datetime.now(dt.UTC), actor(), action, target, reason)
+    except StoreError as exc:
+        print(
+            f"hospes: warning: done, but the audit log could not record it "
+            f"({action} {printable(target, 200)}): {exc}",
+            file=sys.stderr,
+        )

@@ -334,7 +334,9 @@ class Store(abc.ABC):
     async def add_audit_entry(
         self, time: dt.datetime, admin: str, action: str, target: str, reason: str = ""
     ) -> AuditEntry:
-        """Append to the audit log: ``admin`` (a fingerprint) did ``action`` to ``target``.
+        """Append to the audit log: ``admin`` (a fingerprint, or ``cli:USER``) did ``action``.
+
+        ``target`` is what it was done to, ``reason`` the admin's reason.
 
         Raises :class:`StoreError` for an empty ``admin``, ``action`` or ``target``.
         """

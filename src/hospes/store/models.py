@@ -87,15 +87,15 @@ class Confirmation:
 
 @dataclass(frozen=True, slots=True)
 class AuditEntry:
-    """One change an admin made through the admin capsule: who, when, what, to whom, and why."""
+    """One change an admin made (admin capsule or admin command): who, when, what, to whom, why."""
 
     id: int
     time: dt.datetime
     admin: str
-    """The fingerprint of the certificate the admin used."""
+    """The fingerprint of the certificate the admin used, or ``cli:USER`` for an admin command."""
     action: str
     """What was done (``ban``, ``unban``, ``rename``, ``remove-certificate``, ``delete-account``,
-    ``allow``, ``disallow``)."""
+    ``create-account``, ``allow``, ``disallow``)."""
     target: str
     """What it was done to, as people read it (``account alice (id 3)``, ``key SHA256:…``)."""
     reason: str = ""
