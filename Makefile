@@ -19,9 +19,10 @@ $(VENV)/.installed: pyproject.toml
 	$(PIP) -e .
 	touch $@
 
-# The test tools at the exact versions of constraints/test.txt.
+# The test tools at the exact versions of constraints/test.txt, and the postgres extra (the
+# store's suite runs on PostgreSQL too).
 $(VENV)/.installed-test: $(VENV)/.installed constraints/test.txt
-	$(PIP) -c constraints/test.txt -e '.[test]'
+	$(PIP) -c constraints/test.txt -e '.[test,postgres]'
 	touch $@
 
 serve: $(VENV)/.installed

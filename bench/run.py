@@ -400,14 +400,17 @@ def molly_config(work: Path, label: str, port: int, cert: str, key: str) -> Path
 # -- measuring ----------------------------------------------------------------------------
 
 
-def run_load(server: Server, scenario: Scenario, args: argparse.Namespace, work: Path) -> Sample:
+def run_load(
+    server: Server, scenario: Scenario, args: argparse.Namespace, work: Path, path: str = "/"
+) -> Sample:
+    """One gemload run of ``scenario`` against ``server``, requesting ``path``."""
     command = ["taskset", "-c", "1", str(GEMLOAD), "-c", str(args.concurrency)]
     command += ["-d", str(args.duration), "-w", str(args.warmup), "-g", scenario.groups]
     if scenario.cert:
         command += ["-C", str(work / "client.crt"), "-K", str(work / "client.key")]
     if scenario.resume:
         command.append("-r")
-    command += ["127.0.0.1", str(server.port), f"gemini://localhost:{server.port}/"]
+    command += ["127.0.0.1", str(server.port), f"gemini://localhost:{server.port}{path}"]
     assert server.process is not None
     before = cpu_seconds(server.process.pid)
     finished = subprocess.run(command, check=False, capture_output=True, text=True)

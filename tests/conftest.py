@@ -2,13 +2,25 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
-from helpers import CertFactory, RunningServer, start_server
+from helpers import RUNNERS, CertFactory, RunningServer, start_server
 from hospes.app.routing import Handler
+
+
+@pytest.fixture(autouse=True)
+def _one_event_loop_per_test() -> Iterator[None]:
+    """The loop ``helpers.run`` uses for the whole test (created only if the test uses it)."""
+    with asyncio.Runner() as runner:
+        RUNNERS.append(runner)
+        try:
+            yield
+        finally:
+            RUNNERS.remove(runner)
 
 
 @pytest.fixture

@@ -13,9 +13,10 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TypeVar
 
 from cryptography.hazmat.primitives.serialization import Encoding
 
@@ -40,6 +41,26 @@ try:
     import uvloop
 except ImportError:  # pragma: no cover
     uvloop = None
+
+T = TypeVar("T")
+
+RUNNERS: list[asyncio.Runner] = []
+"""The running test's event loop (conftest's autouse fixture pushes and pops it)."""
+
+
+def run(awaitable: Awaitable[T]) -> T:
+    """Run ``awaitable`` on the test's event loop, the same for every call of one test.
+
+    A store may bind to the loop that first uses it (PostgreSQL's pool does),
+    as a server's does; outside a test, each call gets a loop of its own.
+    """
+
+    async def wrapper() -> T:
+        return await awaitable
+
+    if RUNNERS:
+        return RUNNERS[-1].run(wrapper())
+    return asyncio.run(wrapper())
 
 
 @dataclass(frozen=True)
@@ -266,7 +287,7 @@ def s_client(
     line: str | bytes,
     *,
     cert: CertFiles | None = None,
-    server_name: str = "localhost",
+    server_name: str | None = "localhost",
     options: tuple[str, ...] = (),
     quiet: bool = True,
     timeout: float = 15,
@@ -276,6 +297,7 @@ def s_client(
     ``@SECLEVEL=0`` lets it present the weak keys the tests need.  It reads
     until the server closes; with ``quiet=False`` stdout starts with the
     session summary (``New,``/``Reused,`` ...) before the response.
+    ``server_name=None`` sends no SNI.
     """
     if isinstance(line, str):
         line = line.encode("utf-8") + b"\r\n"
@@ -285,8 +307,7 @@ def s_client(
         "-quiet" if quiet else "-ign_eof",
         "-connect",
         f"127.0.0.1:{port}",
-        "-servername",
-        server_name,
+        *(["-noservername"] if server_name is None else ["-servername", server_name]),
         "-cipher",
         "DEFAULT:@SECLEVEL=0",
         *options,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import os
 import subprocess
 import sys
 
@@ -13,6 +14,7 @@ from cryptography.hazmat.primitives.serialization import Encoding
 from hypothesis import given
 from hypothesis import strategies as st
 
+from account_flow import answer
 from helpers import raw_request
 from hospes.cli import main
 from hospes.cli.ban import parse_until
@@ -220,7 +222,7 @@ def test_fingerprint_of_pem_and_der(capsys, certs, tmp_path):
 def test_cli_while_the_server_runs(capsys, demo, certs):
     """The CLI is another connection to the server's database; changes apply at once."""
     alice = certs.make("alice")
-    assert raw_request(demo.port, demo.url("/account/register?"), cert=alice).status == 30
+    assert answer(demo.port, "/account/register", alice, "").status == 30
     assert raw_request(demo.port, demo.url("/members/"), cert=alice).status == 20
     status, _, _ = hospes(
         capsys, "ban", "--account", "alice", "--reason", "cool off", "--state", demo.state
@@ -240,6 +242,29 @@ def test_cli_while_the_server_runs(capsys, demo, certs):
     assert raw_request(demo.port, demo.url("/allowlist/"), cert=guest).status == 20
     status, out, _ = hospes(capsys, "accounts", "list", "--json", "--state", demo.state)
     assert [item["name"] for item in json.loads(out)] == ["alice"]
+
+
+def test_ban_until_past_the_calendar_is_an_error_not_a_traceback(tmp_path):
+    """Issue 9 item 14: ``--until 9999-12-31T23:00-05:00`` is past year 9999 in UTC.
+
+    It used to pass the checks and end in an ``OverflowError`` traceback (status 1)
+    when the store wrote it; now it is refused with what is allowed.
+    """
+    state = tmp_path / "state"
+    for until in ("9999-12-31T23:00-05:00", "9999-12-31", "0001-01-01T00:00+05:00"):
+        result = subprocess.run(
+            [sys.executable, "-m", "hospes", "ban", "ab" * 32, "--until", until],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+            env={**os.environ, "HOSPES_CONFIG": "", "XDG_STATE_HOME": str(state)},
+        )
+        assert "Traceback" not in result.stderr
+        assert result.returncode == 2, result.stderr
+        assert "--until" in result.stderr
+        assert ("at most 100 years ahead" in result.stderr) == (until[0] == "9")
+    assert not state.exists()
 
 
 def test_fingerprint_command_in_a_subprocess(certs):
@@ -283,7 +308,23 @@ def test_parse_until(text, expected):
     assert parse_until(text, NOW) == expected
 
 
-@pytest.mark.parametrize("text", ["", "0d", "7", "d", "7 days", "-1d", "2025-02-01", "99999w"])
+@pytest.mark.parametrize(
+    "text",
+    [
+        "",
+        "0d",
+        "7",
+        "d",
+        "7 days",
+        "-1d",
+        "2025-02-01",
+        "99999w",
+        "9999-12-31T23:00-05:00",
+        "9999-12-31T23:59:59",
+        "0001-01-01T00:00+05:00",
+        "2300-01-01",
+    ],
+)
 def test_parse_until_refuses(text):
     with pytest.raises(ValueError, match="--until"):
         parse_until(text, NOW)

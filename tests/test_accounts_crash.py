@@ -14,7 +14,8 @@ import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 
-from helpers import CertFiles, raw_request
+from account_flow import answer
+from helpers import CertFiles
 from hospes.gemini.fingerprint import fingerprint
 from hospes.store.sqlite import SQLiteStore
 from test_store import run
@@ -52,12 +53,7 @@ def test_sigkill_during_registrations_leaves_a_consistent_database(tmp_path, cer
             # Pairs of clients want the same name: the loser of each race gets a 10.
             name = f"user{index // 2}"
             try:
-                response = raw_request(
-                    port,
-                    f"gemini://localhost:{port}/account/register?{name}",
-                    cert=clients[index],
-                    timeout=5,
-                )
+                response = answer(port, "/account/register", clients[index], name, timeout=5)
             except OSError:
                 return  # the server is gone
             if response.status == 30:

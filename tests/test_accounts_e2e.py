@@ -5,8 +5,8 @@ from __future__ import annotations
 import datetime as dt
 import re
 from concurrent.futures import ThreadPoolExecutor
-from urllib.parse import quote
 
+from account_flow import answer, prompt_path
 from helpers import CertFiles, RawResponse, RunningServer, raw_request
 from hospes.store import BanKind, Store
 
@@ -22,11 +22,11 @@ def store_of(server: RunningServer) -> Store:
 
 
 def register(server: RunningServer, cert: CertFiles, name: str = "") -> RawResponse:
-    return get(server, f"/account/register?{quote(name)}", cert)
+    return answer(server.port, "/account/register", cert, name)
 
 
 def link_code(server: RunningServer, cert: CertFiles) -> str:
-    page = get(server, "/account/link", cert)
+    page = answer(server.port, "/account/link", cert, "yes")
     assert page.status == 20, page.header
     match = re.search(r"```\n([0-9A-Z]{5}-[0-9A-Z]{5})\n```", page.body.decode())
     assert match, page.body
@@ -40,14 +40,17 @@ def test_register_recognise_renew_link_remove(demo, certs):
     assert members.status == 61
     assert "/account/register" in members.meta
 
-    prompt = get(demo, "/account/register", alice)
+    here = prompt_path(demo.port, "/account/register", alice)
+    prompt = get(demo, here, alice)
     assert prompt.status == 10
     assert "alice" in prompt.meta  # the CN is offered
-    created = register(demo, alice)  # empty answer: take the CN
+    created = get(demo, f"{here}?", alice)  # empty answer: take the CN
     assert (created.status, created.meta) == (30, "/members/")
     lounge = get(demo, "/members/", alice)
     assert lounge.status == 20
-    assert b"Welcome back, alice" in lounge.body
+    # A new member is welcomed as one, not "back".
+    assert b"Welcome, alice." in lounge.body
+    assert b"back" not in lounge.body
 
     # Recognised on the next visit; the register page says so.
     again = get(demo, "/account/register", alice)
@@ -58,7 +61,7 @@ def test_register_recognise_renew_link_remove(demo, certs):
 
     # A renewal with the same key is the same account, recorded as a new certificate.
     renewed = certs.renewal(alice)
-    assert b"Welcome back, alice" in get(demo, "/members/", renewed).body
+    assert b"Welcome, alice." in get(demo, "/members/", renewed).body
     listing = get(demo, "/account/certificates", renewed).body.decode()
     assert listing.count("## alice") == 2
     assert "(in use now)" in listing
@@ -67,12 +70,13 @@ def test_register_recognise_renew_link_remove(demo, certs):
     # Link a second device with a one-time code.
     phone = certs.make("phone")
     code = link_code(demo, renewed)
-    assert get(demo, "/account/link", phone).status == 10
-    linked = get(demo, f"/account/link?{code.lower()}", phone)  # case does not matter
+    here = prompt_path(demo.port, "/account/link", phone)
+    assert get(demo, here, phone).status == 10
+    linked = get(demo, f"{here}?{code.lower()}", phone)  # case does not matter
     assert (linked.status, linked.meta) == (30, "/members/")
-    assert b"Welcome back, alice" in get(demo, "/members/", phone).body
+    assert b"Welcome, alice." in get(demo, "/members/", phone).body
     tablet = certs.make("tablet")
-    reused = get(demo, f"/account/link?{code}", tablet)
+    reused = answer(demo.port, "/account/link", tablet, code)
     assert reused.status == 10
     assert "wrong, used or expired" in reused.meta
     assert get(demo, "/members/", tablet).status == 61
@@ -83,14 +87,15 @@ def test_register_recognise_renew_link_remove(demo, certs):
     remove = f"/account/certificates/remove/{phone_hex}"
     assert f"=> {remove} " in listing
     assert get(demo, remove).status == 60  # a crawler without a certificate
-    confirm = get(demo, remove, alice)
+    here = prompt_path(demo.port, remove, alice)
+    confirm = get(demo, here, alice)
     assert confirm.status == 10
     assert "yes" in confirm.meta
-    declined = get(demo, remove + "?no", alice)
+    declined = get(demo, here + "?no", alice)
     assert declined.status == 20
     assert b"Not removed" in declined.body
     assert get(demo, "/members/", phone).status == 20
-    removed = get(demo, remove + "?yes", alice)
+    removed = get(demo, here + "?yes", alice)
     assert (removed.status, removed.meta) == (30, "/account/certificates")
     assert get(demo, "/members/", phone).status == 61
 
@@ -110,6 +115,9 @@ def test_cannot_remove_the_certificate_in_use_or_the_last(demo, certs):
     own_hex = phone_fingerprint_hex(listing, "alice")
     in_use = get(demo, f"/account/certificates/remove/{own_hex}?yes", alice)
     assert in_use.status == 20
+    assert b"using now" in in_use.body
+    nonce = "A" * 22  # the confirmation page refuses it too, whatever the nonce
+    in_use = get(demo, f"/account/certificates/remove/{own_hex}/{nonce}?yes", alice)
     assert b"using now" in in_use.body
     assert get(demo, "/members/", alice).status == 20
     stranger = get(demo, "/account/certificates/remove/" + "ab" * 32 + "?yes", alice)
@@ -140,8 +148,9 @@ def test_ban_gives_61_with_reason_and_unban_restores(demo, certs):
     mallory_fp = _fp(demo, mallory)
     ban = demo.call(lambda: store.ban(BanKind.CERTIFICATE, mallory_fp, "troll", now))
     assert ban.kind is BanKind.CERTIFICATE
-    refused = register(demo, mallory, "mallory")
-    assert (refused.status, refused.meta) == (61, "banned: troll")
+    for path in ("/account/register?mallory", "/account/register/" + "A" * 22 + "?mallory"):
+        refused = get(demo, path, mallory)
+        assert (refused.status, refused.meta) == (61, "banned: troll")
 
 
 def test_a_hostile_ban_reason_is_escaped_on_every_page(demo, certs):
@@ -154,13 +163,19 @@ def test_a_hostile_ban_reason_is_escaped_on_every_page(demo, certs):
     account = demo.call(lambda: store.account("alice"))
     now = dt.datetime.now(dt.UTC)
     demo.call(lambda: store.ban(BanKind.ACCOUNT, str(account.id), reason, now))
-    for path in ("/members/", "/account/", "/account/link", "/account/certificates"):
+    for path in (
+        "/members/",
+        "/account/",
+        "/account/link",
+        "/account/link/" + "A" * 22,
+        "/account/certificates",
+    ):
         banned = get(demo, path, alice)
         assert (banned.status, banned.meta, banned.body) == (61, expected, b""), path
     mallory = certs.make("mallory")
     mallory_fp = _fp(demo, mallory)
     demo.call(lambda: store.ban(BanKind.CERTIFICATE, mallory_fp, reason, now))
-    for path in ("/account/register", "/account/link"):
+    for path in ("/account/register", "/account/link", "/account/register/" + "A" * 22):
         banned = get(demo, path, mallory)
         assert (banned.status, banned.meta, banned.body) == (61, expected, b""), path
 
@@ -199,7 +214,7 @@ def test_invalid_and_taken_names_ask_again(demo, certs):
 
 def test_hostile_common_name_is_escaped(demo, certs):
     evil = certs.make("x\n=> gemini://evil.example/ \x1b[31mclick")
-    prompt = get(demo, "/account/register", evil)
+    prompt = get(demo, prompt_path(demo.port, "/account/register", evil), evil)
     assert prompt.status == 10
     assert "evil.example" not in prompt.meta  # not offered as a default name
     assert register(demo, evil, "evil").status == 30
@@ -213,11 +228,12 @@ def test_link_code_guessing_is_rate_limited(demo, certs):
     alice = certs.make("alice")
     assert register(demo, alice).status == 30
     guesser = certs.make("guesser")
-    statuses = [get(demo, "/account/link?AAAAA-AAAAA", guesser).status for _ in range(6)]
+    here = prompt_path(demo.port, "/account/link", guesser)
+    statuses = [get(demo, f"{here}?AAAAA-AAAAA", guesser).status for _ in range(6)]
     assert statuses[:5] == [10] * 5
     assert statuses[5] == 44
     # The wait is a number of seconds, as the specification wants.
-    slow = get(demo, "/account/link?AAAAA-AAAAA", guesser)
+    slow = get(demo, f"{here}?AAAAA-AAAAA", guesser)
     assert slow.status == 44
     assert slow.meta.isdigit()
     assert int(slow.meta) >= 1
@@ -228,10 +244,16 @@ def test_a_certificate_with_an_account_cannot_be_linked_to_another(demo, certs):
     assert register(demo, alice).status == 30
     assert register(demo, bob).status == 30
     code = link_code(demo, alice)
-    # bob's certificate has an account, so /account/link shows bob a code of his own.
-    assert get(demo, f"/account/link?{code}", bob).status == 20
+    # bob's certificate has an account, so /account/link offers bob a code of his own
+    # and his answer is not read as a code to redeem.
+    refused = answer(demo.port, "/account/link", bob, code)
+    assert (refused.status, refused.body.split(b"\n")[0]) == (20, b"# No code made")
     store = store_of(demo)
-    assert demo.call(lambda: store.account("bob")) is not None
+    bob_account = demo.call(lambda: store.account("bob"))
+    alice_account = demo.call(lambda: store.account("alice"))
+    assert bob_account is not None and alice_account is not None
+    assert len(demo.call(lambda: store.certificates(alice_account.id))) == 1
+    assert b"Welcome, bob." in get(demo, "/members/", bob).body  # still his own account
 
 
 def test_same_name_at_the_same_time_exactly_one_wins(demo, certs):

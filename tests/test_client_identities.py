@@ -283,3 +283,20 @@ def test_cli_export_to_stdout(data_dir, capsys):
     out = capsys.readouterr().out
     assert out.startswith("-----BEGIN CERTIFICATE-----")
     assert "PRIVATE KEY" not in out
+
+
+def test_data_dir_may_come_before_or_after_the_action(tmp_path, capsys):
+    """``hospes id --data-dir D new x`` and ``hospes id new x --data-dir D`` name the same place."""
+    before, after = tmp_path / "before", tmp_path / "after"
+    assert main(["id", "--data-dir", str(before), "new", "bob"]) == 0
+    assert main(["id", "new", "carol", "--data-dir", str(after)]) == 0
+    assert main(["known-hosts", "--data-dir", str(before), "list"]) == 0
+    capsys.readouterr()
+    assert main(["id", "--data-dir", str(before), "list", "--json"]) == 0
+    listed = capsys.readouterr().out
+    assert "bob" in listed
+    assert "carol" not in listed
+    assert main(["id", "--data-dir", str(before), "list", "--data-dir", str(after)]) == 0
+    listed = capsys.readouterr().out
+    assert "carol" in listed
+    assert "bob" not in listed

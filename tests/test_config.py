@@ -15,10 +15,13 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from hospes.app.access import AccessRule, Requirement
+from hospes.app.redirects import RedirectRule
 from hospes.cli import main
 from hospes.config import (
     DEFAULT_RATE_RULE,
     SCHEMA,
+    AccountsConfig,
+    AdminConfig,
     Config,
     ConfigError,
     HostConfig,
@@ -28,6 +31,7 @@ from hospes.config import (
     parse_rate,
     schema,
 )
+from hospes.gateways import CGIMount, SCGIMount, TitanMount
 from hospes.policy.limits import Limits
 from hospes.policy.ratelimit import RateRule
 
@@ -113,7 +117,8 @@ def test_hostname_as_a_single_string():
         ({"port": True}, "expected a port number"),
         ({"hostnames": []}, "at least one hostname"),
         ({"hostnames": ["bad host"]}, "invalid hostname"),
-        ({"hostnames": ["a/b"]}, "invalid hostname"),
+        ({"hostnames": ["a/b"]}, "expected a host name, got 'a/b'"),
+        ({"hostnames": ["gemini://a.example/"]}, "expected a host name, got 'gemini://a.exa"),
         ({"host": 5}, "a string or a list of strings"),
         ({"hosts": {"a": {"cert": "x"}}}, "give both a certificate and a key"),
         ({"hosts": {"a": {"colour": "x"}}}, "unknown setting 'colour'"),
@@ -211,15 +216,23 @@ def test_serve_prints_every_mistake_and_exits_2(tmp_path, capsys):
     [
         ({"request_timeout": 10}, "unknown setting 'request_timeout' (did you mean [limits]"),
         ({"burst": 3}, "unknown setting 'burst' (did you mean [[rate_limit]] burst?)"),
-        ({"require": "account"}, "(did you mean [[access]] require?)"),
-        ({"path": "/"}, "(did you mean [[access]] path or [[rate_limit]] path?)"),
+        ({"require": "account"}, "(did you mean [[access]] require or [[titan]] require?)"),
+        (
+            {"path": "/"},
+            "(did you mean [[access]] path or [[rate_limit]] path or [[cgi]] path"
+            " or [[scgi]] path or [[titan]] path?)",
+        ),
+        ({"max_output": 1}, "(did you mean [[cgi]] max_output?)"),
         ({"addresses": []}, "(did you mean [deny] addresses?)"),
         ({"request_timout": 1}, "(did you mean [limits] request_timeout?)"),
         (
             {"limits": {"workers": 2}},
             "limits: unknown setting 'workers' (did you mean the top-level",
         ),
-        ({"hosts": {"a": {"port": 1}}}, "hosts.a: unknown setting 'port' (did you mean the top"),
+        (
+            {"hostnames": ["a"], "hosts": {"a": {"port": 1}}},
+            "hosts.a: unknown setting 'port' (did you mean the top",
+        ),
         ({"deny": {"cert": "x"}}, "(did you mean the top-level 'cert', above the first [table]"),
         ({"colour": "red"}, "config: unknown setting 'colour'"),
     ],
@@ -246,7 +259,12 @@ def test_a_table_with_a_refused_key_is_not_checked_as_a_whole():
 
 def test_every_unpaired_certificate_is_named():
     with pytest.raises(ConfigError) as caught:
-        parse_config({"hosts": {"a.example": {"cert": "a.crt"}, "b.example": {"key": "b.key"}}})
+        parse_config(
+            {
+                "hostnames": ["a.example", "b.example"],
+                "hosts": {"a.example": {"cert": "a.crt"}, "b.example": {"key": "b.key"}},
+            }
+        )
     assert [problem.message for problem in caught.value.problems] == [
         "a.example: give both a certificate and a key, or neither",
         "b.example: give both a certificate and a key, or neither",
@@ -567,6 +585,9 @@ MISTAKES = {
     "rate_limit": ([{"per_key": "x"}], "rate_limit[0].per_key"),
     "deny": ({"addresses": ["nope"]}, "deny.addresses[0]"),
     "hosts": ({"a.example": {"root": 1}}, 'hosts."a.example".root'),
+    "database": ("/var/lib/hospes/hospes.sqlite3", "database"),
+    "public_ports": ([1965, 0], "public_ports[1]"),
+    "proxy_from": (["10.0.0.1/8"], "proxy_from[0]"),
     "colour": ("red", ""),
 }
 
@@ -635,10 +656,21 @@ def test_the_sections_of_hospes_toml():
     assert [section.label for section in schema.sections(SCHEMA)] == [
         "",
         '[hosts."NAME"]',
+        '[[hosts."NAME".cgi]]',
+        '[[hosts."NAME".scgi]]',
+        '[[hosts."NAME".titan]]',
+        '[hosts."NAME".accounts]',
+        '[hosts."NAME".admin]',
         "[[access]]",
         "[limits]",
         "[[rate_limit]]",
         "[deny]",
+        "[[cgi]]",
+        "[[scgi]]",
+        "[[titan]]",
+        "[accounts]",
+        "[admin]",
+        "[[redirect]]",
     ]
 
 
@@ -648,8 +680,16 @@ TARGETS = {
     "[[access]]": (AccessRule, {"register_url"}),
     "[[rate_limit]]": (RateRule, set()),
     '[hosts."NAME"]': (HostConfig, {"name"}),
+    "[[cgi]]": (CGIMount, set()),
+    "[[scgi]]": (SCGIMount, set()),
+    "[[titan]]": (TitanMount, set()),
+    "[accounts]": (AccountsConfig, set()),
+    '[hosts."NAME".accounts]': (AccountsConfig, set()),
+    "[admin]": (AdminConfig, set()),
+    '[hosts."NAME".admin]': (AdminConfig, set()),
+    "[[redirect]]": (RedirectRule, set()),
 }
-BUILT_FROM = {"hostnames", "cert", "key"}  # Config.hosts is built from these and 'hosts'
+BUILT_FROM = {"cert", "key"}  # Config.hosts is built from these, 'hostnames' and 'hosts'
 
 
 @pytest.mark.parametrize("label", sorted(TARGETS))
@@ -663,6 +703,8 @@ def test_every_key_lands_in_a_field_and_every_field_has_a_key(label):
 
 
 def _default_of(target, name):
+    if target is Config:  # hostnames: from the default hosts
+        return getattr(Config(), name)
     for item in dataclasses.fields(target):
         if item.name == name:
             if item.default is not dataclasses.MISSING:
@@ -683,7 +725,7 @@ def test_the_documented_defaults_are_the_real_ones(label):
         documented = convert_one(key.type, raw)
         assert documented == _default_of(target, key.destination), key.name
         checked += 1
-    assert checked >= (1 if label != '[hosts."NAME"]' else 0)
+    assert checked >= (0 if "hosts" in label or label.endswith(("accounts]", "admin]")) else 1)
 
 
 def test_the_operations_guide_lists_every_limit():
@@ -702,3 +744,206 @@ def test_config_does_not_import_the_socket_layer():
         [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
     )
     assert result.stdout.strip() == "[]"
+
+
+# -- serving options, redirects, hostnames in tables and rules ------------------------------------
+
+
+def test_serving_options_default_to_plain_files():
+    [site] = parse_config({"root": "/srv/capsule"}).sites()
+    assert (site.lang, site.charset, site.mime, site.listing) == (None, None, {}, False)
+    assert (site.accounts, site.members_url) == (None, None)
+    assert (site.root, site.root_key) == (Path("/srv/capsule"), "root")
+
+
+def test_a_hosts_own_options_win_and_its_mime_table_goes_over():
+    config = parse_config(
+        {
+            "hostnames": ["a.example", "b.example"],
+            "lang": "en",
+            "listing": True,
+            "mime": {".log": "text/plain", "md": "text/x-markdown"},
+            "accounts": {"mount": "/account", "members_url": "/members/"},
+            "hosts": {
+                "b.example": {
+                    "root": "/srv/b",
+                    "lang": "de",
+                    "listing": False,
+                    "charset": "ISO-8859-1",
+                    "mime": {".LOG": "text/x-log"},
+                    "accounts": {"mount": "/konto/"},
+                }
+            },
+        }
+    )
+    a, b = config.sites()
+    assert (a.lang, a.listing, a.charset, a.accounts) == ("en", True, None, "/account/")
+    assert a.mime == {".log": "text/plain", ".md": "text/x-markdown"}
+    assert (b.lang, b.listing, b.charset, b.accounts) == ("de", False, "iso-8859-1", "/konto/")
+    assert b.mime == {".log": "text/x-log", ".md": "text/x-markdown"}
+    assert b.members_url == "/members/"  # not set for the host: the top-level one
+    assert b.root_key == 'hosts."b.example".root'
+    off = parse_config(
+        {
+            "hostnames": ["a.example", "b.example"],
+            "accounts": {"mount": "/account/"},
+            "hosts": {"b.example": {"accounts": {"mount": False}}},
+        }
+    )
+    assert [site.accounts for site in off.sites()] == ["/account/", None]
+
+
+def test_the_admin_table_is_read_globally_and_per_host():
+    fingerprint = "SHA256:" + "ab" * 32
+    config = parse_config(
+        {
+            "hostnames": ["a.example", "b.example", "c.example"],
+            "admin": {"mount": "/admin", "admins": ["AB:" * 31 + "AB"], "lists": ["admins"]},
+            "hosts": {
+                "b.example": {"admin": {"mount": "/manage/", "lists": ["crew", "admins"]}},
+                "c.example": {"admin": {"mount": False}},
+            },
+        }
+    )
+    a, b, c = config.sites()
+    assert (a.admin, a.admins, a.admin_lists) == ("/admin/", {fingerprint}, ("admins",))
+    # A host's key wins, key by key: b keeps the top-level admins.
+    assert (b.admin, b.admins, b.admin_lists) == ("/manage/", {fingerprint}, ("crew", "admins"))
+    assert c.admin is None
+    assert parse_config({}).admin == AdminConfig()
+    assert [site.admin for site in parse_config({}).sites()] == [None]
+
+
+def test_redirects_and_host_scoped_rules_are_read():
+    config = parse_config(
+        {
+            "hostnames": ["a.example", "b.example"],
+            "access": [{"path": "/p/", "require": "certificate", "host": "A.example"}],
+            "redirect": [
+                {"from": "/old/", "to": "/new/"},
+                {"from": "/page", "to": "gemini://elsewhere.example/page?x", "status": 30},
+                {"from": "/gone/", "status": 52, "match": "exact", "host": ["b.example"]},
+            ],
+        }
+    )
+    assert config.access[0].hosts == {"a.example"}
+    old, page, gone = config.redirects
+    assert (old.exact, old.status, old.hosts) == (False, 31, frozenset())
+    assert (page.exact, page.status, page.target) == (True, 30, "gemini://elsewhere.example/page?x")
+    assert (gone.exact, gone.status, gone.target, gone.hosts) == (True, 52, None, {"b.example"})
+
+
+@pytest.mark.parametrize(
+    ("raw", "message"),
+    [
+        ({"lang": "en_US"}, "lang: expected a language tag such as 'en' or 'pt-BR', got 'en_US'"),
+        ({"lang": "en,fr"}, "expected a language tag"),
+        ({"charset": "hex"}, "charset: unknown character set 'hex'"),
+        ({"charset": "utf 8"}, "expected a character set name"),
+        ({"listing": "yes"}, "listing: expected true or false, got 'yes'"),
+        ({"mime": {".a.b": "text/plain"}}, 'mime.".a.b": expected a file extension'),
+        ({"mime": {".x": "plain"}}, 'mime.".x": expected a MIME type'),
+        ({"mime": {".x": "text/plain\r\n20 x"}}, "expected a MIME type"),
+        ({"accounts": {"mount": "/"}}, "'/' would hide the whole capsule"),
+        ({"accounts": {"mount": True}}, "accounts.mount: expected a path such as '/account/'"),
+        ({"accounts": {"mount": "account"}}, "must start with '/'"),
+        ({"accounts": {"mount": "/a/../b/"}}, "write the path as requests reach it: '/b/'"),
+        ({"accounts": {"members": "/m/"}}, "did you mean 'members_url'?"),
+        ({"admin": {"mount": "/", "lists": ["a"]}}, "'/' would hide the whole capsule behind"),
+        ({"admin": {"mount": True, "lists": ["a"]}}, "admin.mount: expected a path such as '/adm"),
+        (
+            {"admin": {"mount": "/admin/", "admins": ["SHA256:12"]}},
+            "admin.admins[0]: not a SHA-256",
+        ),
+        ({"admin": {"mount": "/admin/", "lists": [7]}}, "admin.lists[0]: expected a list name"),
+        ({"admin": {"mount": "/admin/"}}, "mounts the admin capsule at /admin/ for nobody"),
+        ({"admin": {"mount": "/admin/", "lists": []}}, "for nobody: add admins = ["),
+        ({"admin": {"lists": ["admins"]}}, "no host mounts the admin capsule: add mount ="),
+        ({"admin": {"user": ["x"]}}, "admin: unknown setting 'user'"),
+        (
+            {"admin": {"mount": "/x/", "lists": ["a"]}, "accounts": {"mount": "/x/account/"}},
+            "the admin capsule at /x/ and the account pages at /x/account/ overlap",
+        ),
+        ({"redirect": [{"from": "/a", "status": 52, "to": "/b"}]}, "remove 'to'"),
+        ({"redirect": [{"from": "/a"}]}, "redirect[0]: missing 'to'"),
+        ({"redirect": [{"from": "/a", "to": "new"}]}, "'to' is a path starting with '/' or"),
+        ({"redirect": [{"from": "/a", "to": "gemini://a b/"}]}, "is not allowed"),
+        ({"redirect": [{"from": "/a", "to": "gemini://x/#top"}]}, "cannot have a fragment"),
+        ({"redirect": [{"from": "/a/", "to": "gemini://x/?q"}]}, "which cannot have a query"),
+        ({"redirect": [{"from": "/a", "to": "/b", "status": 20}]}, "redirect[0].status"),
+        ({"redirect": [{"from": "/a", "to": "/b", "match": "glob"}]}, "redirect[0].match"),
+        ({"redirect": [{"from": "//a", "to": "/b"}]}, "redirect[0].from: write the path as"),
+        (
+            {"redirect": [{"from": "/a/", "to": "/a/b/"}]},
+            "redirect[0].to: '/a/b/' is itself under '/a/': it would redirect forever",
+        ),
+        (
+            {"redirect": [{"from": "/a", "to": "/b"}, {"from": "/a", "to": "/c"}]},
+            "redirect[1].from: '/a' has a redirect already",
+        ),
+        (
+            {"redirect": [{"from": "/a/", "to": "/b/"}, {"from": "/b/", "to": "/a/"}]},
+            "redirect: these redirects loop: /a/ -> /b/ -> /a/",
+        ),
+        (
+            {
+                "redirect": [
+                    {"from": "/a/", "to": "/b/"},
+                    {"from": "/a", "to": "/c", "match": "prefix"},
+                ]
+            },
+            "redirect[1].from: '/a' has a redirect already",
+        ),
+        (
+            {"redirect": [{"from": f"/{i}", "to": f"/{i + 1}"} for i in range(6)]},
+            "too many redirects in a row: /0 -> /1 -> /2 -> /3 -> /4 -> /5 -> /6 (clients",
+        ),
+        (
+            {"hostnames": ["a.example"], "redirect": [{"from": "/a", "to": "/b", "host": "b.ex"}]},
+            "redirect[0].host: 'b.ex' is not one of hostnames ['a.example']",
+        ),
+        (
+            {"hostnames": ["gemini.example.org"], "hosts": {"gemini.exmaple.org": {}}},
+            "hosts.\"gemini.exmaple.org\": 'gemini.exmaple.org' is not one of hostnames "
+            "['gemini.example.org'] (did you mean 'gemini.example.org'?)",
+        ),
+        ({"hosts": {"example.org": {"root": "/x"}}}, "not one of hostnames ['localhost']"),
+        ({"hostnames": ["example.org:1965"]}, "(write 'example.org', and the port as port = 1965)"),
+    ],
+)
+def test_serving_mistakes(raw, message):
+    with pytest.raises(ConfigError) as caught:
+        parse_config(raw)
+    assert message in str(caught.value)
+
+
+def test_the_same_redirect_path_on_other_hosts_is_no_duplicate():
+    config = parse_config(
+        {
+            "hostnames": ["a.example", "b.example"],
+            "redirect": [
+                {"from": "/a", "to": "/x", "host": "a.example"},
+                {"from": "/a", "to": "/y", "host": "b.example"},
+                {"from": "/a/", "to": "/z/"},  # a prefix is another redirect than an exact one
+            ],
+        }
+    )
+    assert len(config.redirects) == 3
+
+
+def test_config_takes_hostnames_as_the_readme_writes_it():
+    config = Config(hostnames=["Example.ORG.", "bücher.example"])
+    assert config.hostnames == ["example.org", "xn--bcher-kva.example"]
+    assert [host.name for host in config.hosts] == config.hostnames
+    with pytest.raises(ValueError, match="expected a host name"):
+        Config(hostnames=["gemini://example.org/"])
+    with pytest.raises(TypeError, match="not one string"):
+        Config(hostnames="example.org")
+    # Names equal to the hosts' keep their settings, through dataclasses.replace too.
+    hosts = [HostConfig("a.example", root=Path("/a")), HostConfig("b.example")]
+    config = Config(hosts=hosts, hostnames=["a.example", "b.example"])
+    assert config.hosts == hosts
+    assert dataclasses.replace(config, port=1966).hosts == hosts
+    config.hostnames = ["c.example"]
+    assert config.hosts == [HostConfig("c.example")]
+    assert Config().hostnames == ["localhost"]

@@ -43,10 +43,12 @@ def test_hostile_common_name_never_appears_raw(demo, tmp_path, caplog, common_na
     assert "evil\\x0d\\x0a20 text/gemini" in shown
     assert len(shown) < 200  # cut, however long the name
     # The account pages offer, list and greet by name: register and look.
-    prompt = request(demo.port, demo.url("/account/register"), cert=cert)
+    start = request(demo.port, demo.url("/account/register"), cert=cert)
+    assert start.status == 30
+    prompt = request(demo.port, demo.url(start.meta), cert=cert)
     assert prompt.status == 10
     assert not unsafe_characters(prompt.meta)
-    created = request(demo.port, demo.url("/account/register?mallory"), cert=cert)
+    created = request(demo.port, demo.url(f"{start.meta}?mallory"), cert=cert)
     assert created.status in (20, 30, 31), created.header
     listing = request(demo.port, demo.url("/account/certificates"), cert=cert)
     assert listing.status == 20

@@ -18,7 +18,10 @@ ALLOWED: dict[str, set[str]] = {
     "store": {"gemini", "policy"},
     "app": {"gemini", "policy", "store"},
     "accounts": {"gemini", "policy", "store", "app"},
+    # The admin capsule reads the server's counters and refusals (server/counters, refusals).
+    "admin": {"gemini", "policy", "store", "app", "server"},
     "server": {"gemini", "policy", "store", "app", "selfsigned", "files"},
+    "gateways": {"gemini", "policy", "store", "app", "files"},
     "client": {"gemini", "files", "selfsigned", "paths"},
     "files": set(),
     "paths": set(),

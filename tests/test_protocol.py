@@ -239,6 +239,32 @@ def test_decode_path_empty_is_root():
     assert decode_path(parse_url("gemini://a")) == "/"
 
 
+@pytest.mark.parametrize("path", ["/..", "/a/../../b", "/%2e%2e/", "/.%2E", "//../x"])
+def test_decode_path_refuses_dot_segments_above_the_root(path):
+    with pytest.raises(GeminiError) as caught:
+        decode_path(parse_url(f"gemini://a{path}"))
+    assert caught.value.status == Status.BAD_REQUEST
+    assert "above the root" in caught.value.meta
+
+
+@pytest.mark.parametrize("path", ["/a/..", "/a/../b", "/./x", "/a/.../..", "/..a/..b"])
+def test_decode_path_keeps_dot_segments_that_stay_inside(path):
+    assert decode_path(parse_url(f"gemini://a{path}")) == path
+
+
+def test_target_refuses_another_host_than_the_tls_server_name():
+    url = parse_url("gemini://b.example/")
+    check_target(url, {"a.example", "b.example"}, {1965}, "b.example")
+    check_target(url, {"a.example", "b.example"}, {1965}, None)
+    with pytest.raises(GeminiError) as caught:
+        check_target(url, {"a.example", "b.example"}, {1965}, "a.example")
+    assert caught.value.status == Status.PROXY_REQUEST_REFUSED
+    assert caught.value.meta == "this connection is for a.example (TLS server name), not b.example"
+    with pytest.raises(GeminiError) as hostile:
+        check_target(url, {"b.example"}, {1965}, "evil\x1b[2J\r\n")
+    assert "\x1b" not in hostile.value.meta and "\n" not in hostile.value.meta
+
+
 @pytest.mark.parametrize("path", ["/%00", "/a%2fb", "/a%2Fb", "/%ff"])
 def test_decode_path_refuses_ambiguous_or_invalid(path):
     with pytest.raises(GeminiError) as caught:

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 
 from hospes.app.response import GEMTEXT, Response, as_response
-from hospes.app.static import _MIME, guess_mime
+from hospes.app.static import BUILTIN_TYPES, StaticFiles, guess_mime
 from hospes.gemini.protocol import GeminiError, Status, format_header
 from strategies import headers
 
@@ -126,9 +126,13 @@ def test_header_frames_what_format_header_frames(header):
     assert Response(status, meta).header() == format_header(status, meta)
 
 
-def test_every_mime_type_static_files_serve_is_accepted():
-    types = {guess_mime(f"file{extension}") for extension in _MIME.types_map[False]}
-    types |= {guess_mime(f"file{extension}") for extension in _MIME.types_map[True]}
+def test_every_mime_type_static_files_serve_is_accepted(tmp_path):
+    types = {guess_mime(f"file{extension}") for extension in BUILTIN_TYPES}
+    types.add(guess_mime("file.unknown"))
     assert {"text/gemini", "text/markdown", "image/png", "application/octet-stream"} <= types
+    # With a language and a charset, as a capsule's configuration adds them.
+    static = StaticFiles(tmp_path, lang="pt-BR", charset="iso-8859-1")
+    types |= {static.mime_of(f"file{extension}") for extension in BUILTIN_TYPES}
+    assert "text/gemini; charset=iso-8859-1; lang=pt-BR" in types
     for mime in types:
         assert Response.success(b"", mime).meta == mime

@@ -9,7 +9,7 @@ import stat
 
 import pytest
 
-from hospes.store import LAST_SEEN_INTERVAL, BanKind, StoreError
+from hospes.store import LAST_SEEN_INTERVAL, BanKind, NameTaken, StoreError
 from hospes.store.cache import MISS
 from hospes.store.migrations import MIGRATIONS, SchemaError, statements
 from hospes.store.sqlite import SQLiteStore
@@ -108,6 +108,35 @@ def test_hot_path_queries_use_indexes(tmp_path, query, parameters):
         plan = connection.execute("EXPLAIN QUERY PLAN " + query, ("x",) * parameters).fetchall()
     details = " | ".join(row[-1] for row in plan)
     assert "SCAN" not in details.replace("SCAN CONSTANT ROW", ""), details
+
+
+def test_upgrading_a_database_with_look_alike_names_keeps_them_and_refuses_new_ones(tmp_path):
+    """Names that collided before the upgrade stay; the oldest holds the key."""
+    path = tmp_path / "hospes.sqlite3"
+    with sqlite3.connect(path, isolation_level=None) as connection:
+        for statement in statements(MIGRATIONS[0]):
+            connection.execute(statement)
+        for name in ("alice", "aIice", "bob"):
+            connection.execute(
+                "INSERT INTO accounts (name, created) VALUES (?, ?)", (name, NOW.isoformat())
+            )
+        connection.execute("PRAGMA user_version = 1")
+    connection.close()
+    store = SQLiteStore(path)
+    try:
+        assert [account.name for account in run(store.accounts())] == ["aIice", "alice", "bob"]
+        with pytest.raises(NameTaken) as taken:
+            run(store.register("a1ice", identity(), NOW))
+        assert taken.value.existing == "alice"
+        with pytest.raises(NameTaken):
+            run(store.register("b0b", identity(), NOW))
+        assert run(store.register("carol", identity(), NOW)).name == "carol"
+    finally:
+        run(store.close())
+    with sqlite3.connect(path) as connection:
+        keys = dict(connection.execute("SELECT name, name_key FROM accounts").fetchall())
+    connection.close()
+    assert keys == {"alice": "alice", "aIice": None, "bob": "bob", "carol": "carol"}
 
 
 def test_migration_statements_split():

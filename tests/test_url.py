@@ -7,7 +7,15 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from hospes.gemini.protocol import GeminiError, parse_request
-from hospes.gemini.url import URL, URLError, normalize_path, parse_url, percent_decode, quote_path
+from hospes.gemini.url import (
+    URL,
+    URLError,
+    climbs_above_root,
+    normalize_path,
+    parse_url,
+    percent_decode,
+    quote_path,
+)
 
 LABEL = st.from_regex(r"\A[a-z0-9]([a-z0-9-]{0,10}[a-z0-9])?\Z")
 # A name whose last label is a number is an IPv4 address (WHATWG): see the IPv4 tests below.
@@ -121,6 +129,42 @@ def test_normalized_paths_are_fixed_points_without_dot_segments(parts):
     assert "//" not in result
     assert all(segment not in (".", "..") for segment in result.split("/"))
     assert normalize_path(result) == result
+
+
+DOT_PATHS = st.lists(st.sampled_from(["a", "b", ".", "..", "", "..."]), max_size=8).map(
+    lambda parts: "/" + "/".join(parts)
+)
+
+
+@given(DOT_PATHS)
+def test_a_path_climbs_above_the_root_exactly_when_it_leaves_any_base(path):
+    """Under a base directory the path never names, resolving it stays inside iff it does not climb.
+
+    ``normalize_path`` clamps at the root, so a path that climbs is only seen
+    by putting it under a directory: it then resolves outside that directory.
+    """
+    base = "/base-dir"
+    resolved = normalize_path(base + path)
+    stays = resolved == base or resolved.startswith(base + "/")
+    assert climbs_above_root(path) is not stays
+
+
+@pytest.mark.parametrize(
+    ("path", "climbs"),
+    [
+        ("/", False),
+        ("/..", True),
+        ("/../../", True),
+        ("/a/..", False),
+        ("/a/../..", True),
+        ("/a//../..", True),
+        ("/./../", True),
+        ("/a/b/../../c", False),
+        ("/.../..", False),
+    ],
+)
+def test_climbs_above_root(path, climbs):
+    assert climbs_above_root(path) is climbs
 
 
 BASE = parse_url("gemini://a/b/c/d?q")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -13,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from helpers import raw_request, serve_process
+from test_proxy import v2
 
 pytestmark = pytest.mark.slow
 
@@ -110,3 +112,88 @@ def test_workers_refuse_a_taken_port_before_forking(tmp_path):
     assert result.returncode == 1
     assert "cannot start" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def _responses(line: str) -> dict[int, int]:
+    found = re.search(r"responses: ([^;]+)", line)
+    if found is None:
+        return {}
+    pairs = (item.split() for item in found.group(1).split(", "))
+    return {int(status): int(count) for status, count in pairs}
+
+
+def test_worker_logs_name_the_worker_and_the_supervisor_logs_totals(tmp_path):
+    process = serve_process(["--state", str(tmp_path), "--workers", "2", "--log-level", "debug"])
+    port = process.port
+    totals = "counters of 2 workers: "
+
+    def reported(expected: dict[int, int]) -> bool:
+        """Ask for the counters until the supervisor's line shows ``expected`` responses."""
+        process.send_signal(signal.SIGUSR1)
+        time.sleep(0.2)
+        lines = [line for line in process.stderr if totals in line]
+        return bool(lines) and _responses(lines[-1]) == expected
+
+    try:
+        assert wait_until(lambda: len(children(process.pid)) == 2 and listeners(port) == 2)
+        for _ in range(6):
+            assert raw_request(port, f"gemini://localhost:{port}/").status == 20
+        assert raw_request(port, "nonsense").status == 59
+        assert wait_until(lambda: reported({20: 6, 59: 1}), step=0.5)
+        # A worker that dies keeps its counters in the totals; its replacement counts anew.
+        victim = min(children(process.pid))
+        os.kill(victim, signal.SIGKILL)
+        assert wait_until(
+            lambda: (
+                victim not in children(process.pid)
+                and len(children(process.pid)) == 2
+                and listeners(port) == 2
+            )
+        )
+        for _ in range(2):
+            assert raw_request(port, f"gemini://localhost:{port}/").status == 20
+        process.send_signal(signal.SIGHUP)
+        assert wait_until(lambda: reloads(process) == 2), "\n".join(process.stderr)
+    finally:
+        code, _, stderr = process.stop()
+    assert code == 0
+    final = [line for line in stderr.splitlines() if totals in line][-1]
+    assert _responses(final) == {20: 8, 59: 1}
+    assert " INFO " in final
+    worker_lines = [line for line in stderr.splitlines() if re.search(r" worker \d: ", line)]
+    reloaded = [line for line in stderr.splitlines() if "reloaded the configuration" in line]
+    assert len(reloaded) == 2
+    assert {re.search(r"worker (\d): reloaded", line).group(1) for line in reloaded} == {"1", "2"}
+    # Each worker's own counters only at debug level, named.
+    own = [line for line in worker_lines if ": counters: " in line]
+    assert own
+    assert all(" DEBUG " in line for line in own)
+    assert "worker 1 exited with status -9" in stderr or "worker 2 exited with status -9" in stderr
+
+
+def test_health_checks_are_totalled_across_workers(tmp_path):
+    """PROXY ``LOCAL`` health checks count in the supervisor's totals, whichever worker took one."""
+    process = serve_process(
+        ["--state", str(tmp_path), "--workers", "2", "--proxy-from", "127.0.0.1"]
+    )
+    port = process.port
+    totals = "counters of 2 workers: "
+
+    def reported(count: int) -> bool:
+        process.send_signal(signal.SIGUSR1)
+        time.sleep(0.2)
+        lines = [line for line in process.stderr if totals in line]
+        return bool(lines) and f"health checks {count}" in lines[-1]
+
+    try:
+        assert wait_until(lambda: len(children(process.pid)) == 2 and listeners(port) == 2)
+        for _ in range(6):
+            with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
+                sock.sendall(v2(None, None, command=0x0))
+                assert sock.recv(100) == b""  # accepted, then closed
+        assert wait_until(lambda: reported(6), step=0.5), "\n".join(process.stderr)
+    finally:
+        code, _, stderr = process.stop()
+    assert code == 0, stderr
+    final = [line for line in stderr.splitlines() if totals in line][-1]
+    assert "health checks 6" in final

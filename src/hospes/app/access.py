@@ -10,8 +10,8 @@ the per-route requirements of applications.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterable
-from dataclasses import dataclass
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, replace
 from enum import StrEnum
 from typing import TYPE_CHECKING
 
@@ -56,6 +56,19 @@ class AccessRule:
     """Names of store allow-lists an ``allowlist`` rule also accepts."""
     register_url: str | None = None
     """Where a person without an account can create one (said in the 61 of ``account`` rules)."""
+    hosts: frozenset[str] = frozenset()
+    """The hostnames the rule applies to; empty: every hostname."""
+
+    def applies_to(self, host: str | None) -> bool:
+        """Whether the rule applies on ``host`` (None: a host no rule names)."""
+        return not self.hosts or (host is not None and host in self.hosts)
+
+
+def _longest_first(rules: Iterable[AccessRule]) -> list[AccessRule]:
+    """Longest prefix first; at one length, a rule for some hosts before one for every host."""
+    return sorted(
+        rules, key=lambda rule: (len(rule.path.rstrip("/")), bool(rule.hosts)), reverse=True
+    )
 
 
 def path_matches(prefix: str, path: str) -> bool:
@@ -71,14 +84,41 @@ def path_matches(prefix: str, path: str) -> bool:
 
 
 class AccessPolicy:
-    """A set of rules; the most specific (longest) matching prefix wins."""
+    """A set of rules; the most specific (longest) matching prefix wins.
 
-    def __init__(self, rules: Iterable[AccessRule] = ()) -> None:
-        self.rules = sorted(rules, key=lambda rule: len(rule.path.rstrip("/")), reverse=True)
+    Rules may be limited to some hostnames (:attr:`AccessRule.hosts`): each
+    host's list is sorted once, here, its own rules before rules for every
+    host of the same length.  ``register_urls`` gives, per hostname, the
+    register page its ``account`` rules point to when they name none.
+    """
 
-    def rule_for(self, path: str) -> AccessRule | None:
-        """The rule that governs ``path`` (a canonical decoded path), or None."""
-        for rule in self.rules:
+    def __init__(
+        self, rules: Iterable[AccessRule] = (), *, register_urls: Mapping[str, str] | None = None
+    ) -> None:
+        self.rules = _longest_first(rules)
+        urls = register_urls or {}
+        named = {host for rule in self.rules for host in rule.hosts} | set(urls)
+        self._every = self._for(None, None)
+        self._by_host = {host: self._for(host, urls.get(host)) for host in named}
+
+    def _for(self, host: str | None, register_url: str | None) -> list[AccessRule]:
+        rules = [rule for rule in self.rules if rule.applies_to(host)]
+        if register_url is not None:
+            rules = [
+                replace(rule, register_url=register_url)
+                if rule.require is Requirement.ACCOUNT and rule.register_url is None
+                else rule
+                for rule in rules
+            ]
+        return rules
+
+    def rule_for(self, path: str, host: str | None = None) -> AccessRule | None:
+        """The rule that governs ``path`` (a canonical decoded path) on ``host``, or None.
+
+        ``host`` None: a host no rule names (only rules for every host apply).
+        """
+        rules = self._every if host is None else self._by_host.get(host, self._every)
+        for rule in rules:
             if path_matches(rule.path, path):
                 return rule
         return None
@@ -115,10 +155,13 @@ async def check(rule: AccessRule, request: Request, now: dt.datetime) -> Respons
             return None
         if rule.lists and store is not None and await store.is_allowed(rule.lists, identity):
             return None
+        if rule.lists:  # the admin's exact command: the list to add to, and what
+            ask = f"to run: hospes allow add {printable(rule.lists[0], 64)} {identity.fingerprint}"
+        else:
+            ask = f"to add {identity.fingerprint}"
         return Response(
             Status.CERTIFICATE_NOT_AUTHORISED,
-            f"your certificate is not on this page's allow-list; ask the capsule's admin "
-            f"to add {identity.fingerprint}",
+            f"your certificate is not on this page's allow-list; ask the capsule's admin {ask}",
         )
     if request.account is None:
         where = f": register at {rule.register_url}" if rule.register_url else ""

@@ -1,9 +1,10 @@
 """From a request line and a client certificate to a response: the server's pipeline.
 
 validate (59/53) → canonical path (31) → identity (cached parse) → rate
-limits (44) → account → access rule (60/61/62) → handler.  This layer knows no
-sockets and no TLS library: the server hands it bytes, the certificate's DER and
-the remote address's group, and gets back an :class:`Outcome` to send and to log.
+limits (44) → redirect table (30/31/52) → account → access rule (60/61/62) →
+handler.  This layer knows no sockets and no TLS library: the server hands it
+bytes, the certificate's DER and the remote address's group, and gets back an
+:class:`Outcome` to send and to log.
 Rate limits come before the store and the handler, so a flood costs neither;
 malformed requests and redirects are counted too (under the rule for ``/``).
 """
@@ -20,15 +21,25 @@ from dataclasses import dataclass
 from ..gemini.escape import printable
 from ..gemini.fingerprint import fingerprint
 from ..gemini.identity import CertificateError, ClientIdentity, IdentityCache
-from ..gemini.protocol import GeminiError, Status, check_target, decode_path, parse_request
+from ..gemini.protocol import (
+    GeminiError,
+    Status,
+    TitanRequest,
+    check_target,
+    decode_path,
+    parse_request,
+    parse_titan,
+)
 from ..gemini.url import URL, normalize_path, quote_path
 from ..policy.clock import Clock
 from ..policy.ratelimit import RateLimiter, RateLimits
 from ..store import Store, StoreError
-from .access import AccessPolicy, Requirement, check
+from .access import AccessPolicy, AccessRule, Requirement, check
+from .redirects import Redirects
 from .request import Request
 from .response import Response
 from .routing import Handler, call_handler
+from .upload import Channel, Upload
 
 __all__ = ["Dispatcher", "Outcome"]
 
@@ -44,7 +55,7 @@ class Outcome:
 
     response: Response
     target: str
-    """The requested URL (escaped when the request was not valid)."""
+    """The requested URL; the request line as received when it was not valid (unescaped)."""
     fingerprint: str | None
     """The client certificate's fingerprint, valid or not, or None."""
     slowed: float = 0.0
@@ -66,6 +77,7 @@ class Dispatcher:
         identities: IdentityCache | None = None,
         rate_limits: RateLimits | None = None,
         clock: Clock = time.monotonic,
+        redirects: Redirects | None = None,
     ) -> None:
         self.handler = handler
         self.hostnames = frozenset(hostnames)
@@ -77,9 +89,14 @@ class Dispatcher:
         self.rate_limits = rate_limits
         self.resolve_accounts: bool = getattr(handler, "uses_accounts", True)
         """Whether handlers may read ``request.account`` (a static capsule does not)."""
+        self.accepts_uploads: bool = getattr(handler, "accepts_uploads", False)
+        """Whether Titan requests are read (else they get 53, as any other scheme)."""
         self.clock = clock
         """Monotonic seconds, for throttling the log (rate limits have their own clock)."""
         self._store_error_at = -math.inf
+        self._authoriser = self._authorise if self.policy else None
+        self.redirects = redirects if redirects else None
+        """The redirect table, applied before access rules (None when empty)."""
 
     async def respond(
         self,
@@ -89,22 +106,37 @@ class Dispatcher:
         remote_port: int,
         *,
         address_key: Hashable | None = None,
+        server_name: str | None = None,
+        channel: Channel | None = None,
     ) -> Outcome:
         """Answer one request line; never raises for anything the client or handler did.
 
         ``address_key`` is the remote address's group for the rate limits
         (:func:`hospes.policy.addresses.group`); None for a trusted address, which is
-        not rate-limited.
+        not rate-limited.  ``server_name`` is the host the client named in the
+        TLS handshake (SNI, normalised), None when it named none: a request for
+        another host is refused (53).  ``channel`` is the connection: its TLS
+        facts, and a Titan upload's body, read only if a handler asks for it.
         """
+        titan: TitanRequest | None = None
         try:
-            url = parse_request(line)
-            check_target(url, self.hostnames, self.ports)
+            url = parse_request(line, titan=self.accepts_uploads)
+            if url.scheme == "titan":
+                titan = parse_titan(url)
+                url = titan.url
+            check_target(url, self.hostnames, self.ports, server_name)
             path = decode_path(url)
             canonical = normalize_path(path)
             query = _decoded_query(url)
+            if titan is not None and canonical != path:
+                # No redirect: a client does not send a body again to where a 3x points.
+                raise GeminiError(
+                    Status.BAD_REQUEST, f"upload to the canonical path {quote_path(canonical)}"
+                )
         except GeminiError as exc:
-            escaped = printable(line.decode("utf-8", "replace"), 1024)
-            return self.reject(exc, escaped, certificate, address_key=address_key)
+            # Unescaped: the access log escapes what it writes (and only it knows how).
+            received = line.decode("utf-8", "replace")
+            return self.reject(exc, received, certificate, address_key=address_key)
         identity, problem, presented = self._identify(certificate)
         if canonical != path:
             redirect = str(url.with_path(quote_path(canonical), url.query))
@@ -121,8 +153,15 @@ class Dispatcher:
             identity=identity,
             certificate_problem=problem,
             store=self.store,
+            address_group=address_key,
+            authoriser=self._authoriser,
+            channel=channel,
         )
-        outcome = Outcome(Response(Status.TEMPORARY_FAILURE, INTERNAL_ERROR), str(url), presented)
+        target = str(url)
+        if titan is not None:
+            request.upload = Upload(titan.size, titan.mime, titan.token, channel)
+            target = f"{target};size={titan.size}"
+        outcome = Outcome(Response(Status.TEMPORARY_FAILURE, INTERNAL_ERROR), target, presented)
         if self._limit(outcome, canonical, address_key, certificate):
             return outcome
         try:
@@ -201,24 +240,56 @@ class Dispatcher:
             log.error("identity store unavailable: %s", error)
 
     async def _handle(self, request: Request) -> Response:
+        if self.redirects is not None:
+            moved = self.redirects.response(request.hostname, request.path, request.url.query)
+            if moved is not None:
+                return moved
         now = dt.datetime.now(dt.UTC)
-        rule = self.policy.rule_for(request.path) if self.policy else None
+        rule = self.policy.rule_for(request.path, request.hostname) if self.policy else None
         needs_account = self.resolve_accounts or (
             rule is not None and rule.require is not Requirement.CERTIFICATE
         )
-        if self.store is not None and request.identity is not None and needs_account:
-            try:
-                request.account = await self.store.recognise(request.identity, now)
-            except StoreError as exc:
-                # Public pages stay up when the store is unavailable; pages that need it wait.
-                self._store_failed(exc)
-                if rule is not None and rule.require is not Requirement.CERTIFICATE:
-                    return Response(Status.TEMPORARY_FAILURE, STORE_UNAVAILABLE)
+        if needs_account:
+            unavailable = await self._recognise(request, rule, now)
+            if unavailable is not None:
+                return unavailable
         if rule is not None:
             denied = await check(rule, request, now)
             if denied is not None:
                 return denied
         return await call_handler(self.handler, request)
+
+    async def _recognise(
+        self, request: Request, rule: AccessRule | None, now: dt.datetime
+    ) -> Response | None:
+        """Look up ``request.account``; a 40 if the store fails and ``rule`` needs it."""
+        if self.store is None or request.identity is None:
+            return None
+        try:
+            request.account = await self.store.recognise(request.identity, now)
+        except StoreError as exc:
+            # Public pages stay up when the store is unavailable; pages that need it wait.
+            self._store_failed(exc)
+            if rule is not None and rule.require is not Requirement.CERTIFICATE:
+                return Response(Status.TEMPORARY_FAILURE, STORE_UNAVAILABLE)
+        return None
+
+    async def _authorise(self, request: Request, path: str) -> Response | None:
+        """The access decision for ``path`` on behalf of ``request`` (:attr:`Request.authoriser`).
+
+        A handler asks it for where a resource really is (a file behind a
+        symlink); the rule of the requested path was applied already, so only
+        another rule is checked.
+        """
+        rule = self.policy.rule_for(path, request.hostname)
+        if rule is None or rule is self.policy.rule_for(request.path, request.hostname):
+            return None
+        now = dt.datetime.now(dt.UTC)
+        if rule.require is not Requirement.CERTIFICATE and request.account is None:
+            unavailable = await self._recognise(request, rule, now)
+            if unavailable is not None:
+                return unavailable
+        return await check(rule, request, now)
 
 
 def _decoded_query(url: URL) -> str | None:

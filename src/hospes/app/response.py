@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 from ..gemini.protocol import GeminiError, Status, check_header
 
-__all__ = ["GEMTEXT", "Body", "Response", "as_response"]
+__all__ = ["GEMTEXT", "Body", "BodyAborted", "Response", "as_response"]
 
 GEMTEXT = "text/gemini"
 Body = bytes | str | AsyncIterable[bytes] | None
@@ -23,6 +23,14 @@ _PLAIN_BODIES = frozenset({bytes, str, type(None)})
 _CHECKED: set[str] = set()
 """MIME types of 20 responses that passed the checks: most responses reuse a handful."""
 _CHECKED_KEPT = 256
+
+
+class BodyAborted(Exception):
+    """Raised by a streamed body that stops on purpose (a gateway's cap or timeout).
+
+    The server closes the connection without TLS close_notify, so the client
+    sees a truncated response, and logs the message without a traceback.
+    """
 
 
 @dataclass(frozen=True, slots=True, init=False)

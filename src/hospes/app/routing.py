@@ -51,6 +51,7 @@ from ..gemini.url import quote_path
 from .access import AccessRule, Requirement, check, path_matches
 from .request import Request
 from .response import Response, as_response
+from .upload import check_upload, no_uploads
 
 __all__ = ["Application", "Handler", "call_handler"]
 
@@ -118,6 +119,7 @@ class _Route:
     regex: re.Pattern[str]
     handler: Handler
     rule: AccessRule | None
+    max_upload: int | None = None
 
 
 class Application:
@@ -135,6 +137,7 @@ class Application:
         allow: Iterable[str] = (),
         lists: Iterable[str] = (),
         register_url: str | None = None,
+        max_upload: int | None = None,
     ) -> Callable[[Handler], Handler]:
         """Decorator registering a handler for ``pattern`` (see :meth:`add_route`)."""
         _compile(pattern)  # an invalid pattern fails here, not when the decorator is applied
@@ -147,6 +150,7 @@ class Application:
                 allow=allow,
                 lists=lists,
                 register_url=register_url,
+                max_upload=max_upload,
             )
             return handler
 
@@ -161,6 +165,7 @@ class Application:
         allow: Iterable[str] = (),
         lists: Iterable[str] = (),
         register_url: str | None = None,
+        max_upload: int | None = None,
     ) -> None:
         """Serve ``pattern`` with ``handler``.
 
@@ -170,8 +175,13 @@ class Application:
         unbalanced brace is a :class:`ValueError` here.  ``requires``
         (``"certificate"``, ``"allowlist"`` with ``allow`` fingerprints and/or
         store ``lists``, or ``"account"``) applies the same 60/61/62 rules as
-        the server's configuration.
+        the server's configuration.  ``max_upload`` lets the route receive
+        Titan uploads of at most that many bytes (``request.upload``); a
+        larger one, or any upload to a route without it, is answered 59
+        before the handler runs or a byte of the body is read.
         """
+        if max_upload is not None and max_upload < 0:
+            raise ValueError(f"max_upload must not be negative, got {max_upload}")
         rule = None
         if requires is not None:
             rule = AccessRule(
@@ -181,7 +191,7 @@ class Application:
                 lists=tuple(lists),
                 register_url=register_url,
             )
-        self._routes.append(_Route(pattern, _compile(pattern), handler, rule))
+        self._routes.append(_Route(pattern, _compile(pattern), handler, rule, max_upload))
 
     def mount(self, prefix: str, handler: Handler) -> None:
         """Serve every path under ``prefix`` with ``handler`` (an app, static files, a function).
@@ -194,9 +204,17 @@ class Application:
         self._mounts.append((prefix.rstrip("/"), handler))
         self._mounts.sort(key=lambda mount: len(mount[0]), reverse=True)
 
+    @property
+    def accepts_uploads(self) -> bool:
+        """Whether a route or a mounted handler takes Titan uploads (the server reads them)."""
+        return any(route.max_upload is not None for route in self._routes) or any(
+            getattr(handler, "accepts_uploads", False) for _, handler in self._mounts
+        )
+
     async def __call__(self, request: Request) -> Response:
         """Answer ``request`` with the first matching route, else the longest matching mount."""
         path = request.relative_path
+        upload = request.upload
         for route in self._routes:
             match = route.regex.match(path)
             if match is None:
@@ -205,12 +223,22 @@ class Application:
                 denied = await check(route.rule, request, dt.datetime.now(dt.UTC))
                 if denied is not None:
                     return denied
+            if upload is not None:
+                if route.max_upload is None:
+                    return no_uploads(request.path)
+                refused = check_upload(upload, route.max_upload)
+                if refused is not None:
+                    return refused
             request.params = match.groupdict()
             return await call_handler(route.handler, request)
         for prefix, handler in self._mounts:
             if path_matches(prefix, path):
+                if upload is not None and not getattr(handler, "accepts_uploads", False):
+                    return no_uploads(request.path)
                 request.base += prefix
                 return await call_handler(handler, request)
+        if upload is not None:
+            return no_uploads(request.path)
         if not path.endswith("/") and any(route.regex.match(path + "/") for route in self._routes):
             return Response.redirect(quote_path(request.path + "/"), permanent=True)
         return Response.not_found()

@@ -2,19 +2,35 @@
 
 A rule such as ``{ path = "/friends/", require = "allowlist", lists = ["friends"] }``
 admits every certificate (or key) fingerprint on the store's list ``friends``;
-changes apply to the server's next request.
+changes apply to the server's next request.  ``allow add`` warns when no rule
+of the server's configuration (nor the demo capsule, when it is served) uses
+the list: a typo in a list name would otherwise admit nobody, silently.  An
+entry added or removed is written to the audit log (``hospes audit``), with
+the ``--reason`` given.
 """
 
 from __future__ import annotations
 
 import argparse
 import re
+import sys
 
-from ..gemini.fingerprint import parse_fingerprint
+from ..config import ConfigError
+from ..runner import lists_in_use
 from ..store import Store
-from .errors import Usage, fail
+from .errors import EXIT_USAGE, Usage, fail
 from .output import emit_json, say, table
-from .store import add_store_arguments, run_with_store
+from .store import (
+    StoreLocation,
+    add_reason_argument,
+    add_store_arguments,
+    audit_reason,
+    fingerprint_or_prefix,
+    locate_store,
+    record_change,
+    resolve_fingerprint,
+    run_with_store,
+)
 
 __all__ = ["check_list_name", "register"]
 
@@ -43,30 +59,56 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
         ("remove", run_remove, "take a fingerprint off a list"),
     ):
         action = actions.add_parser(name, help=helptext)
-        action.add_argument("list", metavar="LIST")
-        action.add_argument("fingerprint", metavar="FINGERPRINT")
+        action.add_argument("list", metavar="LIST", help="the list's name, as rules name it")
+        action.add_argument(
+            "fingerprint",
+            metavar="FINGERPRINT",
+            help="a certificate or key fingerprint, or the first 12 or more hex digits of one "
+            "the store knows",
+        )
+        add_reason_argument(action)
         add_store_arguments(action)
         action.set_defaults(run=function)
     show = actions.add_parser("show", help="the fingerprints on a list, or every list's size")
-    show.add_argument("list", metavar="LIST", nargs="?")
+    show.add_argument(
+        "list", metavar="LIST", nargs="?", help="the list to show (default: every list's size)"
+    )
     add_store_arguments(show)
     show.set_defaults(run=run_show)
 
 
 def _arguments(args: argparse.Namespace) -> tuple[str, str]:
-    """(list, fingerprint) of ``allow add`` and ``remove``, checked before the store is opened."""
-    try:
-        fingerprint = parse_fingerprint(args.fingerprint)
-    except ValueError as exc:
-        raise Usage(str(exc)) from None
-    return check_list_name(args.list), fingerprint
+    """(list, fingerprint or prefix) of ``allow add`` and ``remove``, checked before opening."""
+    return check_list_name(args.list), fingerprint_or_prefix(args.fingerprint)
+
+
+def _warn_if_unused(list_name: str, location: StoreLocation) -> None:
+    used = lists_in_use(location.config)
+    if list_name in used:
+        return
+    where = location.source.path or "the default configuration"
+    named = ", ".join(sorted(used)) if used else "none"
+    print(
+        f"hospes: warning: no access rule of {where} uses the list {list_name!r} "
+        f"(lists in use: {named}); the entry admits nobody until a rule names it",
+        file=sys.stderr,
+    )
 
 
 def run_add(args: argparse.Namespace) -> int:
-    list_name, fingerprint = _arguments(args)
+    list_name, typed = _arguments(args)
+    reason = audit_reason(args)
+    try:
+        location = locate_store(args)
+    except ConfigError as exc:
+        return fail(str(exc), EXIT_USAGE)
 
     async def action(store: Store) -> int:
+        fingerprint = await resolve_fingerprint(store, typed)
         added = await store.allow(list_name, fingerprint)
+        if added:
+            await record_change(store, "allow", f"{fingerprint} on the list {list_name}", reason)
+        _warn_if_unused(list_name, location)
         if args.json:
             emit_json({"list": list_name, "fingerprint": fingerprint, "added": added})
             return 0
@@ -75,14 +117,19 @@ def run_add(args: argparse.Namespace) -> int:
             f"added {fingerprint} {where}" if added else f"{fingerprint} was already {where}"
         )
 
-    return run_with_store(args, action, create=True)
+    return run_with_store(args, action, create=True, location=location)
 
 
 def run_remove(args: argparse.Namespace) -> int:
-    list_name, fingerprint = _arguments(args)
+    list_name, typed = _arguments(args)
+    reason = audit_reason(args)
 
     async def action(store: Store) -> int:
+        fingerprint = await resolve_fingerprint(store, typed)
         removed = await store.disallow(list_name, fingerprint)
+        if removed:
+            target = f"{fingerprint} on the list {list_name}"
+            await record_change(store, "disallow", target, reason)
         if args.json:
             emit_json({"list": list_name, "fingerprint": fingerprint, "removed": removed})
             return 0 if removed else 1

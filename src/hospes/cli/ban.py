@@ -3,58 +3,41 @@
 A ban applies to a certificate (its fingerprint: a renewal escapes it), a key
 (``--key``: every certificate made with that key) or an account
 (``--account NAME``: every certificate of the account).  The client gets
-``61 banned: REASON`` on every ``account`` and ``allowlist`` page.
+``61 banned: REASON`` on every ``account`` and ``allowlist`` page.  A ban
+and a lifted ban are written to the audit log (``hospes audit``).
 """
 
 from __future__ import annotations
 
 import argparse
 import datetime as dt
-import re
 
-from ..gemini.escape import printable
-from ..gemini.fingerprint import parse_fingerprint
 from ..store import Ban, BanKind, Store
+from ..store.bans import MAX_REASON, ban_until, check_reason
 from .errors import Usage, fail
 from .output import ban_json, emit_json, moment, say, table
-from .store import add_store_arguments, find_account, run_with_store
+from .store import (
+    add_reason_argument,
+    add_store_arguments,
+    audit_reason,
+    find_account,
+    fingerprint_or_prefix,
+    record_change,
+    resolve_fingerprint,
+    run_with_store,
+)
 
 __all__ = ["parse_until", "register"]
 
 DEFAULT_REASON = "banned by the capsule's admin"
-_DURATION = re.compile(r"\A(?:\d+[wdhms])+\Z")
-_UNIT = re.compile(r"(\d+)([wdhms])")
-_SECONDS = {"w": 604800, "d": 86400, "h": 3600, "m": 60, "s": 1}
-MAX_DURATION = dt.timedelta(days=100 * 365)
-MAX_REASON = 200
 
 
 def parse_until(text: str, now: dt.datetime) -> dt.datetime:
-    """When a ban ends: a duration from ``now`` (``7d``, ``12h``, ``1w2d``) or an ISO time.
-
-    An ISO date or time without an offset is UTC.  Raises :class:`ValueError`
-    with a message for anything else, or for a time not after ``now``.
-    """
-    value = text.strip().lower()
-    if _DURATION.match(value):
-        seconds = sum(int(amount) * _SECONDS[unit] for amount, unit in _UNIT.findall(value))
-        if seconds <= 0:
-            raise ValueError(f"--until {text!r}: a duration must be longer than zero")
-        if seconds > MAX_DURATION.total_seconds():
-            raise ValueError(f"--until {text!r}: too long; omit --until for a permanent ban")
-        return now + dt.timedelta(seconds=seconds)
+    """When a ban ends, in UTC: :func:`~hospes.store.bans.ban_until`, its errors naming --until."""
     try:
-        moment_ = dt.datetime.fromisoformat(text.strip())
-    except ValueError:
-        raise ValueError(
-            f"--until {text!r}: expected a duration (7d, 12h, 30m, 1w2d) "
-            "or an ISO date/time (2025-06-01, 2025-06-01T18:00, with an optional offset)"
-        ) from None
-    if moment_.tzinfo is None:
-        moment_ = moment_.replace(tzinfo=dt.UTC)
-    if moment_ <= now:
-        raise ValueError(f"--until {text!r}: that is not in the future")
-    return moment_
+        return ban_until(text, now)
+    except ValueError as exc:
+        raise ValueError(f"--until {exc}") from None
 
 
 def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -67,14 +50,21 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
         "'hospes fingerprint CERT.pem' prints both fingerprints of a certificate.",
     )
     _target_arguments(ban)
-    ban.add_argument("--reason", default=DEFAULT_REASON, help="shown to the banned client")
     ban.add_argument(
-        "--until", help="when the ban ends: a duration (7d, 12h, 30m) or an ISO date/time (UTC)"
+        "--reason",
+        default=DEFAULT_REASON,
+        help="shown to the banned client, and kept in the audit log",
+    )
+    ban.add_argument(
+        "--until",
+        help="when the ban ends: a duration (7d, 12h, 30m) or an ISO date/time (UTC unless "
+        "it has an offset), at most 100 years ahead",
     )
     add_store_arguments(ban)
     ban.set_defaults(run=run_ban)
     unban = commands.add_parser("unban", help="lift the bans on a certificate, key or account")
     _target_arguments(unban)
+    add_reason_argument(unban)
     add_store_arguments(unban)
     unban.set_defaults(run=run_unban)
     bans = commands.add_parser("bans", help="list every ban, expired ones included")
@@ -84,7 +74,10 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
 
 def _target_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
-        "fingerprint", nargs="?", help="a certificate (or with --key, key) fingerprint"
+        "fingerprint",
+        nargs="?",
+        help="a certificate (or with --key, key) fingerprint, or the first 12 or more hex "
+        "digits of one the store knows",
     )
     parser.add_argument(
         "--key", action="store_true", help="FINGERPRINT is a key's: covers every renewal"
@@ -100,22 +93,22 @@ def _fingerprint_target(args: argparse.Namespace) -> tuple[BanKind, str] | None:
         if args.key:
             raise Usage("--key applies to a fingerprint, not to --account")
         return None
-    try:
-        value = parse_fingerprint(args.fingerprint)
-    except ValueError as exc:
-        raise Usage(str(exc)) from None
+    value = fingerprint_or_prefix(args.fingerprint)
     return (BanKind.KEY if args.key else BanKind.CERTIFICATE), value
 
 
 async def _target(
     store: Store, args: argparse.Namespace, checked: tuple[BanKind, str] | None
-) -> tuple[BanKind, str, str]:
-    """(kind, stored value, description) of the ban target."""
+) -> tuple[BanKind, str, str, str]:
+    """(kind, stored value, description, as the audit log records it) of the ban target."""
     if checked is None:
         account = await find_account(store, args.account)
-        return BanKind.ACCOUNT, str(account.id), f"account {account.name}"
-    kind, value = checked
-    return kind, value, f"{kind.value} {value}"
+        what = f"account {account.name}"
+        return BanKind.ACCOUNT, str(account.id), what, f"{what} (id {account.id})"
+    kind, typed = checked
+    value = await resolve_fingerprint(store, typed)
+    what = f"{kind.value} {value}"
+    return kind, value, what, what
 
 
 def run_ban(args: argparse.Namespace) -> int:
@@ -124,16 +117,21 @@ def run_ban(args: argparse.Namespace) -> int:
         until = None if args.until is None else parse_until(args.until, now)
     except ValueError as exc:
         raise Usage(str(exc)) from None
-    reason = " ".join(args.reason.split())
-    if not reason:
-        raise Usage("--reason must not be empty")
-    if len(reason) > MAX_REASON or printable(reason, MAX_REASON) != reason:
-        raise Usage(f"--reason: at most {MAX_REASON} printable characters (it goes in a 61 line)")
+    try:
+        reason = check_reason(args.reason)
+    except ValueError:
+        if not args.reason.strip():
+            raise Usage("--reason must not be empty") from None
+        raise Usage(
+            f"--reason: at most {MAX_REASON} printable characters (it goes in a 61 line)"
+        ) from None
     checked = _fingerprint_target(args)
 
     async def action(store: Store) -> int:
-        kind, value, what = await _target(store, args, checked)
+        kind, value, what, recorded = await _target(store, args, checked)
         ban = await store.ban(kind, value, reason, now, until)
+        ends = "for ever" if until is None else f"until {until:%Y-%m-%d %H:%M:%S} UTC"
+        await record_change(store, "ban", f"{recorded} {ends}", reason)
         if args.json:
             emit_json(ban_json(ban))
             return 0
@@ -145,10 +143,13 @@ def run_ban(args: argparse.Namespace) -> int:
 
 def run_unban(args: argparse.Namespace) -> int:
     checked = _fingerprint_target(args)
+    reason = audit_reason(args)
 
     async def action(store: Store) -> int:
-        kind, value, what = await _target(store, args, checked)
+        kind, value, what, recorded = await _target(store, args, checked)
         count = await store.unban(kind, value)
+        if count:
+            await record_change(store, "unban", recorded, reason)
         if args.json:
             emit_json({"kind": kind.value, "value": value, "lifted": count})
             return 0 if count else 1

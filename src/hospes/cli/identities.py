@@ -27,9 +27,10 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
         description="Your client certificates.  An identity is sent only to URLs inside "
         "its scopes (host, port and path prefix), or to one URL named with "
         "hospes get --identity NAME URL.",
+        parents=[data_dir_option()],
     )
     actions = parser.add_subparsers(dest="action", metavar="ACTION", required=True)
-    common = [data_dir_option()]
+    common = [data_dir_option(inner=True)]
 
     new = actions.add_parser("new", help="create an identity", parents=common)
     new.add_argument("name", metavar="NAME")

@@ -24,9 +24,10 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
         "known-hosts",
         help="list, trust or forget pinned server keys",
         description="The server keys pinned on first use (TOFU), by host and port.",
+        parents=[data_dir_option()],
     )
     actions = parser.add_subparsers(dest="action", metavar="ACTION", required=True)
-    common = [data_dir_option()]
+    common = [data_dir_option(inner=True)]
 
     listing = actions.add_parser("list", help="show every pinned key", parents=common)
     listing.add_argument("--json", action="store_true", help="machine-readable output")

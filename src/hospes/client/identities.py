@@ -8,11 +8,12 @@ Layout of ``<data dir>/identities/``::
 
     NAME.crt.N    an earlier certificate of the same key, kept by ``renew`` until pruned
 
-An identity is sent only to a URL inside one of its scopes: same host, same
-port, and a path under the scope's path, on whole segments (``/app`` covers
-``/app/x`` but not ``/apple``).  Paths are compared as a server routes them,
-and since servers do not all route alike, a URL is inside a scope only if it
-is inside under both common ways (see :func:`route`).  The most specific
+An identity is sent only to a URL inside one of its scopes: same scheme
+(``gemini://``, or ``titan://`` for uploads only), same host, same port, and
+a path under the scope's path, on whole segments (``/app`` covers ``/app/x``
+but not ``/apple``).  Paths are compared as a server routes them, and since
+servers do not all route alike, a URL is inside a scope only if it is inside
+under both common ways (see :func:`route`).  The most specific
 scope wins; no two identities may have the same scope.  With no scope an
 identity is sent nowhere unless named for one request.
 """
@@ -142,15 +143,20 @@ class Scope:
     port: int
     path: str
     """Canonical, percent-encoded, always starting with ``/``."""
+    scheme: str = "gemini"
+    """``gemini``, or ``titan`` for a scope of uploads only (``hospes put``)."""
 
     @classmethod
     def parse(cls, text: str) -> Scope:
-        """Parse a ``gemini://host[:port][/path]`` prefix; raises :class:`IdentityError`."""
+        """Parse a ``gemini://`` (or ``titan://``) ``host[:port][/path]`` prefix.
+
+        Raises :class:`IdentityError`.
+        """
         try:
             url = parse_url(text.strip())
         except URLError as exc:
             raise IdentityError(f"invalid scope {text!r}: {exc}") from None
-        if url.scheme != "gemini" or not url.host:
+        if url.scheme not in ("gemini", "titan") or not url.host:
             raise IdentityError(f"invalid scope {text!r}: expected gemini://HOST[:PORT][/PATH]")
         if url.query is not None or url.fragment is not None or url.userinfo is not None:
             raise IdentityError(f"invalid scope {text!r}: a scope has no query or fragment")
@@ -166,7 +172,8 @@ class Scope:
         if segments is None:
             return None
         path = "/" + "/".join(quote(segment, safe=_SEGMENT_SAFE) for segment in segments)
-        return cls(url.host, url.effective_port, path)
+        scheme = "titan" if url.scheme == "titan" else "gemini"
+        return cls(url.host, url.effective_port, path, scheme)
 
     @property
     def segments(self) -> tuple[str, ...]:
@@ -174,9 +181,9 @@ class Scope:
         return _key(route(self.path, merge_slashes=False) or ())
 
     @property
-    def place(self) -> tuple[str, int, tuple[str, ...]]:
+    def place(self) -> tuple[str, str, int, tuple[str, ...]]:
         """What the scope covers: two scopes with the same place are the same scope."""
-        return self.host, self.port, self.segments
+        return self.scheme, self.host, self.port, self.segments
 
     def contains(self, url: URL) -> bool:
         """Whether ``url`` is inside this scope: host, port, and path on segment boundaries.
@@ -185,7 +192,7 @@ class Scope:
         that ``/~mallory//../~alice/`` (``/~mallory/~alice/`` to one server,
         ``/~alice/`` to the other) is in neither user's scope.
         """
-        if url.scheme != "gemini" or url.host != self.host or url.effective_port != self.port:
+        if url.scheme != self.scheme or url.host != self.host or url.effective_port != self.port:
             return False
         for merge in (False, True):
             prefix = _key(route(self.path, merge_slashes=merge) or ())
@@ -197,7 +204,7 @@ class Scope:
     def __str__(self) -> str:
         host = f"[{self.host}]" if ":" in self.host else self.host
         port = "" if self.port == 1965 else f":{self.port}"
-        return f"gemini://{host}{port}{self.path}"
+        return f"{self.scheme}://{host}{port}{self.path}"
 
 
 @dataclass(frozen=True, slots=True)

@@ -636,7 +636,12 @@ def reference(root: Table[Any]) -> list[Entry]:
 def _hint(name: str, table: Table[Any], root: Table[Any]) -> str:
     """`` (did you mean …?)`` for an unknown key: first a table where it exists, then a spelling."""
     others = [found for found in sections(root) if found.table is not table]
-    homes = [found for found in others if name in found.table.keys]
+    homes: list[Section] = []
+    # A table written in several places ([[cgi]], [[hosts."NAME".cgi]]) is named once, where
+    # it is least nested.
+    for found in sorted(others, key=lambda section: section.header.count(".")):
+        if name in found.table.keys and all(home.table is not found.table for home in homes):
+            homes.append(found)
     if homes:
         return f" (did you mean {' or '.join(_in(found, name) for found in homes)}?)"
     close = did_you_mean(name, list(table.keys))

@@ -10,11 +10,21 @@ from __future__ import annotations
 import hashlib
 import re
 
-__all__ = ["PREFIX", "fingerprint", "parse_fingerprint", "short_fingerprint"]
+__all__ = [
+    "MIN_PREFIX",
+    "PREFIX",
+    "fingerprint",
+    "parse_fingerprint",
+    "parse_fingerprint_prefix",
+    "short_fingerprint",
+]
 
 PREFIX = "SHA256:"
 _HEX64 = re.compile(r"\A[0-9a-f]{64}\Z")
 _ALGORITHM = re.compile(r"\A(?:sha-?256)[:$]", re.IGNORECASE)
+_TYPED_PREFIX = re.compile(r"\A(?:sha-?256[:$])?([0-9a-f][0-9a-f:]*)\Z", re.IGNORECASE)
+MIN_PREFIX = 12
+"""Hex digits a typed fingerprint prefix needs (what the access log shows by default)."""
 
 
 def fingerprint(data: bytes) -> str:
@@ -38,6 +48,26 @@ def parse_fingerprint(text: str) -> str:
             f"not a SHA-256 fingerprint: {text!r} (expected SHA256: and 64 hex digits)"
         )
     return PREFIX + value
+
+
+def parse_fingerprint_prefix(text: str, min_digits: int = MIN_PREFIX) -> str:
+    """A typed fingerprint made canonical, or a prefix: ``SHA256:`` and ``min_digits`` to 63 hex.
+
+    A prefix is written in any notation a whole fingerprint may be (upper case,
+    colons, ``sha256$``).  Raises :class:`ValueError` for anything else.
+    """
+    try:
+        return parse_fingerprint(text)
+    except ValueError:
+        pass
+    match = _TYPED_PREFIX.match(text.strip())
+    digits = "" if match is None else match[1].replace(":", "").lower()
+    if min_digits <= len(digits) < 64:
+        return PREFIX + digits
+    raise ValueError(
+        f"not a SHA-256 fingerprint: {text!r} (expected SHA256: and 64 hex digits, "
+        f"or the first {min_digits} or more)"
+    )
 
 
 def short_fingerprint(value: str, digits: int = 12) -> str:

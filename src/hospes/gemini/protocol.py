@@ -12,9 +12,11 @@ from __future__ import annotations
 
 import re
 from collections.abc import Collection
+from dataclasses import dataclass
 from enum import IntEnum
 
-from .url import URL, URLError, parse_url, percent_decode
+from .escape import printable
+from .url import URL, URLError, climbs_above_root, parse_url, percent_decode
 
 __all__ = [
     "MAX_META_BYTES",
@@ -24,18 +26,22 @@ __all__ = [
     "RequestReader",
     "ResponseHeaderError",
     "Status",
+    "TitanRequest",
     "check_header",
     "check_target",
     "decode_path",
     "format_header",
     "parse_header",
     "parse_request",
+    "parse_titan",
 ]
 
 MAX_URL_BYTES = 1024
 MAX_META_BYTES = 1024
 _CRLF = b"\r\n"
 _BOM = b"\xef\xbb\xbf"
+_SCHEMES = frozenset({"gemini"})
+_SCHEMES_WITH_TITAN = frozenset({"gemini", "titan"})
 
 
 class Status(IntEnum):
@@ -140,13 +146,17 @@ class RequestReader:
     :meth:`feed` returns the line (without CRLF) once it is complete and
     ``None`` while more bytes are needed; it raises :class:`GeminiError` (59)
     as soon as the line can no longer be valid, so a server never buffers more
-    than 1026 bytes of a request.  Bytes after the CRLF are ignored.
+    than 1026 bytes of a request.  Bytes that came after the CRLF in the same
+    read are kept in :attr:`rest`: the start of a Titan upload's body, ignored
+    by a Gemini request.
     """
 
-    __slots__ = ("_buffer",)
+    __slots__ = ("_buffer", "rest")
 
     def __init__(self) -> None:
         self._buffer = b""
+        self.rest = b""
+        """Bytes received after the CRLF (the start of an upload's body)."""
 
     def feed(self, data: bytes) -> bytes | None:
         """Add received bytes; the complete line once it arrived, else None."""
@@ -162,6 +172,7 @@ class RequestReader:
         if end == 0 or buffer[end - 1] != 13:
             raise _bad_request("request line must end with CRLF")
         self._buffer = b""
+        self.rest = buffer[end + 1 :]
         return buffer[: end - 1]
 
     @property
@@ -170,11 +181,13 @@ class RequestReader:
         return len(self._buffer)
 
 
-def parse_request(line: bytes) -> URL:
+def parse_request(line: bytes, *, titan: bool = False) -> URL:
     """Validate a request line (without CRLF) and return its URL.
 
     Raises :class:`GeminiError` with 59 for anything that is not an absolute
-    URL a Gemini server may answer, and 53 for a URL of another scheme.
+    URL a Gemini server may answer, and 53 for a URL of another scheme
+    (``titan:`` is one unless ``titan`` is true: then :func:`parse_titan`
+    reads its parameters).
     """
     if not line:
         raise _bad_request("empty request")
@@ -190,7 +203,7 @@ def parse_request(line: bytes) -> URL:
         url = parse_url(text)
     except URLError as exc:
         raise _bad_request(str(exc)) from None
-    if url.scheme != "gemini":
+    if url.scheme not in (_SCHEMES_WITH_TITAN if titan else _SCHEMES):
         raise GeminiError(Status.PROXY_REQUEST_REFUSED, f"this server does not proxy {url.scheme}:")
     if not url.host:
         raise _bad_request("URL has no host")
@@ -201,11 +214,81 @@ def parse_request(line: bytes) -> URL:
     return url
 
 
-def check_target(url: URL, hostnames: Collection[str], ports: Collection[int]) -> None:
+TITAN_DEFAULT_MIME = "text/gemini"
+_SIZE = re.compile(r"\A[0-9]{1,18}\Z")
+_TITAN_KEYS = frozenset({"size", "mime", "token"})
+
+
+@dataclass(frozen=True, slots=True)
+class TitanRequest:
+    """A Titan upload's request line: where to, how many bytes, what type, which token.
+
+    ``url`` is the ``titan:`` URL without its parameters (``;size=…`` removed
+    from the path; a query, if any, kept).  The body of ``size`` bytes follows
+    the request line on the same connection.
+    """
+
+    url: URL
+    size: int
+    mime: str = TITAN_DEFAULT_MIME
+    token: str | None = None
+
+
+def parse_titan(url: URL) -> TitanRequest:
+    """Read the parameters of a ``titan://host[:port]/path;size=N;mime=TYPE;token=T`` URL.
+
+    The parameters start at the first ``;`` of the path (a ``;`` in a file name
+    is written ``%3B``); values are percent-decoded.  ``size`` (decimal bytes)
+    is required, ``mime`` defaults to ``text/gemini`` and must be a MIME type,
+    ``token`` is optional; a parameter given twice, an empty or malformed one
+    is a 59; parameters this server does not know are ignored, as the Titan
+    specification lets servers do.
+    """
+    path, separator, parameters = url.path.partition(";")
+    if not separator:
+        raise _bad_request("a Titan upload needs a size: add ;size=BYTES to the path")
+    values: dict[str, str] = {}
+    for parameter in parameters.split(";"):
+        key, equals, raw = parameter.partition("=")
+        if not equals or not key:
+            raise _bad_request(f"malformed Titan parameter {_preview_text(parameter, 40)}")
+        key = key.lower()
+        if key not in _TITAN_KEYS:
+            continue
+        if key in values:
+            raise _bad_request(f"Titan parameter {key!r} is given twice")
+        try:
+            values[key] = percent_decode(raw)
+        except URLError as exc:
+            raise _bad_request(f"Titan parameter {key!r}: {exc}") from None
+    size_text = values.get("size")
+    if size_text is None:
+        raise _bad_request("a Titan upload needs a size: add ;size=BYTES to the path")
+    if _SIZE.match(size_text) is None:
+        raise _bad_request(f"Titan size must be a number of bytes, not {_preview_text(size_text)}")
+    mime = values.get("mime", TITAN_DEFAULT_MIME)
+    if _MIME.fullmatch(mime) is None:
+        raise _bad_request(f"Titan mime must be a MIME type, not {_preview_text(mime)}")
+    token = values.get("token")
+    if token is not None and _CONTROL.search(token) is not None:
+        raise _bad_request("Titan token contains a control character")
+    return TitanRequest(url.with_path(path or "/", url.query), int(size_text), mime, token)
+
+
+def check_target(
+    url: URL,
+    hostnames: Collection[str],
+    ports: Collection[int],
+    server_name: str | None = None,
+) -> None:
     """Refuse (53) a request for a host or port this server does not answer for.
 
     ``hostnames`` must already be normalised as :func:`hospes.gemini.url.parse_url`
-    normalises hosts (lower case, IDNA, no trailing dot).
+    normalises hosts (lower case, IDNA, no trailing dot), and so must
+    ``server_name``, the name the client asked for in the TLS handshake (SNI;
+    None when it sent none).  A request for another host than the one named in
+    the handshake is refused: the client was shown that host's certificate,
+    so the other host's content must not be served under it.
     """
     if url.host not in hostnames:
         raise GeminiError(Status.PROXY_REQUEST_REFUSED, f"this server does not serve {url.host}")
@@ -214,13 +297,21 @@ def check_target(url: URL, hostnames: Collection[str], ports: Collection[int]) -
             Status.PROXY_REQUEST_REFUSED,
             f"this server does not serve port {url.effective_port}",
         )
+    if server_name is not None and server_name != url.host:
+        raise GeminiError(
+            Status.PROXY_REQUEST_REFUSED,
+            f"this connection is for {printable(server_name, 255)} (TLS server name), "
+            f"not {url.host}",
+        )
 
 
 def decode_path(url: URL) -> str:
     """The decoded path of a request URL, exactly as the server routes it.
 
-    Raises :class:`GeminiError` (59) for invalid UTF-8 and for encoded NUL or
-    ``/`` (which would make the decoded path ambiguous).
+    Raises :class:`GeminiError` (59) for invalid UTF-8, for encoded NUL or
+    ``/`` (which would make the decoded path ambiguous), and for dot segments
+    that climb above the root (``/../../etc``: see
+    :func:`~hospes.gemini.url.climbs_above_root`).
     """
     raw = url.path
     if "%" in raw:
@@ -230,9 +321,12 @@ def decode_path(url: URL) -> str:
         if "%2f" in lowered:
             raise _bad_request("encoded '/' in the path")
     try:
-        return percent_decode(raw) or "/"
+        path = percent_decode(raw) or "/"
     except URLError as exc:
         raise _bad_request(str(exc)) from None
+    if ".." in path and climbs_above_root(path):
+        raise _bad_request("the path's '..' segments climb above the root")
+    return path
 
 
 def format_header(status: int, meta: str) -> bytes:

@@ -19,6 +19,7 @@ __all__ = [
     "DEFAULT_PORT",
     "URL",
     "URLError",
+    "climbs_above_root",
     "domain_name",
     "normalize_host",
     "normalize_path",
@@ -339,6 +340,25 @@ def normalize_path(path: str) -> str:
         path = path.replace("//", "/")
     resolved = _remove_dot_segments(path)
     return resolved if resolved.startswith("/") else "/" + resolved
+
+
+def climbs_above_root(path: str) -> bool:
+    """Whether the dot segments of an absolute path climb above ``/`` (``/a/../../b``).
+
+    Repeated slashes count as one, as :func:`normalize_path` merges them.
+    :func:`normalize_path` clamps such a path at the root, which a client that
+    resolves its links by RFC 3986 never needs: only a broken or hostile one
+    sends it, so a server refuses it rather than guess what was meant.
+    """
+    depth = 0
+    for segment in path.split("/"):
+        if segment == "..":
+            if depth == 0:
+                return True
+            depth -= 1
+        elif segment and segment != ".":
+            depth += 1
+    return False
 
 
 def quote_path(path: str) -> str:

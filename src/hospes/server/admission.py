@@ -114,6 +114,16 @@ class Admission:
             return FULL
         return key
 
+    def admit_proxy(self, open_connections: int) -> Refusal | None:
+        """Whether a trusted proxy's new connection fits (None), or why not.
+
+        Only the global cap applies: the proxy speaks for many clients, and
+        each of them is admitted by :meth:`admit` once its PROXY header says who.
+        """
+        if open_connections >= self.rules.max_connections and not self._evict():
+            return FULL
+        return None
+
     def _evict(self) -> bool:
         """Drop the oldest connection still without a request line, if it waited long enough."""
         for oldest in self._waiting:

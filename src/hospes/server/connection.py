@@ -8,7 +8,9 @@ as a task (handlers may be coroutines).
 
 A connection has one deadline, moved by phase: the handshake and the request
 line are timed from accept (a trickle of bytes does not extend them), the
-handler has its own timeout, and writes get a budget proportional to the
+handler has its own timeout, a Titan upload's body gets a budget proportional
+to its size (read only when a handler asks for it, see
+:meth:`Connection.upload_body`), and writes get a budget proportional to the
 response's size with a floor.  The connection only sets its deadline; its
 server checks every connection's deadline in a periodic sweep.
 
@@ -28,16 +30,17 @@ from typing import Protocol
 from OpenSSL import SSL
 
 from ..app.dispatch import Dispatcher, Outcome
-from ..app.response import Response
-from ..gemini.escape import printable
+from ..app.response import BodyAborted, Response
+from ..app.upload import UploadIncomplete
 from ..gemini.fingerprint import fingerprint
 from ..gemini.protocol import GeminiError, RequestReader
 from ..policy.clock import Clock
 from ..policy.limits import Limits
 from .accesslog import AccessLog
 from .admission import AddressKey
+from .refusals import RecentRefusals
 from .stats import Stats
-from .tls import ServerContexts, peer_certificate_der
+from .tls import ServerContexts, peer_certificate_der, server_name
 
 __all__ = ["Connection", "Owner", "Setup"]
 
@@ -58,11 +61,12 @@ class Setup:
 class Owner(Protocol):
     """What a connection needs of the server that accepted it.
 
-    A clock, counters, an access log, and three things to be told.
+    A clock, counters, the last refusals, an access log, and three things to be told.
     """
 
     clock: Clock
     stats: Stats
+    refusals: RecentRefusals
     access_log: AccessLog
 
     def request_received(self, connection: Connection) -> None:
@@ -197,13 +201,28 @@ class Connection:
             else:
                 assert line is not None
                 outcome = await dispatcher.respond(
-                    line, certificate, self.address, self.port, address_key=self.key
+                    line,
+                    certificate,
+                    self.address,
+                    self.port,
+                    address_key=self.key,
+                    server_name=server_name(self.tls),
+                    channel=self,
                 )
             if outcome.slowed:
                 owner.slowed_down(self, outcome.slowed)
             response = outcome.response
             header = response.header()  # valid by construction: Response checks itself
             status = response.status
+            if status == 44 or 60 <= status <= 69:  # refused: kept for the admin's overview
+                owner.refusals.add(
+                    self.address,
+                    self.key,
+                    limits.ipv6_prefix,
+                    outcome.fingerprint,
+                    status,
+                    response.meta,
+                )
             self.write_budget = limits.write_timeout
             size = await self._send_response(header, response, limits)
             owner.stats.responses[response.status] += 1
@@ -215,6 +234,10 @@ class Connection:
         except (SSL.Error, OSError):
             status = f"{status}+reset" if status != "-" else "reset"
             owner.stats.dropped["reset_during_response"] += 1
+        except BodyAborted as exc:
+            log.warning("response to %s cut short: %s", self.address, exc)
+            status = f"{status}+aborted"
+            owner.stats.dropped["body_aborted"] += 1
         except Exception:
             log.exception("error while answering %s", self.address)
             status = "error"
@@ -225,7 +248,7 @@ class Connection:
             else:
                 # Cancelled (or failed) before the dispatcher answered: log what was asked.
                 who = None if certificate is None else fingerprint(certificate)
-                target = "-" if line is None else printable(line.decode("utf-8", "replace"), 1024)
+                target = "-" if line is None else line.decode("utf-8", "replace")
             owner.access_log.record(
                 remote=f"{self.address}:{self.port}",
                 fingerprint=who,
@@ -235,6 +258,24 @@ class Connection:
                 seconds=clock() - start,
             )
             self._close()
+
+    # -- what the connection lends a request (hospes.app.upload.Channel) ---------------------
+
+    def tls_version(self) -> str:
+        """The negotiated protocol version (``TLSv1.3``)."""
+        return self.tls.get_protocol_version_name()
+
+    def tls_cipher(self) -> tuple[str, int]:
+        """The negotiated cipher suite and its secret bits."""
+        return self.tls.get_cipher_name() or "", self.tls.get_cipher_bits() or 0
+
+    def upload_body(self, size: int, timeout: float) -> _UploadBody:
+        """The ``size`` bytes after the request line, read under their own deadline.
+
+        Nothing is read before the handler asks; the bytes that arrived with
+        the request line come first.
+        """
+        return _UploadBody(self, size, timeout)
 
     async def _send_response(self, header: bytes, response: Response, limits: Limits) -> int:
         """Send the header and, for 2x, the body; returns the body size sent."""
@@ -333,6 +374,74 @@ class Connection:
         self.sock.close()
         self.fd = -1
         self.owner.closed(self)
+
+
+class _UploadBody:
+    """An upload's body, read from the TLS connection (see :class:`hospes.app.upload.UploadStream`).
+
+    From its first read, the connection is in the ``upload`` phase: the whole
+    body must arrive within ``timeout`` seconds plus one second per
+    ``write_rate`` bytes (the rate a client must also read responses at), or
+    the server's sweep drops the connection, which cancels the handler.  Once
+    the body is complete, the handler's own deadline applies again.
+    """
+
+    __slots__ = ("_connection", "_remaining", "_started", "_timeout", "size")
+
+    def __init__(self, connection: Connection, size: int, timeout: float) -> None:
+        self._connection = connection
+        self.size = size
+        self._remaining = size
+        self._timeout = timeout
+        self._started = False
+
+    def _start(self) -> None:
+        connection = self._connection
+        limits = connection.setup.limits
+        connection.phase = "upload"
+        connection.deadline = (
+            connection.owner.clock() + self._timeout + self.size / limits.write_rate
+        )
+        self._started = True
+
+    async def read(self, limit: int) -> bytes:
+        """Up to ``limit`` bytes of the body; ``b""`` once it is complete."""
+        if self._remaining <= 0:
+            return b""
+        if not self._started:
+            self._start()
+        connection = self._connection
+        reader = connection.reader
+        want = min(limit, self._remaining)
+        if reader.rest:
+            data, reader.rest = reader.rest[:want], reader.rest[want:]
+        else:
+            data = await self._receive(want)
+        self._remaining -= len(data)
+        if self._remaining == 0:
+            connection.phase = "response"
+            connection.deadline = (
+                connection.owner.clock() + connection.setup.limits.response_timeout
+            )
+        return data
+
+    async def _receive(self, want: int) -> bytes:
+        connection = self._connection
+        received = self.size - self._remaining
+        while True:
+            try:
+                data = connection.tls.recv(want)
+            except SSL.WantReadError:
+                await connection._wait(writable=False)
+                continue
+            except SSL.WantWriteError:
+                await connection._wait(writable=True)
+                continue
+            except (SSL.ZeroReturnError, SSL.Error, OSError):
+                raise UploadIncomplete(received, self.size) from None
+            if not data:
+                raise UploadIncomplete(received, self.size)
+            return data
 
 
 def _wake(waiter: asyncio.Future[None]) -> None:

@@ -3,18 +3,42 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import logging
 import resource
 import socket
 from collections.abc import Iterable
 
-__all__ = ["bind", "bind_all", "connection_ceiling", "raise_open_file_limit"]
+__all__ = ["ListenError", "bind", "bind_all", "connection_ceiling", "raise_open_file_limit"]
 
 log = logging.getLogger("hospes.server")
 
 _FD_RESERVE = 64
 """File descriptors kept for listeners, the store, logs and files being served (at most a
 quarter of the limit)."""
+
+
+class ListenError(OSError):
+    """An address that cannot be listened on: the message names it and says what to do."""
+
+    def __str__(self) -> str:
+        return self.strerror or super().__str__()
+
+
+def _cannot_bind(host: str, port: int, error: OSError) -> ListenError:
+    where = f"{host} port {port}"
+    if error.errno == errno.EADDRINUSE:
+        reason = f"{where} is already in use (by another server?): stop it, or choose another port"
+    elif error.errno == errno.EADDRNOTAVAIL:
+        reason = f"{where}: {host} is not an address of this machine"
+    elif error.errno == errno.EACCES:
+        reason = (
+            f"{where}: permission denied (ports below 1024 need privileges: "
+            "use 1965, or give the service CAP_NET_BIND_SERVICE)"
+        )
+    else:
+        reason = f"cannot listen on {where}: {error.strerror}"
+    return ListenError(error.errno, reason)
 
 
 def bind(
@@ -24,10 +48,18 @@ def bind(
 
     ``port`` 0 is the free port the first address gets, for all of them.
     ``listen=False`` leaves them bound only: nobody can connect yet, and
-    nobody else can take the port.
+    nobody else can take the port.  Raises :class:`ListenError` naming the
+    address and port when that fails.
     """
     sockets: list[socket.socket] = []
-    infos = socket.getaddrinfo(host or None, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    try:
+        infos = socket.getaddrinfo(
+            host or None, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+        )
+    except socket.gaierror as exc:
+        raise ListenError(
+            exc.errno, f"the address to listen on {host!r} does not resolve: {exc.strerror}"
+        ) from None
     seen = set()
     for family, kind, proto, _, found in infos:
         if (family, found) in seen:
@@ -47,11 +79,11 @@ def bind(
             listener.bind(address)
             if listen:
                 listener.listen(backlog)
-        except OSError:
+        except OSError as exc:
             listener.close()
             for opened in sockets:
                 opened.close()
-            raise
+            raise _cannot_bind(str(address[0]), port or int(address[1]), exc) from None
         sockets.append(listener)
     return sockets
 

@@ -2,7 +2,10 @@
 
 It is the first line of defence: every accepted connection goes through
 :class:`~hospes.server.admission.Admission` before any TLS work, and a refused
-one is closed with a reset.  Admitted connections
+one is closed with a reset.  Behind a load balancer (``proxies``), only the
+proxies may connect, each connection starts with a PROXY header
+(:class:`~hospes.server.proxied.AwaitingHeader`), and admission decides by
+the client's address the header gives.  Admitted connections
 (:class:`~hospes.server.connection.Connection`) run by themselves and report
 back through the small :class:`~hospes.server.connection.Owner` interface this
 class implements.
@@ -13,7 +16,8 @@ was a measurable part of each request's cost, and a timeout may well fire a
 quarter of a second late.  Time comes from the clock the server is given
 (:func:`time.monotonic` by default); with a
 :class:`~hospes.policy.clock.ManualClock`, a test advances the clock and calls
-:meth:`Server.sweep` itself.  Whatever happens is counted in :class:`Stats`.
+:meth:`Server.sweep` itself.  Whatever happens is counted in :class:`Stats`, and the
+last refused requests (6x, 44) are kept in :class:`~hospes.server.refusals.RecentRefusals`.
 :meth:`Server.reconfigure` swaps in new TLS contexts, dispatcher and limits for
 new connections while open ones finish on theirs.
 """
@@ -27,10 +31,10 @@ import logging
 import socket
 import struct
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 from ..app.dispatch import Dispatcher
-from ..policy.addresses import AddressSet, format_group
+from ..policy.addresses import AddressError, AddressSet, format_group, parse_address
 from ..policy.clock import Clock
 from ..policy.limits import Limits
 from ..policy.ratelimit import Blocks
@@ -38,6 +42,9 @@ from .accesslog import AccessLog
 from .admission import Admission, AdmissionRules, Refusal
 from .connection import Connection, Setup
 from .listen import bind_all, connection_ceiling
+from .proxied import AwaitingHeader
+from .proxy import ProxyHeader
+from .refusals import RecentRefusals
 from .stats import Stats
 from .tls import ServerContexts
 
@@ -72,21 +79,31 @@ class Server:
         limits: Limits | None = None,
         access_log: AccessLog | None = None,
         deny: AddressSet | None = None,
+        proxies: AddressSet | None = None,
         clock: Clock = time.monotonic,
     ) -> None:
-        """Raises :class:`~hospes.policy.addresses.AddressError` for a malformed trusted network."""
+        """Raises :class:`~hospes.policy.addresses.AddressError` for a malformed trusted network.
+
+        ``proxies``: the load balancers in front of this server; when not
+        empty, only they may connect, and every connection must start with a
+        PROXY header.
+        """
         limits = limits or Limits()
         self.clock = clock
         """Where every deadline, block and eviction age of this server reads the time."""
         self.access_log = access_log or AccessLog()
         self.stats = Stats()
+        self.refusals = RecentRefusals()
+        """The last requests answered 6x or 44 (the admin capsule's overview)."""
         self.blocks = Blocks(
             limits.block_after, limits.block_first, limits.block_longest, clock=clock
         )
         self.admission = Admission(_rules(limits, deny or AddressSet()), self.blocks, clock)
         self._setup = Setup(dispatcher, contexts, limits)
+        self.proxies = proxies or AddressSet()
+        """The proxies whose connections start with a PROXY header (empty: direct clients)."""
         self.sockets: list[socket.socket] = []
-        self._connections: set[Connection] = set()
+        self._connections: set[Connection | AwaitingHeader] = set()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._closing = False
         self._sweeper: asyncio.TimerHandle | None = None
@@ -119,6 +136,7 @@ class Server:
         contexts: ServerContexts | None = None,
         limits: Limits | None = None,
         deny: AddressSet | None = None,
+        proxies: AddressSet | None = None,
     ) -> None:
         """Serve new connections with what is given; open connections finish on what they had.
 
@@ -132,6 +150,13 @@ class Server:
         self._setup = Setup(dispatcher or old.dispatcher, contexts or old.contexts, limits)
         self.admission.rules = rules
         self.blocks.configure(limits.block_after, limits.block_first, limits.block_longest)
+        if proxies is not None and bool(proxies) != bool(self.proxies):
+            self.proxies = proxies
+            for listener in self.sockets:  # a direct server goes behind a proxy, or back
+                if self._loop is not None and listener.fileno() >= 0:
+                    self._loop.add_reader(listener.fileno(), self._acceptor(), listener)
+        elif proxies is not None:
+            self.proxies = proxies
 
     # -- listening ----------------------------------------------------------------------
 
@@ -156,7 +181,7 @@ class Server:
         for listener in listeners:
             listener.listen(backlog)
             listener.setblocking(False)
-            self._loop.add_reader(listener.fileno(), self._accept, listener)
+            self._loop.add_reader(listener.fileno(), self._acceptor(), listener)
             self.sockets.append(listener)
         if self._sweeper is None:
             self._sweeper = self._loop.call_later(_SWEEP_INTERVAL, self._sweep_periodically)
@@ -196,6 +221,83 @@ class Server:
             connections.add(connection)
             self.admission.opened(connection, key)
             connection.start()
+
+    def _acceptor(self) -> Callable[[socket.socket], None]:
+        """The accept callback: a separate one behind a proxy, so the direct one stays lean."""
+        return self._accept_proxied if self.proxies else self._accept
+
+    def _accept_proxied(self, listener: socket.socket) -> None:
+        """Accept the proxies' connections (and refuse anyone else's), awaiting their headers."""
+        loop = self._loop
+        assert loop is not None
+        setup = self._setup
+        proxies = self.proxies
+        connections = self._connections
+        for _ in range(_ACCEPT_BATCH):
+            try:
+                sock, peer = listener.accept()
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as exc:
+                self._accept_failed(listener, exc)
+                return
+            address = peer[0]
+            try:
+                value: int | None = parse_address(address)
+            except AddressError:
+                value = None
+            if value not in proxies:
+                self._refuse(sock, "not_a_proxy")
+                continue
+            full = self.admission.admit_proxy(len(connections))
+            if full is not None:
+                self._refuse(sock, full.reason)
+                continue
+            self.stats.accepted += 1
+            try:
+                sock.setblocking(False)
+                waiting = AwaitingHeader(self, setup, loop, sock, address, peer[1])
+            except Exception:
+                log.exception("cannot set up a connection from the proxy %s", address)
+                sock.close()
+                continue
+            connections.add(waiting)
+            self.admission.opened(waiting, None)
+            waiting.start()
+
+    def proxied(self, waiting: AwaitingHeader, header: ProxyHeader) -> None:
+        """A proxy's header is read: admit its client by address, then start TLS with it.
+
+        A ``LOCAL`` header (a health check) is counted and closed.  The TLS
+        handshake keeps the deadline counted from the proxy's connect.
+        """
+        if header.local:
+            self.stats.health_checks += 1
+            waiting.close()
+            return
+        address, port = header.source or (waiting.address, waiting.port)
+        sock = waiting.sock
+        self._connections.discard(waiting)
+        self.admission.closed(waiting, None)
+        waiting.fd = -1  # handed over: the Connection owns the socket now
+        key = self.admission.admit(address, len(self._connections))
+        if isinstance(key, Refusal):
+            self._refuse(sock, key.reason)
+            self._maybe_drained()
+            return
+        loop = self._loop
+        assert loop is not None
+        try:
+            connection = Connection(self, waiting.setup, loop, sock, address, port, key)
+        except Exception:
+            log.exception("cannot set up a connection from %s", address)
+            sock.close()
+            self._maybe_drained()
+            return
+        connection.accepted, connection.deadline = waiting.accepted, waiting.deadline
+        self._connections.add(connection)
+        self.admission.opened(connection, key)
+        connection.start()
 
     def _refuse(self, sock: socket.socket, reason: str) -> None:
         """Close a connection at once, with a reset so it costs no TIME_WAIT."""
@@ -257,10 +359,13 @@ class Server:
                 period,
             )
 
-    def closed(self, connection: Connection) -> None:
+    def closed(self, connection: Connection | AwaitingHeader) -> None:
         """``connection`` is closed: forget it."""
         self._connections.discard(connection)
         self.admission.closed(connection, connection.key)
+        self._maybe_drained()
+
+    def _maybe_drained(self) -> None:
         if self._closing and not self._connections:
             self._drained.set()
 

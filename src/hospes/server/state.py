@@ -1,10 +1,13 @@
 """The server's own certificates in its state directory, created on first run.
 
-Layout of a state directory::
+Layout of a state directory (created 0700: it holds private keys)::
 
     certs/<hostname>.crt   self-signed server certificate (created on first run)
     certs/<hostname>.key   its private key, mode 0600, never regenerated silently
-    hospes.sqlite3         the identity store (accounts, allow-lists, bans)
+    hospes.sqlite3         the identity store (accounts, allow-lists, bans), mode 0600
+
+An existing state directory keeps the mode it has (systemd's ``StateDirectory``
+creates it; ``StateDirectoryMode=0700`` in the unit file).
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ from ..selfsigned import (
 __all__ = [
     "CertificatePaths",
     "ensure_server_certificate",
+    "ensure_state_dir",
 ]
 
 SERVER_CERT_DAYS = 20 * 365
@@ -36,6 +40,21 @@ class CertificatePaths:
     cert: Path
     key: Path
     created: bool = False
+
+
+def ensure_state_dir(state_dir: Path) -> Path:
+    """Create ``state_dir`` (mode 0700, whatever the umask) if it does not exist; return it.
+
+    Missing parents are created as ``mkdir -p`` would; an existing directory is left as is.
+    """
+    if not state_dir.is_dir():
+        state_dir.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            state_dir.mkdir(mode=0o700)
+        except FileExistsError:
+            return state_dir  # another process made it first
+        state_dir.chmod(0o700)  # mkdir's mode is filtered by the umask
+    return state_dir
 
 
 def ensure_server_certificate(state_dir: Path, hostname: str) -> CertificatePaths:
@@ -58,7 +77,8 @@ def ensure_server_certificate(state_dir: Path, hostname: str) -> CertificatePath
             f"{cert_path} exists but its key {key_path} is missing; restore the key, "
             "or remove the certificate to create a new identity (clients will see a new key)"
         )
-    directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+    ensure_state_dir(state_dir)
+    directory.mkdir(exist_ok=True, mode=0o700)
     if not key_path.exists():
         with contextlib.suppress(FileExistsError):  # another process created it first
             write_private_key(key_path, generate_key("ecdsa"), exclusive=True)

@@ -29,7 +29,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from cryptography import x509
+from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import dsa, ec, ed448, ed25519, rsa
 from OpenSSL import SSL, crypto
 
 from ..gemini.fingerprint import fingerprint
@@ -44,6 +46,7 @@ __all__ = [
     "TLSError",
     "load_server_context",
     "peer_certificate_der",
+    "server_name",
 ]
 
 # TLS 1.2 suites: forward secret AEAD only.  "@SECLEVEL=0" does not weaken what
@@ -189,6 +192,7 @@ def load_server_context(cert_path: Path, key_path: Path) -> HostCertificate:
 
 
 def _context(cert_path: Path, key_path: Path) -> SSL.Context:
+    """A server context with hospes' TLS settings for this certificate and key."""
     context = SSL.Context(SSL.TLS_SERVER_METHOD)
     context.set_min_proto_version(SSL.TLS1_2_VERSION)
     context.set_max_proto_version(SSL.TLS1_3_VERSION)
@@ -201,19 +205,60 @@ def _context(cert_path: Path, key_path: Path) -> SSL.Context:
     except SSL.Error:
         raise TLSError(f"{cert_path} does not contain a usable certificate chain") from None
     try:
-        context.use_privatekey_file(str(key_path))
-    except OSError as exc:
-        raise TLSError(f"cannot read private key {key_path}: {exc.strerror}") from None
-    except SSL.Error:
-        raise TLSError(f"{key_path} does not contain an unencrypted PEM private key") from None
-    try:
+        # OpenSSL compares the key with the certificate here (and again in check_privatekey).
+        context.use_privatekey(_load_private_key(key_path))
         context.check_privatekey()
     except SSL.Error:
-        raise TLSError(f"{key_path} is not the private key of {cert_path}") from None
+        raise TLSError(
+            f"{key_path} is not the private key of {cert_path} (their public keys differ: "
+            "was one of them replaced?)"
+        ) from None
     context.set_verify(SSL.VERIFY_PEER | SSL.VERIFY_CLIENT_ONCE, _accept_any)
     context.set_session_id(_SESSION_ID_CONTEXT)
     context.set_timeout(SESSION_LIFETIME)
     return context
+
+
+_USABLE_KEYS = (
+    rsa.RSAPrivateKey,
+    ec.EllipticCurvePrivateKey,
+    ed25519.Ed25519PrivateKey,
+    ed448.Ed448PrivateKey,
+    dsa.DSAPrivateKey,
+)
+_UsableKey = (
+    rsa.RSAPrivateKey
+    | ec.EllipticCurvePrivateKey
+    | ed25519.Ed25519PrivateKey
+    | ed448.Ed448PrivateKey
+    | dsa.DSAPrivateKey
+)
+
+
+def _load_private_key(key_path: Path) -> _UsableKey:
+    """The private key in ``key_path``; :class:`TLSError` saying why it cannot be used.
+
+    Read here, with no password, rather than by OpenSSL: OpenSSL would ask for
+    the pass phrase of an encrypted key on the terminal and wait for an answer
+    nobody types (a service has no terminal; a person sees a start-up hang).
+    """
+    try:
+        pem = key_path.read_bytes()
+    except OSError as exc:
+        raise TLSError(f"cannot read private key {key_path}: {exc.strerror}") from None
+    try:
+        key = serialization.load_pem_private_key(pem, password=None)
+    except TypeError:  # cryptography's way of saying "encrypted, and no password given"
+        raise TLSError(
+            f"{key_path} is encrypted (it needs a pass phrase), and a server starts unattended: "
+            f"decrypt it with 'openssl pkey -in {key_path} -out KEY.pem', keep KEY.pem mode 0600, "
+            "and use that"
+        ) from None
+    except (ValueError, UnsupportedAlgorithm):
+        raise TLSError(f"{key_path} does not contain a PEM private key") from None
+    if not isinstance(key, _USABLE_KEYS):
+        raise TLSError(f"{key_path} holds a {type(key).__name__}, which cannot sign for TLS")
+    return key
 
 
 class ServerContexts:
@@ -249,10 +294,10 @@ class ServerContexts:
                 context.set_tlsext_servername_callback(self._on_server_name)
 
     def _on_server_name(self, connection: SSL.Connection) -> None:
-        name = connection.get_servername()
+        name = server_name(connection)
         if name is None:
             return
-        context = self._by_name.get(name.decode("ascii", "replace").lower().rstrip("."))
+        context = self._by_name.get(name)
         if context is not None and context is not connection.get_context():
             connection.set_context(context)
 
@@ -266,6 +311,18 @@ class ServerContexts:
             connection.set_app_data(0)
         connection.set_accept_state()
         return connection
+
+
+def server_name(connection: SSL.Connection) -> str | None:
+    """The host name the client sent in SNI, normalised as request hosts are; None without SNI.
+
+    Lower case, without a trailing dot; a name that is not ASCII (never a
+    valid SNI name) keeps replacement characters, so it matches no host.
+    """
+    name = connection.get_servername()
+    if name is None:
+        return None
+    return name.decode("ascii", "replace").lower().rstrip(".")
 
 
 def peer_certificate_der(connection: SSL.Connection) -> bytes | None:

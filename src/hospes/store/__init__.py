@@ -8,6 +8,7 @@ SQLite schema.
 
 from .base import (
     LAST_SEEN_INTERVAL,
+    MAX_CONFIRMATIONS,
     NAME_RULE,
     AlreadyRegistered,
     InvalidName,
@@ -19,20 +20,32 @@ from .base import (
     canonical_fingerprint,
     check_name,
 )
-from .models import Account, Ban, BanKind, CertificateRecord
+from .models import (
+    Account,
+    AuditEntry,
+    Ban,
+    BanKind,
+    CertificateRecord,
+    Confirmation,
+    StoreCounts,
+)
 
 __all__ = [
     "LAST_SEEN_INTERVAL",
+    "MAX_CONFIRMATIONS",
     "NAME_RULE",
     "Account",
     "AlreadyRegistered",
+    "AuditEntry",
     "Ban",
     "BanKind",
     "CertificateRecord",
+    "Confirmation",
     "InvalidName",
     "LastCertificate",
     "NameTaken",
     "Store",
+    "StoreCounts",
     "StoreError",
     "UnknownAccount",
     "canonical_fingerprint",

@@ -17,10 +17,12 @@ from collections.abc import Sequence
 
 from ..gemini.fingerprint import parse_fingerprint
 from ..gemini.identity import ClientIdentity
-from .models import Account, Ban, BanKind, CertificateRecord
+from .buckets import LocalBuckets
+from .models import Account, AuditEntry, Ban, BanKind, CertificateRecord, Confirmation, StoreCounts
 
 __all__ = [
     "LAST_SEEN_INTERVAL",
+    "MAX_CONFIRMATIONS",
     "NAME_RULE",
     "AlreadyRegistered",
     "InvalidName",
@@ -30,8 +32,12 @@ __all__ = [
     "StoreError",
     "UnknownAccount",
     "canonical_fingerprint",
+    "check_audit",
     "check_name",
 ]
+
+MAX_CONFIRMATIONS = 16
+"""Live confirmation nonces kept per certificate (the oldest are dropped)."""
 
 LAST_SEEN_INTERVAL = dt.timedelta(hours=1)
 """A certificate's ``last_seen`` is written at most this often: recognising stays a read."""
@@ -46,7 +52,15 @@ class StoreError(Exception):
 
 
 class NameTaken(StoreError):
-    """The account name is already used by another account."""
+    """The account name is already used by another account, or looks like its name.
+
+    ``existing`` is that account's name when it differs from the one asked
+    for other than by case (``alice`` for ``aIice``), else None.
+    """
+
+    def __init__(self, message: str, existing: str | None = None) -> None:
+        super().__init__(message)
+        self.existing = existing
 
 
 class InvalidName(StoreError):
@@ -89,8 +103,21 @@ def canonical_fingerprint(text: str) -> str:
         raise StoreError(str(exc)) from None
 
 
+def check_audit(admin: str, action: str, target: str) -> None:
+    """Raise :class:`StoreError` unless an audit entry says who did what to what."""
+    for name, value in (("admin", admin), ("action", action), ("target", target)):
+        if not value:
+            raise StoreError(f"an audit entry needs its {name}")
+
+
 class Store(abc.ABC):
     """Accounts, their certificates, allow-lists and bans."""
+
+    propagation: dt.timedelta = dt.timedelta(0)
+    """The longest a change made through another store on the same data (the admin CLI,
+    another worker or node) takes to reach this store's answers; 0: its next call sees it."""
+
+    _buckets: LocalBuckets | None = None
 
     # -- recognition: on the request path, must be fast -------------------------------
 
@@ -100,8 +127,9 @@ class Store(abc.ABC):
 
         A certificate whose fingerprint is unknown but whose public key belongs
         to an account (a renewal) is recorded as a new certificate of that
-        account and recognised.  Updates the certificate's ``last_seen``, at
-        most once every :data:`LAST_SEEN_INTERVAL`.
+        account and recognised, as is one awaited by :meth:`create_account`.
+        Updates the certificate's ``last_seen``, at most once every
+        :data:`LAST_SEEN_INTERVAL`.
         """
 
     @abc.abstractmethod
@@ -121,8 +149,46 @@ class Store(abc.ABC):
         """Create account ``name`` with ``identity`` as its first certificate.
 
         Raises :class:`InvalidName`, :class:`NameTaken` or
-        :class:`AlreadyRegistered`; exactly one of two concurrent registrations
-        of a name succeeds.
+        :class:`AlreadyRegistered`.  A name is taken when an account has it
+        regardless of case, or has a name that looks alike (the same
+        :func:`~hospes.store.names.name_key`: ``aIice`` beside ``alice``); the
+        :class:`NameTaken` message names that account.  Exactly one of two
+        concurrent registrations of a name, or of two names that look alike,
+        succeeds.
+        """
+
+    @abc.abstractmethod
+    async def create_account(self, name: str, fingerprint: str, now: dt.datetime) -> Account:
+        """Create account ``name`` for a certificate or key fingerprint not seen yet (the admin's).
+
+        The first certificate presented whose fingerprint, or whose key's
+        fingerprint, is ``fingerprint`` becomes the account's (in
+        :meth:`recognise`); until then :meth:`awaited_fingerprints` lists it.
+        Raises :class:`InvalidName`, :class:`NameTaken`, :class:`StoreError`
+        for a malformed fingerprint, or :class:`AlreadyRegistered` when the
+        fingerprint is an account's certificate or key, or awaited by one.
+        """
+
+    @abc.abstractmethod
+    async def awaited_fingerprints(self, account_id: int) -> list[str]:
+        """The fingerprints :meth:`create_account` gave an account that no visit has claimed yet."""
+
+    @abc.abstractmethod
+    async def fingerprints_with_prefix(self, prefix: str, limit: int = 10) -> list[str]:
+        """Known fingerprints starting with ``prefix`` (``SHA256:`` and hex digits), sorted.
+
+        Known: an account's certificates and keys, awaited fingerprints,
+        allow-list entries and certificate or key bans.  At most ``limit``.
+        """
+
+    @abc.abstractmethod
+    async def search_accounts(self, text: str, limit: int = 50) -> list[Account]:
+        """Accounts by name whose name contains ``text`` (ignoring case), at most ``limit``.
+
+        A ``text`` that is a fingerprint prefix (``SHA256:`` and lowercase hex
+        digits, as :meth:`fingerprints_with_prefix` takes) finds instead the
+        accounts with a certificate, key or awaited fingerprint starting with
+        it.  An empty ``text`` finds every account.
         """
 
     @abc.abstractmethod
@@ -141,7 +207,8 @@ class Store(abc.ABC):
     async def rename(self, name: str, new_name: str) -> Account:
         """Rename an account.
 
-        Raises :class:`UnknownAccount`, :class:`InvalidName` or :class:`NameTaken`.
+        Raises :class:`UnknownAccount`, :class:`InvalidName` or :class:`NameTaken`
+        (as :meth:`register`: another account's name, ignoring case, or one that looks alike).
         """
 
     @abc.abstractmethod
@@ -194,6 +261,34 @@ class Store(abc.ABC):
         belongs to an account.
         """
 
+    # -- confirmations (hospes.app.confirm) ---------------------------------------------
+
+    @abc.abstractmethod
+    async def create_confirmation(
+        self, confirmation: Confirmation, expires: dt.datetime, now: dt.datetime
+    ) -> None:
+        """Keep a confirmation nonce (its hash) until ``expires``.
+
+        Expired nonces go at the same time, and a certificate keeps at most
+        :data:`MAX_CONFIRMATIONS` live ones (the oldest go first), so a client
+        asking for nonces in a loop cannot fill the store.
+        """
+
+    @abc.abstractmethod
+    async def confirmation_valid(self, confirmation: Confirmation, now: dt.datetime) -> bool:
+        """Whether that nonce is live, issued for exactly this certificate, action and target."""
+
+    @abc.abstractmethod
+    async def take_confirmation(
+        self, confirmation: Confirmation, now: dt.datetime
+    ) -> dt.datetime | None:
+        """Consume the nonce if it is valid (see :meth:`confirmation_valid`); its expiry, else None.
+
+        Atomic: of two requests taking the same nonce, one gets it.  The
+        expiry lets a caller whose action then fails without changing anything
+        give the nonce back (:meth:`create_confirmation` again).
+        """
+
     # -- bans ---------------------------------------------------------------------------
 
     @abc.abstractmethod
@@ -232,6 +327,46 @@ class Store(abc.ABC):
     @abc.abstractmethod
     async def allow_lists(self) -> dict[str, int]:
         """The names of all lists with their sizes."""
+
+    # -- the admin capsule: its audit log, and what the store holds ----------------------
+
+    @abc.abstractmethod
+    async def add_audit_entry(
+        self, time: dt.datetime, admin: str, action: str, target: str, reason: str = ""
+    ) -> AuditEntry:
+        """Append to the audit log: ``admin`` (a fingerprint, or ``cli:USER``) did ``action``.
+
+        ``target`` is what it was done to, ``reason`` the admin's reason.
+
+        Raises :class:`StoreError` for an empty ``admin``, ``action`` or ``target``.
+        """
+
+    @abc.abstractmethod
+    async def audit_log(self, limit: int = 100) -> list[AuditEntry]:
+        """The last ``limit`` entries of the audit log, newest first."""
+
+    @abc.abstractmethod
+    async def counts(self, now: dt.datetime) -> StoreCounts:
+        """What the store holds: accounts, certificates, bans in force at ``now``, and more.
+
+        Allow-list and audit entries too, and its size on disk when it can tell.
+        """
+
+    # -- rate limits of the account pages ----------------------------------------------
+
+    async def take_token(
+        self, bucket: str, key: str, rate: float, burst: float, now: dt.datetime
+    ) -> float:
+        """Spend a token of ``key``'s bucket ``bucket``: 0.0 if granted, else the seconds to wait.
+
+        A bucket holds ``burst`` tokens and refills at ``rate`` per second; a
+        refusal spends nothing.  This default keeps the buckets in this
+        process; a store shared by several nodes keeps them in its database,
+        so the limit holds whichever node a client reaches.
+        """
+        if self._buckets is None:
+            self._buckets = LocalBuckets()
+        return self._buckets.take(bucket, key, rate, burst, now)
 
     # -- lifecycle ----------------------------------------------------------------------
 

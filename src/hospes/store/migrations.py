@@ -6,7 +6,9 @@ earlier hospes is brought up to date by running the ones it lacks.
 
 Invariants the schema itself enforces:
 
-* names are unique regardless of case (``COLLATE NOCASE``; names are ASCII);
+* names are unique regardless of case (``COLLATE NOCASE``; names are ASCII),
+  and no two names look alike (``name_key``, see :mod:`hospes.store.names`;
+  migrations call it as the SQL function ``hospes_name_key``);
 * a public key belongs to at most one account (``account_keys`` primary key),
   which is what lets a renewed certificate be recognised without ambiguity;
 * a certificate's account is its key's account (composite foreign key);
@@ -21,6 +23,8 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Iterator
+
+from .names import name_key
 
 __all__ = ["MIGRATIONS", "SchemaError", "migrate", "statements"]
 
@@ -75,6 +79,48 @@ MIGRATIONS: tuple[str, ...] = (
     );
     CREATE INDEX bans_value ON bans (value, kind);
     """,
+    # 2: confusable names refused by a unique key (names.name_key); confirmation nonces.
+    # Accounts whose names already collided keep them, with a NULL key (the unique
+    # index allows several NULLs): the oldest holds the key, so new names are still
+    # refused against it.
+    """
+    ALTER TABLE accounts ADD COLUMN name_key TEXT;
+    UPDATE accounts SET name_key = hospes_name_key(name) WHERE NOT EXISTS (
+        SELECT 1 FROM accounts AS older WHERE older.id < accounts.id
+        AND hospes_name_key(older.name) = hospes_name_key(accounts.name)
+    );
+    CREATE UNIQUE INDEX accounts_name_key ON accounts (name_key);
+    CREATE TABLE confirmations (
+        nonce_hash   BLOB PRIMARY KEY,
+        fingerprint  TEXT NOT NULL,
+        action       TEXT NOT NULL,
+        target       TEXT NOT NULL,
+        expires      TEXT NOT NULL
+    );
+    CREATE INDEX confirmations_fingerprint ON confirmations (fingerprint, expires);
+    CREATE INDEX confirmations_expires ON confirmations (expires);
+    """,
+    # 3: accounts created by the admin for a fingerprint not seen yet (hospes accounts create).
+    """
+    CREATE TABLE awaited_fingerprints (
+        fingerprint  TEXT PRIMARY KEY,
+        account_id   INTEGER NOT NULL REFERENCES accounts (id) ON DELETE CASCADE,
+        created      TEXT NOT NULL
+    );
+    CREATE INDEX awaited_fingerprints_account ON awaited_fingerprints (account_id);
+    """,
+    # 4: the admin capsule's audit log (who changed what, when and why).
+    """
+    CREATE TABLE audit_log (
+        id      INTEGER PRIMARY KEY,
+        time    TEXT NOT NULL,
+        admin   TEXT NOT NULL,
+        action  TEXT NOT NULL,
+        target  TEXT NOT NULL,
+        reason  TEXT NOT NULL DEFAULT ''
+    );
+    CREATE INDEX audit_log_time ON audit_log (time);
+    """,
 )
 
 
@@ -101,6 +147,7 @@ def migrate(connection: sqlite3.Connection) -> tuple[int, int]:
     version is read again under the write lock, so processes opening the same
     database at once (the server and the CLI) apply each migration once.
     """
+    connection.create_function("hospes_name_key", 1, name_key, deterministic=True)
     connection.execute("BEGIN IMMEDIATE")
     try:
         version = int(connection.execute("PRAGMA user_version").fetchone()[0])

@@ -27,7 +27,15 @@ from typing import TypeVar, TypeVarTuple
 from ..gemini.identity import ClientIdentity
 from .base import Store, StoreError
 from .cache import MISS, ReadCache
-from .models import Account, Ban, BanKind, CertificateRecord
+from .models import (
+    Account,
+    AuditEntry,
+    Ban,
+    BanKind,
+    CertificateRecord,
+    Confirmation,
+    StoreCounts,
+)
 from .sqlite_db import ChangeCounter, SQLiteDatabase
 
 __all__ = ["SQLiteStore"]
@@ -117,6 +125,22 @@ class SQLiteStore(Store):
         """Create an account with its first certificate, in one transaction."""
         return await self._run(self._db.register, name, identity, now)
 
+    async def create_account(self, name: str, fingerprint: str, now: dt.datetime) -> Account:
+        """Create an account awaiting the first certificate with this (or its key's) fingerprint."""
+        return await self._run(self._db.create_account, name, fingerprint, now)
+
+    async def awaited_fingerprints(self, account_id: int) -> list[str]:
+        """The fingerprints an account created by the admin still waits for."""
+        return await self._run(self._db.awaited_fingerprints, account_id)
+
+    async def fingerprints_with_prefix(self, prefix: str, limit: int = 10) -> list[str]:
+        """Every known fingerprint starting with ``prefix``, sorted, at most ``limit``."""
+        return await self._run(self._db.fingerprints_with_prefix, prefix, limit)
+
+    async def search_accounts(self, text: str, limit: int = 50) -> list[Account]:
+        """Accounts whose name contains ``text``, or with a fingerprint starting with it."""
+        return await self._run(self._db.search_accounts, text, limit)
+
     async def account(self, name: str) -> Account | None:
         """The account called ``name``, whatever its case."""
         return await self._run(self._db.account, name)
@@ -165,6 +189,24 @@ class SQLiteStore(Store):
         """Spend a live code on adding ``identity`` to its account, all or nothing."""
         return await self._run(self._db.redeem_link_code, code_hash, identity, now)
 
+    # -- confirmations ------------------------------------------------------------------
+
+    async def create_confirmation(
+        self, confirmation: Confirmation, expires: dt.datetime, now: dt.datetime
+    ) -> None:
+        """Keep a nonce's hash; drop expired ones and the certificate's oldest beyond the cap."""
+        await self._run(self._db.create_confirmation, confirmation, expires, now)
+
+    async def confirmation_valid(self, confirmation: Confirmation, now: dt.datetime) -> bool:
+        """Whether the nonce is live for exactly this certificate, action and target."""
+        return await self._run(self._db.confirmation_valid, confirmation, now)
+
+    async def take_confirmation(
+        self, confirmation: Confirmation, now: dt.datetime
+    ) -> dt.datetime | None:
+        """Consume a valid nonce, returning its expiry; None if it is not valid."""
+        return await self._run(self._db.take_confirmation, confirmation, now)
+
     # -- bans ---------------------------------------------------------------------------
 
     async def ban(
@@ -203,6 +245,22 @@ class SQLiteStore(Store):
     async def allow_lists(self) -> dict[str, int]:
         """Each list's name and size."""
         return await self._run(self._db.allow_lists)
+
+    # -- the admin capsule ----------------------------------------------------------------
+
+    async def add_audit_entry(
+        self, time: dt.datetime, admin: str, action: str, target: str, reason: str = ""
+    ) -> AuditEntry:
+        """Append an entry to the audit log."""
+        return await self._run(self._db.add_audit_entry, time, admin, action, target, reason)
+
+    async def audit_log(self, limit: int = 100) -> list[AuditEntry]:
+        """The last ``limit`` entries of the audit log, newest first."""
+        return await self._run(self._db.audit_log, limit)
+
+    async def counts(self, now: dt.datetime) -> StoreCounts:
+        """What the store holds, and the database file's size."""
+        return await self._run(self._db.counts, now)
 
     # -- lifecycle ----------------------------------------------------------------------
 

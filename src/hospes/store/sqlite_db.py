@@ -24,6 +24,7 @@ import contextlib
 import datetime as dt
 import functools
 import os
+import re
 import sqlite3
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
@@ -32,16 +33,27 @@ from typing import Any, ParamSpec, TypeAlias, TypeVar
 from ..gemini.identity import ClientIdentity
 from .base import (
     LAST_SEEN_INTERVAL,
+    MAX_CONFIRMATIONS,
     AlreadyRegistered,
     LastCertificate,
     NameTaken,
     StoreError,
     UnknownAccount,
     canonical_fingerprint,
+    check_audit,
     check_name,
 )
 from .migrations import SchemaError, migrate
-from .models import Account, Ban, BanKind, CertificateRecord
+from .models import (
+    Account,
+    AuditEntry,
+    Ban,
+    BanKind,
+    CertificateRecord,
+    Confirmation,
+    StoreCounts,
+)
+from .names import name_key
 
 __all__ = ["BUSY_TIMEOUT", "ChangeCounter", "Recognised", "SQLiteDatabase"]
 
@@ -51,12 +63,14 @@ R = TypeVar("R")
 BUSY_TIMEOUT = dt.timedelta(seconds=5)
 """How long a write waits for another process's write transaction to finish."""
 
+_PREFIX = re.compile(r"\ASHA256:[0-9a-f]{0,64}\Z")
 _ACCOUNT = "SELECT id, name, created, status FROM accounts"
 _CERTIFICATE = (
     "SELECT fingerprint, key_fingerprint, account_id, common_name, not_before, not_after, "
     "first_seen, last_seen FROM certificates"
 )
 _BAN = "SELECT id, kind, value, reason, created, until FROM bans"
+_AUDIT = "SELECT id, time, admin, action, target, reason FROM audit_log"
 # The hot path: one indexed lookup by key finds the account, and whether this
 # very certificate is known (and when it was last seen) comes with it.
 _RECOGNISE = (
@@ -65,11 +79,36 @@ _RECOGNISE = (
     "LEFT JOIN certificates AS c ON c.fingerprint = ? AND c.account_id = k.account_id "
     "WHERE k.key_fingerprint = ?"
 )
+_AWAITED = "SELECT 1 FROM awaited_fingerprints WHERE fingerprint IN (?, ?) LIMIT 1"
 _ACTIVE_BAN = (
     _BAN + " WHERE ((value = ? AND kind = 'certificate') OR (value = ? AND kind = 'key') "
     "OR (value = ? AND kind = 'account')) AND (until IS NULL OR until > ?) "
     "ORDER BY created DESC, id DESC LIMIT 1"
 )
+
+
+_CONFIRMATION_VALID = (
+    "SELECT 1 FROM confirmations WHERE nonce_hash = ? AND fingerprint = ? AND action = ? "
+    "AND target = ? AND expires > ?"
+)
+_TAKE_CONFIRMATION = (
+    "DELETE FROM confirmations WHERE nonce_hash = ? AND fingerprint = ? AND action = ? "
+    "AND target = ? AND expires > ? RETURNING expires"
+)
+
+
+def _confirmation(confirmation: Confirmation) -> tuple[bytes, str, str, str]:
+    return (
+        confirmation.nonce_hash,
+        confirmation.fingerprint,
+        confirmation.action,
+        confirmation.target,
+    )
+
+
+def _matching(confirmation: Confirmation, now: dt.datetime) -> tuple[bytes, str, str, str, str]:
+    """The parameters of :data:`_CONFIRMATION_VALID` and :data:`_TAKE_CONFIRMATION`."""
+    return (*_confirmation(confirmation), _text(now))
 
 
 def _text(moment: dt.datetime) -> str:
@@ -108,6 +147,12 @@ def _ban(row: Sequence[Any]) -> Ban:
         reason=row[3],
         created=_time(row[4]),
         until=None if row[5] is None else _time(row[5]),
+    )
+
+
+def _audit_entry(row: Sequence[Any]) -> AuditEntry:
+    return AuditEntry(
+        id=row[0], time=_time(row[1]), admin=row[2], action=row[3], target=row[4], reason=row[5]
     )
 
 
@@ -202,7 +247,7 @@ class SQLiteDatabase:
             _RECOGNISE, (identity.fingerprint, identity.key_fingerprint)
         ).fetchone()
         if row is None:
-            return None, None
+            return self._claim_awaited(identity, now), None
         account = _account(row)
         last_seen = row[4]
         if last_seen is None:
@@ -223,6 +268,33 @@ class SQLiteDatabase:
         else:
             return account, _time(last_seen) + LAST_SEEN_INTERVAL
         return account, now + LAST_SEEN_INTERVAL
+
+    def _claim_awaited(self, identity: ClientIdentity, now: dt.datetime) -> Account | None:
+        """The account awaiting this certificate or key (``accounts create``), which gets it now."""
+        connection = self._db()
+        awaited = (identity.fingerprint, identity.key_fingerprint)
+        if connection.execute(_AWAITED, awaited).fetchone() is None:
+            return None  # a stranger: the usual answer, one indexed read
+        with self._write():
+            row = connection.execute(
+                f"{_ACCOUNT} WHERE id = (SELECT account_id FROM awaited_fingerprints "  # noqa: S608
+                "WHERE fingerprint IN (?, ?) LIMIT 1)",
+                awaited,
+            ).fetchone()
+            if row is None:
+                return None  # claimed (or the account deleted) between the statements
+            account = _account(row)
+            owner = connection.execute(
+                "SELECT account_id FROM account_keys WHERE key_fingerprint = ?",
+                (identity.key_fingerprint,),
+            ).fetchone()
+            if owner is not None and owner[0] != account.id:
+                return None  # the key joined another account meanwhile: that one wins
+            self._insert_certificate(connection, account.id, identity, now, ignore=True)
+            connection.execute(
+                "DELETE FROM awaited_fingerprints WHERE fingerprint IN (?, ?)", awaited
+            )
+        return account
 
     @_sqlite_errors
     def active_ban(
@@ -304,16 +376,128 @@ class SQLiteDatabase:
             ).fetchone()
             if row is not None:
                 raise AlreadyRegistered(f"this certificate already belongs to account {row[0]!r}")
+            key = name_key(name)
             try:
                 cursor = connection.execute(
-                    "INSERT INTO accounts (name, created) VALUES (?, ?)", (name, _text(now))
+                    "INSERT INTO accounts (name, created, name_key) VALUES (?, ?, ?)",
+                    (name, _text(now), key),
                 )
             except sqlite3.IntegrityError:
-                raise NameTaken(f"the name {name!r} is taken") from None
+                raise self._taken(connection, name, key) from None
             account_id = cursor.lastrowid
             assert account_id is not None
             self._insert_certificate(connection, account_id, identity, now)
         return Account(id=account_id, name=name, created=_time(_text(now)))
+
+    @staticmethod
+    def _taken(connection: sqlite3.Connection, name: str, key: str) -> NameTaken:
+        """The error for ``name`` when the unique indexes refused it: which account has it."""
+        row = connection.execute(
+            "SELECT name FROM accounts WHERE name = ? OR name_key = ? ORDER BY name = ? DESC, id",
+            (name, key, name),
+        ).fetchone()
+        if row is None or row[0].lower() == name.lower():
+            return NameTaken(f"the name {name!r} is taken")
+        return NameTaken(f"the name {name!r} looks like the existing account {row[0]!r}", row[0])
+
+    @_sqlite_errors
+    def create_account(self, name: str, fingerprint: str, now: dt.datetime) -> Account:
+        """Create an account awaiting the first certificate with this (or its key's) fingerprint."""
+        check_name(name)
+        fingerprint = canonical_fingerprint(fingerprint)
+        with self._write() as connection:
+            row = connection.execute(
+                "SELECT a.name FROM accounts AS a WHERE a.id IN ("
+                "SELECT account_id FROM account_keys WHERE key_fingerprint = ? "
+                "UNION SELECT account_id FROM certificates WHERE fingerprint = ? "
+                "UNION SELECT account_id FROM awaited_fingerprints WHERE fingerprint = ?)",
+                (fingerprint, fingerprint, fingerprint),
+            ).fetchone()
+            if row is not None:
+                raise AlreadyRegistered(f"{fingerprint} already belongs to account {row[0]!r}")
+            key = name_key(name)
+            try:
+                cursor = connection.execute(
+                    "INSERT INTO accounts (name, created, name_key) VALUES (?, ?, ?)",
+                    (name, _text(now), key),
+                )
+            except sqlite3.IntegrityError:
+                raise self._taken(connection, name, key) from None
+            account_id = cursor.lastrowid
+            assert account_id is not None
+            connection.execute(
+                "INSERT INTO awaited_fingerprints (fingerprint, account_id, created) "
+                "VALUES (?, ?, ?)",
+                (fingerprint, account_id, _text(now)),
+            )
+        return Account(id=account_id, name=name, created=_time(_text(now)))
+
+    @_sqlite_errors
+    def awaited_fingerprints(self, account_id: int) -> list[str]:
+        """The fingerprints an account created by the admin still waits for."""
+        rows = (
+            self._db()
+            .execute(
+                "SELECT fingerprint FROM awaited_fingerprints WHERE account_id = ? "
+                "ORDER BY fingerprint",
+                (account_id,),
+            )
+            .fetchall()
+        )
+        return [row[0] for row in rows]
+
+    @_sqlite_errors
+    def fingerprints_with_prefix(self, prefix: str, limit: int = 10) -> list[str]:
+        """Every known fingerprint starting with ``prefix``, sorted, at most ``limit``."""
+        if not _PREFIX.match(prefix):
+            raise StoreError(f"not a fingerprint prefix: {prefix!r}")
+        # Fingerprints are canonical (lowercase hex): a range scan on each index, no LIKE.
+        low, high = prefix, prefix + "g"
+        rows = (
+            self._db()
+            .execute(
+                "SELECT fingerprint FROM certificates WHERE fingerprint >= ?1 AND fingerprint < ?2 "
+                "UNION SELECT key_fingerprint FROM account_keys "
+                "WHERE key_fingerprint >= ?1 AND key_fingerprint < ?2 "
+                "UNION SELECT fingerprint FROM awaited_fingerprints "
+                "WHERE fingerprint >= ?1 AND fingerprint < ?2 "
+                "UNION SELECT fingerprint FROM allow_entries "
+                "WHERE fingerprint >= ?1 AND fingerprint < ?2 "
+                "UNION SELECT value FROM bans WHERE kind IN ('certificate', 'key') "
+                "AND value >= ?1 AND value < ?2 "
+                "ORDER BY 1 LIMIT ?3",
+                (low, high, limit),
+            )
+            .fetchall()
+        )
+        return [row[0] for row in rows]
+
+    @_sqlite_errors
+    def search_accounts(self, text: str, limit: int = 50) -> list[Account]:
+        """Accounts whose name contains ``text``, or with a fingerprint starting with it."""
+        if _PREFIX.match(text):
+            low, high = text, text + "g"
+            query = (
+                f"{_ACCOUNT} WHERE id IN ("  # noqa: S608 - only our own constant
+                "SELECT account_id FROM certificates WHERE fingerprint >= ?1 AND fingerprint < ?2 "
+                "UNION SELECT account_id FROM account_keys "
+                "WHERE key_fingerprint >= ?1 AND key_fingerprint < ?2 "
+                "UNION SELECT account_id FROM awaited_fingerprints "
+                "WHERE fingerprint >= ?1 AND fingerprint < ?2) "
+                "ORDER BY name COLLATE NOCASE, id LIMIT ?3"
+            )
+            rows = self._db().execute(query, (low, high, limit)).fetchall()
+        else:
+            rows = (
+                self._db()
+                .execute(
+                    f"{_ACCOUNT} WHERE instr(lower(name), lower(?)) > 0 "
+                    "ORDER BY name COLLATE NOCASE, id LIMIT ?",
+                    (text, limit),
+                )
+                .fetchall()
+            )
+        return [_account(row) for row in rows]
 
     @_sqlite_errors
     def account(self, name: str) -> Account | None:
@@ -341,10 +525,14 @@ class SQLiteDatabase:
             row = connection.execute(f"{_ACCOUNT} WHERE name = ?", (name,)).fetchone()
             if row is None:
                 raise UnknownAccount(f"no account named {name!r}")
+            key = name_key(new_name)
             try:
-                connection.execute("UPDATE accounts SET name = ? WHERE id = ?", (new_name, row[0]))
+                connection.execute(
+                    "UPDATE accounts SET name = ?, name_key = ? WHERE id = ?",
+                    (new_name, key, row[0]),
+                )
             except sqlite3.IntegrityError:
-                raise NameTaken(f"the name {new_name!r} is taken") from None
+                raise self._taken(connection, new_name, key) from None
         return Account(id=row[0], name=new_name, created=_time(row[2]), status=row[3])
 
     @_sqlite_errors
@@ -465,6 +653,39 @@ class SQLiteDatabase:
             connection.execute("DELETE FROM link_codes WHERE code_hash = ?", (code_hash,))
         return account
 
+    # -- confirmations ------------------------------------------------------------------
+
+    @_sqlite_errors
+    def create_confirmation(
+        self, confirmation: Confirmation, expires: dt.datetime, now: dt.datetime
+    ) -> None:
+        """Keep a nonce's hash; drop expired ones and the certificate's oldest beyond the cap."""
+        with self._write() as connection:
+            connection.execute("DELETE FROM confirmations WHERE expires <= ?", (_text(now),))
+            connection.execute(
+                "INSERT OR REPLACE INTO confirmations "
+                "(nonce_hash, fingerprint, action, target, expires) VALUES (?, ?, ?, ?, ?)",
+                (*_confirmation(confirmation), _text(expires)),
+            )
+            connection.execute(
+                "DELETE FROM confirmations WHERE nonce_hash IN (SELECT nonce_hash "
+                "FROM confirmations WHERE fingerprint = ? ORDER BY expires DESC LIMIT -1 OFFSET ?)",
+                (confirmation.fingerprint, MAX_CONFIRMATIONS),
+            )
+
+    @_sqlite_errors
+    def confirmation_valid(self, confirmation: Confirmation, now: dt.datetime) -> bool:
+        """Whether the nonce is live for exactly this certificate, action and target."""
+        row = self._db().execute(_CONFIRMATION_VALID, _matching(confirmation, now)).fetchone()
+        return row is not None
+
+    @_sqlite_errors
+    def take_confirmation(self, confirmation: Confirmation, now: dt.datetime) -> dt.datetime | None:
+        """Consume a valid nonce, returning its expiry; None if it is not valid."""
+        with self._write() as connection:
+            row = connection.execute(_TAKE_CONFIRMATION, _matching(confirmation, now)).fetchone()
+        return None if row is None else _time(row[0])
+
     # -- bans ---------------------------------------------------------------------------
 
     @_sqlite_errors
@@ -561,6 +782,48 @@ class SQLiteDatabase:
             .fetchall()
         )
         return {row[0]: row[1] for row in rows}
+
+    # -- the admin capsule ----------------------------------------------------------------
+
+    @_sqlite_errors
+    def add_audit_entry(
+        self, time: dt.datetime, admin: str, action: str, target: str, reason: str = ""
+    ) -> AuditEntry:
+        """Append an entry to the audit log."""
+        check_audit(admin, action, target)
+        with self._write() as connection:
+            cursor = connection.execute(
+                "INSERT INTO audit_log (time, admin, action, target, reason) "
+                "VALUES (?, ?, ?, ?, ?)",
+                (_text(time), admin, action, target, reason),
+            )
+        assert cursor.lastrowid is not None
+        return AuditEntry(cursor.lastrowid, _time(_text(time)), admin, action, target, reason)
+
+    @_sqlite_errors
+    def audit_log(self, limit: int = 100) -> list[AuditEntry]:
+        """The last ``limit`` entries, newest first."""
+        rows = (
+            self._db().execute(f"{_AUDIT} ORDER BY time DESC, id DESC LIMIT ?", (limit,)).fetchall()
+        )
+        return [_audit_entry(row) for row in rows]
+
+    @_sqlite_errors
+    def counts(self, now: dt.datetime) -> StoreCounts:
+        """What the store holds, and the file's size (pages in use, the WAL not counted)."""
+        connection = self._db()
+        row = connection.execute(
+            "SELECT (SELECT count(*) FROM accounts), (SELECT count(*) FROM certificates), "
+            "(SELECT count(*) FROM bans WHERE until IS NULL OR until > ?), "
+            "(SELECT count(*) FROM allow_entries), (SELECT count(*) FROM audit_log)",
+            (_text(now),),
+        ).fetchone()
+        (pages,) = connection.execute("PRAGMA page_count").fetchone()
+        (page_size,) = connection.execute("PRAGMA page_size").fetchone()
+        accounts, certificates, bans, allowed, audited = (int(n) for n in row)
+        return StoreCounts(
+            accounts, certificates, bans, allowed, audited, size=int(pages) * int(page_size)
+        )
 
     # -- lifecycle ----------------------------------------------------------------------
 
