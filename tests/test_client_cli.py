@@ -22,7 +22,7 @@ from helpers import CertFiles
 from hospes.app.request import Request
 from hospes.app.response import Response
 from hospes.cli import build_parser, main
-from hospes.cli.get import EXIT_CODES, _Progress
+from hospes.cli.get import EXIT_CODES
 from hospes.gemini.escape import TerminalText, escape_for_terminal
 
 DOCS = Path(__file__).resolve().parent.parent / "docs" / "client.md"
@@ -150,24 +150,6 @@ def test_any_charset_decodes_to_escaped_text(charset, data):
 
 def test_carriage_returns():
     assert escape_for_terminal("a\r\nb\rc\r") == "a\nb\\x0dc\\x0d"
-
-
-def test_progress_line(capsys):
-    now = [0.0]
-    progress = _Progress(enabled=True, clock=lambda: now[0])
-    progress.update(1024)
-    assert capsys.readouterr().err == ""  # nothing in the first second
-    now[0] = 2.0
-    progress.update(3 * 1024 * 1024)
-    line = capsys.readouterr().err
-    assert "3.0 MiB received" in line
-    assert "1.5 MiB/s" in line
-    progress.done()
-    assert capsys.readouterr().err == "\r\x1b[K"
-    quiet = _Progress(enabled=False, clock=lambda: now[0])
-    now[0] = 10.0
-    quiet.update(10)
-    assert capsys.readouterr().err == ""
 
 
 def test_usage_errors(capsys):

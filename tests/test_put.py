@@ -169,22 +169,6 @@ def test_upload_urls_are_checked(text):
         upload_url(text)
 
 
-def test_the_progress_line_shows_the_share_sent(monkeypatch):
-    from hospes.cli.put import _Progress  # noqa: PLC0415
-
-    written = io.StringIO()
-    monkeypatch.setattr(sys, "stderr", written)
-    now = [0.0]
-    progress = _Progress(4 * 1024 * 1024, enabled=True, clock=lambda: now[0])
-    progress.update(1024)  # within the first second: nothing shown
-    assert written.getvalue() == ""
-    now[0] = 2.0
-    progress.update(1024 * 1024)
-    assert "sent 1.0 MiB of 4.0 MiB (25%), 512.0 KiB/s" in written.getvalue()
-    progress.done()
-    assert written.getvalue().endswith("\r\x1b[K")
-
-
 def test_titan_scopes_cover_uploads_only():
     from hospes.client import Scope  # noqa: PLC0415
 

@@ -7,8 +7,6 @@ import asyncio
 import getpass
 import os
 import sys
-import time
-from collections.abc import Callable
 from pathlib import Path
 
 from ..client import (
@@ -45,6 +43,7 @@ from ..gemini.fingerprint import parse_fingerprint
 from ..gemini.url import URL
 from .data_dir import data_dir_option
 from .errors import EXIT_FAILURE, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, fail
+from .progress import Progress
 
 __all__ = ["EXIT_CODES", "register"]
 
@@ -93,9 +92,6 @@ _ERROR_EXITS: tuple[tuple[type[ClientError], int], ...] = (
     (IdentityError, EXIT_USAGE),
     (ClientFileError, EXIT_FAILURE),
 )
-
-_PROGRESS_AFTER = 1.0  # seconds before a progress line appears
-_PROGRESS_EVERY = 0.2
 
 
 def _epilog() -> str:
@@ -488,21 +484,21 @@ async def _write_body(response: ClientResponse, args: argparse.Namespace, report
         sys.stdout.write(text.feed(b"", final=True))
         sys.stdout.flush()
         return EXIT_OK
-    progress = _Progress(enabled=not report.quiet and sys.stderr.isatty())
+    progress = Progress("received", enabled=not report.quiet and sys.stderr.isatty())
     try:
         if to_file:
             return await _write_file(response, args.output, progress)
         out = sys.stdout.buffer
         async for chunk in response.chunks():
             out.write(chunk)
-            progress.update(len(chunk))
+            progress.advance(len(chunk))
         out.flush()
         return EXIT_OK
     finally:
         progress.done()
 
 
-async def _write_file(response: ClientResponse, path: Path, progress: _Progress) -> int:
+async def _write_file(response: ClientResponse, path: Path, progress: Progress) -> int:
     """Stream the body to ``path``, which appears only once the body is complete.
 
     The file is created as any new file would be (0o666 less the umask); on
@@ -512,51 +508,11 @@ async def _write_file(response: ClientResponse, path: Path, progress: _Progress)
         with atomic_writer(path, mode=UMASK) as handle:
             async for chunk in response.chunks():
                 handle.write(chunk)
-                progress.update(len(chunk))
+                progress.advance(len(chunk))
     except OSError as exc:
         progress.done()  # before the message, so that it starts on a clean line
         return fail(f"cannot write {path}: {exc.strerror or exc}")
     return EXIT_OK
-
-
-class _Progress:
-    """Bytes received and the rate, on one stderr line (Gemini sends no length: no percentage)."""
-
-    def __init__(self, *, enabled: bool, clock: Callable[[], float] = time.monotonic) -> None:
-        self.enabled = enabled
-        self.clock = clock
-        self.start = clock()
-        self.received = 0
-        self.shown = False
-        self.last = 0.0
-
-    def update(self, size: int) -> None:
-        self.received += size
-        if not self.enabled:
-            return
-        now = self.clock()
-        elapsed = now - self.start
-        if elapsed < _PROGRESS_AFTER or now - self.last < _PROGRESS_EVERY:
-            return
-        self.last = now
-        rate = self.received / elapsed if elapsed > 0 else 0.0
-        sys.stderr.write(f"\r\x1b[K  {_size(self.received)} received, {_size(rate)}/s")
-        sys.stderr.flush()
-        self.shown = True
-
-    def done(self) -> None:
-        if self.shown:
-            sys.stderr.write("\r\x1b[K")
-            sys.stderr.flush()
-            self.shown = False
-
-
-def _size(count: float) -> str:
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if count < 1024 or unit == "GiB":
-            return f"{count:.0f} {unit}" if unit == "B" else f"{count:.1f} {unit}"
-        count /= 1024
-    return f"{count:.1f} GiB"  # pragma: no cover
 
 
 # -- errors -----------------------------------------------------------------------------------

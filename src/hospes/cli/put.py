@@ -8,7 +8,6 @@ import mimetypes
 import os
 import sys
 import tempfile
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import BinaryIO
@@ -49,13 +48,12 @@ from .get import (
     EXIT_TLS,
     EXIT_UNTRUSTED,
 )
+from .progress import Progress
 
 __all__ = ["register"]
 
 _SPOOL_IN_MEMORY = 1024 * 1024
 """Bytes of standard input kept in memory before it is spooled to a temporary file."""
-_PROGRESS_AFTER = 1.0
-_PROGRESS_EVERY = 0.2
 
 
 def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -123,7 +121,7 @@ def run_put(args: argparse.Namespace) -> int:
     except OSError as exc:
         return fail(f"cannot read {args.file}: {exc.strerror or exc}")
     mime = args.mime or _guess_mime(args.file)
-    progress = _Progress(size, enabled=not args.quiet and sys.stderr.isatty())
+    progress = Progress("sent", size, enabled=not args.quiet and sys.stderr.isatty())
     try:
         with body:
             result = asyncio.run(
@@ -133,7 +131,7 @@ def run_put(args: argparse.Namespace) -> int:
                     size=size,
                     mime=mime,
                     accept_key=accept_key,
-                    progress=progress.update,
+                    progress=progress.reached,
                 )
             )
     except ClientError as exc:
@@ -254,47 +252,3 @@ _ERROR_EXITS: tuple[tuple[type[ClientError], int], ...] = (
 def _exit_for(error: ClientError) -> int:
     """The exit status of a failed upload, as ``hospes get`` has it."""
     return next((code for kind, code in _ERROR_EXITS if isinstance(error, kind)), EXIT_FAILURE)
-
-
-class _Progress:
-    """Bytes sent of the size, a percentage and the rate, on one stderr line (after a second)."""
-
-    def __init__(
-        self, size: int, *, enabled: bool, clock: Callable[[], float] = time.monotonic
-    ) -> None:
-        self.size = size
-        self.enabled = enabled
-        self.clock = clock
-        self.start = clock()
-        self.last = 0.0
-        self.shown = False
-
-    def update(self, sent: int) -> None:
-        if not self.enabled:
-            return
-        now = self.clock()
-        elapsed = now - self.start
-        if elapsed < _PROGRESS_AFTER or (now - self.last < _PROGRESS_EVERY and sent < self.size):
-            return
-        self.last = now
-        percent = 100 * sent // self.size if self.size else 100
-        rate = sent / elapsed if elapsed > 0 else 0.0
-        sys.stderr.write(
-            f"\r\x1b[K  sent {_size(sent)} of {_size(self.size)} ({percent}%), {_size(rate)}/s"
-        )
-        sys.stderr.flush()
-        self.shown = True
-
-    def done(self) -> None:
-        if self.shown:
-            sys.stderr.write("\r\x1b[K")
-            sys.stderr.flush()
-            self.shown = False
-
-
-def _size(count: float) -> str:
-    for unit in ("B", "KiB", "MiB"):
-        if count < 1024:
-            return f"{count:.0f} {unit}" if unit == "B" else f"{count:.1f} {unit}"
-        count /= 1024
-    return f"{count:.1f} GiB"

@@ -449,9 +449,35 @@ class Client:
         self, url: URL, identity: Identity | None, accept_key: str | None
     ) -> ClientResponse:
         """One request on one connection, up to the end of the header."""
-        loop = asyncio.get_running_loop()
+        deadline = asyncio.get_running_loop().time() + self.timeout
+        stream, trust = await self._connect(url, identity, accept_key, deadline)
+        try:
+            await stream.send_all(str(url).encode("utf-8") + b"\r\n", deadline)
+            status, meta, rest = await _read_header(stream, deadline)
+        except BaseException:
+            stream.close()
+            raise
+        return ClientResponse(
+            url,
+            status=status,
+            meta=meta,
+            trust=trust,
+            identity=identity,
+            stream=stream,
+            first=rest,
+            timeout=self.timeout,
+        )
+
+    async def _connect(
+        self, url: URL, identity: Identity | None, accept_key: str | None, deadline: float
+    ) -> tuple[TLSStream, Trust]:
+        """Open a TLS connection to the URL's host and judge its key: nothing is sent yet.
+
+        The pin is checked inside the handshake (a changed key ends it before
+        the identity or the request leaves), then the verdict is recorded.
+        Fetches and uploads share this one path, so they trust alike.
+        """
         host, port = url.host, url.effective_port
-        deadline = loop.time() + self.timeout
         pinned = None
         if self.mode is TrustMode.TOFU:
             pinned = await asyncio.to_thread(self.known_hosts.get, host, port)
@@ -479,28 +505,17 @@ class Client:
                 verdict, previous = await asyncio.to_thread(
                     self.known_hosts.record, host, port, seen, accept_key=accept_key
                 )
-            trust = Trust(
-                verdict=verdict,
-                certificate=seen,
-                previous=previous,
-                hostname_matches=bool(check.hostname_matches),
-                validity_problem=check.validity_problem(),
-            )
-            await stream.send_all(str(url).encode("utf-8") + b"\r\n", deadline)
-            status, meta, rest = await _read_header(stream, deadline)
         except BaseException:
             stream.close()
             raise
-        return ClientResponse(
-            url,
-            status=status,
-            meta=meta,
-            trust=trust,
-            identity=identity,
-            stream=stream,
-            first=rest,
-            timeout=self.timeout,
+        trust = Trust(
+            verdict=verdict,
+            certificate=seen,
+            previous=previous,
+            hostname_matches=bool(check.hostname_matches),
+            validity_problem=check.validity_problem(),
         )
+        return stream, trust
 
     async def probe(self, host: str, port: int) -> ServerCertificate:
         """Handshake with ``host:port`` and return its certificate; nothing is sent or recorded."""

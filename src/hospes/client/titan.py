@@ -35,8 +35,6 @@ from .errors import (
 )
 from .fetch import Client, IdentityChoice, Trust
 from .identities import Identity
-from .known_hosts import KnownHost, Verdict, format_address
-from .tls import PeerCheck, TrustMode
 
 __all__ = ["CHUNK", "TitanClient", "UploadResult", "titan_request_line", "upload_url"]
 
@@ -142,27 +140,11 @@ class TitanClient(Client):
         line = titan_request_line(target, size, mime, token)
         chosen = await asyncio.to_thread(self.identity_for, target, identity)
         loop = asyncio.get_running_loop()
-        host, port = target.host, target.effective_port
         deadline = loop.time() + self.timeout
-        pinned = None
-        if self.mode is TrustMode.TOFU:
-            pinned = await asyncio.to_thread(self.known_hosts.get, host, port)
-        check = PeerCheck(
-            host,
-            port,
-            self.mode,
-            pinned=pinned,
-            accept_key=accept_key,
-            verify_hostname=self.verify_hostname,
-        )
-        credentials = None if chosen is None else await asyncio.to_thread(chosen.credentials)
         started = loop.time()
-        stream = await TLSStream.open(
-            host, port, self._context, check, identity=credentials, deadline=deadline
-        )
+        stream, trust = await self._connect(target, chosen, accept_key, deadline)
         handshake = loop.time() - started
         try:
-            trust = await self._trust(check, host, port, accept_key)
             await stream.send_all(line, deadline)
             early = None
             if size > CHUNK:
@@ -177,24 +159,6 @@ class TitanClient(Client):
         finally:
             stream.close()
         return UploadResult(target, status, meta, trust, chosen, sent)
-
-    async def _trust(self, check: PeerCheck, host: str, port: int, accept_key: str | None) -> Trust:
-        seen = check.seen
-        if seen is None:  # pragma: no cover - OpenSSL always verifies a server certificate
-            raise TLSFailure(f"{format_address(host, port)} presented no certificate")
-        previous: KnownHost | None = None
-        verdict = Verdict.CA_VERIFIED
-        if self.mode is TrustMode.TOFU:
-            verdict, previous = await asyncio.to_thread(
-                self.known_hosts.record, host, port, seen, accept_key=accept_key
-            )
-        return Trust(
-            verdict=verdict,
-            certificate=seen,
-            previous=previous,
-            hostname_matches=bool(check.hostname_matches),
-            validity_problem=check.validity_problem(),
-        )
 
     async def _send_body(
         self, stream: TLSStream, body: BinaryIO, size: int, progress: Progress | None
