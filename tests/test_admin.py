@@ -23,6 +23,8 @@ import pytest
 
 from account_flow import answer
 from helpers import CertFiles, RawResponse, RunningServer, identity_of, raw_request, serve_process
+from hospes.admin.render import moment
+from hospes.app import confirm
 from hospes.cli import main
 from hospes.config import Config, HostConfig, parse_config
 from hospes.store import BanKind, Store
@@ -270,6 +272,56 @@ def test_rename_remove_a_certificate_and_delete_an_account(demo, certs, admin):
     ]
 
 
+def test_an_accounts_page_shows_its_certificates_bans_and_registration(demo, certs, admin):
+    """What issue 15 lists for an account's page: certificates, bans, when it registered."""
+    lena = certs.make("lena")
+    assert answer(demo.port, "/account/register", lena, "lena").status == 30
+    phone = certs.renewal(lena, "lena-phone")
+    assert get(demo, "/members/", phone).status == 20  # a second certificate of the account
+    account = demo.call(lambda: store_of(demo).account("lena"))
+    key = identity_of(lena).key_fingerprint
+    walk(demo, f"/admin/ban/key/{key[7:]}", admin, "1h", "key leaked")
+    walk(demo, f"/admin/ban/account/{account.id}", admin, "", "sold the account")
+    other = identity_of(certs.make("other")).fingerprint
+    walk(demo, "/admin/bans/add/certificate", admin, other, "", "not lena's")
+    page = get(demo, f"/admin/accounts/{account.id}", admin)
+    assert page.status == 20
+    gemtext_is_ours(page.body)
+    body = page.body.decode()
+    assert body.startswith("# lena\n")
+    assert f"Account {account.id}, registered {moment(account.created)}, 2 certificates." in body
+    records = demo.call(lambda: store_of(demo).certificates(account.id))
+    assert sorted(r.common_name for r in records) == ["lena", "lena-phone"]
+    certificates = body[body.index("## Certificates") : body.index("## Bans")]
+    for record in records:
+        block = certificates[certificates.index(f"### {record.common_name}\n") :]
+        block = block[: block.index("=> ")]
+        for label, value in (
+            ("certificate", record.fingerprint),
+            ("key", record.key_fingerprint),
+            ("valid", f"{record.not_before:%Y-%m-%d} to {record.not_after:%Y-%m-%d}"),
+            ("first seen", moment(record.first_seen)),
+            ("last seen", moment(record.last_seen)),
+        ):
+            assert re.search(rf"^{label} +{re.escape(value)}$", block, re.MULTILINE), (label, block)
+    bans = body[body.index("## Bans") : body.index("## Change")]
+    items = [line for line in bans.split("\n") if line.startswith("* ")]
+    assert len(items) == 2, bans  # the key's and the account's; not another certificate's
+    assert any(
+        line.startswith(f"* key {key[:19]}…, since ")
+        and " until " in line
+        and line.endswith(": key leaked")
+        for line in items
+    ), items
+    assert any(
+        line.startswith("* account lena, since ") and line.endswith(", for ever: sold the account")
+        for line in items
+    ), items
+    assert f"=> /admin/unban/key/{key[7:]} " in bans
+    assert f"=> /admin/unban/account/{account.id} " in bans
+    assert "not lena's" not in body
+
+
 def test_allow_lists_add_and_remove(demo, certs, admin):
     dave = certs.make("dave")
     fingerprint = identity_of(dave).fingerprint
@@ -448,6 +500,27 @@ def test_a_crafted_link_changes_nothing(demo, certs, admin):
     assert b"# Banned" in done.body and banned()
     assert STALE in get(demo, f"{theirs}?spam%20again", admin).body
     assert [entry[3] for entry in audit(demo)] == ["spam"]
+
+
+def test_a_nonce_older_than_its_ten_minutes_changes_nothing(demo, certs, admin, monkeypatch):
+    """A stale nonce: issued to this admin for this very change, answered too late."""
+    kim = certs.make("kim")
+    assert answer(demo.port, "/account/register", kim, "kim").status == 30
+    account = demo.call(lambda: store_of(demo).account("kim"))
+    ban = f"/admin/ban/account/{account.id}"
+    early, late = prompt_url(demo, ban, admin, ""), prompt_url(demo, ban, admin, "")
+    issued = dt.datetime.now(dt.UTC)
+    # The server runs in this process: its confirmations read the clock this test moves.
+    monkeypatch.setattr(confirm, "_now", lambda: issued + dt.timedelta(minutes=10, seconds=1))
+    stale = get(demo, f"{early}?spam", admin)
+    assert STALE in stale.body and b"more than 10 minutes old" in stale.body
+    assert get(demo, early, admin).status == 20  # not even its prompt is shown
+    assert get(demo, "/members/", kim).status == 20
+    assert audit(demo) == []
+    # Within its ten minutes, the same change goes through: the age alone refused it.
+    monkeypatch.setattr(confirm, "_now", lambda: issued + dt.timedelta(minutes=9))
+    assert b"# Banned" in get(demo, f"{late}?spam", admin).body
+    assert get(demo, "/members/", kim).header == "61 banned: spam"
 
 
 def test_untrusted_names_reasons_and_common_names_stay_in_their_place(demo, certs, admin):
