@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import os
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
 
 from helpers import raw_request
+from hospes.app.filesystems import LocalDevices
 from hospes.app.request import Request
 from hospes.app.static import SMALL_FILE, StaticFiles, guess_mime
 from hospes.gemini.url import parse_url
@@ -207,3 +210,47 @@ def test_cache_is_bounded(capsule):
         assert asyncio.run(static(request)).body == (name * 12).encode()
     assert static._cached_bytes <= 30
     assert list(static._cache) == ["/b.txt", "/c.txt"]
+
+
+def _file_request(path: str) -> Request:
+    return Request(parse_url(f"gemini://a{path}"), path, None, "a", "", 0)
+
+
+async def _hit_while_the_pool_hangs(static: StaticFiles) -> tuple[bool, bytes]:
+    """Cache ``/notes.txt``, hang the loop's only pool thread (as a dead NFS server would),
+    request the file again: whether it was answered while the pool hung, and its body."""
+    loop = asyncio.get_running_loop()
+    pool = ThreadPoolExecutor(1)
+    loop.set_default_executor(pool)
+    assert (await static(_file_request("/notes.txt"))).body == b"plain notes\n"
+    gate = threading.Event()
+    hung = loop.run_in_executor(None, gate.wait)
+    hit = asyncio.ensure_future(static(_file_request("/notes.txt")))
+    await asyncio.sleep(0.3)  # the loop runs meanwhile: this sleep ends
+    answered = hit.done()
+    gate.set()
+    await hung
+    response = await asyncio.wait_for(hit, 5)
+    pool.shutdown()
+    return answered, response.body
+
+
+def test_a_cached_file_on_a_network_file_system_is_revalidated_off_the_loop(capsule, tmp_path):
+    """A hung mount stalls the requests for its files, never the event loop."""
+    device = os.stat(capsule / "notes.txt").st_dev
+    table = tmp_path / "mountinfo"
+    table.write_text(f"61 27 {os.major(device)}:{os.minor(device)} / /srv rw - nfs4 files:/x rw\n")
+    static = StaticFiles(capsule, devices=LocalDevices(table))
+    answered, body = asyncio.run(_hit_while_the_pool_hangs(static))
+    assert not answered  # its stat waited in the pool
+    assert body == b"plain notes\n"
+
+
+def test_a_cached_file_on_a_local_disk_is_revalidated_on_the_loop(capsule):
+    """The fast path: no thread round trip for a file the kernel has just served."""
+    if not LocalDevices().is_local(os.stat(capsule).st_dev):
+        pytest.skip("the test's temporary directory is not on a local file system here")
+    static = StaticFiles(capsule)
+    answered, body = asyncio.run(_hit_while_the_pool_hangs(static))
+    assert answered
+    assert body == b"plain notes\n"

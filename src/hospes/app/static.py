@@ -12,10 +12,11 @@ none); a directory requested without its trailing slash is redirected (31)
 so relative links in it work.  Only regular files are served: a FIFO, socket
 or device is ``51`` at once, never opened for I/O that could wait forever.
 
-The event loop never waits for the disk, except for one ``stat`` per request
-for a file cached in memory (see :class:`StaticFiles`): finding, opening and
-reading a file runs on the loop's default thread pool, and a large file is
-read there chunk by chunk.
+The event loop never waits for the disk: finding, opening and reading a file
+runs on the loop's default thread pool, and a large file is read there chunk
+by chunk.  The one exception is the ``stat`` that revalidates a file cached in
+memory, made on the loop only when the file and the root are on local file
+systems (:mod:`~hospes.app.filesystems`), where it cannot wait for a server.
 
 MIME types come from the extension: :data:`BUILTIN_TYPES` (data, not code),
 with a capsule's own table over it; ``lang`` and ``charset`` become parameters
@@ -38,6 +39,7 @@ from types import MappingProxyType
 
 from ..gemini.protocol import Status, check_header
 from ..gemini.url import quote_path
+from .filesystems import LocalDevices
 from .listing import ListingEntry, render_listing, scan_directory
 from .request import Request
 from .resolve import Resolved, Root, authorise
@@ -130,6 +132,8 @@ class _Cached:
     elsewhere: str | None
     """Where the file really is (below the root) when that is not the path requested
     (a symlink): its access rules are checked on every hit.  None otherwise."""
+    local: bool
+    """The file and the root are on local file systems: revalidated on the event loop."""
 
 
 def _signature(info: os.stat_result) -> tuple[int, int, int, int]:
@@ -147,6 +151,8 @@ class _Found:
     body: bytes | None = None
     """The content of a small file (read whole), None for a large one (``handle`` is open)."""
     handle: int = -1
+    local: bool = False
+    """On a local file system, as the root is (see :class:`_Cached`)."""
 
     def close(self) -> None:
         """Close the large file's descriptor when it is not going to be sent."""
@@ -170,11 +176,13 @@ class StaticFiles:
     Small files are kept in memory (at most ``cache_bytes`` in all) and
     revalidated on every request with one ``stat`` of their resolved path: an
     edited, replaced or removed file is never served stale, and a changed file
-    goes through the full resolution (and its checks) again.  That ``stat`` is
-    the one file system call made on the event loop, on purpose: a thread
-    round trip would cost more than the ``stat`` of a file the kernel has just
-    served; everything else (resolution, open, reads) runs on the loop's
-    thread pool.
+    goes through the full resolution (and its checks) again.  When the file
+    and the root are on local file systems, that ``stat`` is made on the event
+    loop, on purpose: a thread round trip would cost more than the ``stat`` of
+    a file the kernel has just served.  On a network file system (NFS, SMB,
+    FUSE: anything ``devices`` does not know as local) it runs on the loop's
+    thread pool like everything else (resolution, open, reads), so a server
+    that stops answering stalls those requests, never the loop.
 
     ``mime`` (extension → type) overrides :data:`BUILTIN_TYPES`; ``lang``
     (``en``, ``pt-BR``) is added to ``text/gemini`` responses, ``charset`` to
@@ -195,8 +203,11 @@ class StaticFiles:
         lang: str | None = None,
         charset: str | None = None,
         listing: bool = False,
+        devices: LocalDevices | None = None,
     ) -> None:
         self.files = Root(root)
+        self.devices = devices or LocalDevices()
+        self._root_local: bool | None = None
         self.root = self.files.root
         self.real_root = self.files.real
         self.index = index
@@ -225,9 +236,14 @@ class StaticFiles:
         """Serve the file (or directory index) at the request's relative path."""
         relative = request.relative_path
         cached = self._cache.get(relative)
+        loop = asyncio.get_running_loop()
         if cached is not None:
             try:
-                fresh = _signature(os.stat(cached.real)) == cached.signature
+                if cached.local:
+                    info = os.stat(cached.real)
+                else:
+                    info = await loop.run_in_executor(None, os.stat, cached.real)
+                fresh = _signature(info) == cached.signature
             except OSError:
                 fresh = False
             if fresh:
@@ -235,10 +251,11 @@ class StaticFiles:
                     denied = await authorise(request, request.base + cached.elsewhere)
                     if denied is not None:
                         return denied
-                self._cache.move_to_end(relative)
+                if self._cache.get(relative) is cached:
+                    self._cache.move_to_end(relative)
                 return Response.success(cached.body, cached.mime)
-            self._forget(relative)
-        loop = asyncio.get_running_loop()
+            if self._cache.get(relative) is cached:
+                self._forget(relative)
         found = await loop.run_in_executor(None, self._find, relative, request.path)
         if isinstance(found, Response):
             return found
@@ -259,7 +276,12 @@ class StaticFiles:
             self._remember(
                 relative,
                 _Cached(
-                    found.real, _signature(found.info), found.body, found.mime, found.elsewhere
+                    found.real,
+                    _signature(found.info),
+                    found.body,
+                    found.mime,
+                    found.elsewhere,
+                    found.local,
                 ),
             )
         return Response.success(found.body, found.mime)
@@ -285,7 +307,19 @@ class StaticFiles:
         if not stat.S_ISREG(resolved.info.st_mode):
             return Response.not_found(_NOT_FOUND)
         elsewhere = None if resolved.path == natural else resolved.path
-        return _read(resolved.real, self.mime_of(resolved.real), elsewhere)
+        found = _read(resolved.real, self.mime_of(resolved.real), elsewhere)
+        if isinstance(found, _Found) and found.body is not None:
+            found.local = self._on_local_disk(found.info.st_dev)
+        return found
+
+    def _on_local_disk(self, device: int) -> bool:
+        """Whether a file of ``device`` (and the root) are on local file systems; blocking."""
+        if self._root_local is None:
+            try:
+                self._root_local = self.devices.is_local(os.stat(self.real_root).st_dev)
+            except OSError:
+                return False
+        return self._root_local and self.devices.is_local(device)
 
     def _scan(self, directory: Resolved, relative: str) -> _Listing | Response:
         """The entries of a directory without an index, as :meth:`Root.resolve` finds them.
