@@ -11,6 +11,10 @@ from pathlib import Path
 import pytest
 
 from hospes.cli import build_parser
+from hospes.cli import store as cli_store
+from hospes.cli.serve import build_config
+from hospes.cli.store import find_config, locate_store
+from hospes.runner import store_path
 
 ROOT = Path(__file__).resolve().parent.parent
 UNIT = ROOT / "contrib" / "hospes.service"
@@ -52,7 +56,44 @@ def test_its_command_line_is_one_hospes_accepts():
     assert command[0].endswith("/hospes")
     args = build_parser().parse_args(command[1:])
     assert args.command == "serve"
-    assert (str(args.config), str(args.state)) == ("/etc/hospes/hospes.toml", "/var/lib/hospes")
+    assert str(args.config) == "/etc/hospes/hospes.toml"
+    assert args.state is None  # the state directory is the file's: the admin commands read it
+
+
+@pytest.mark.parametrize("state", [True, False], ids=["state-in-the-file", "state-left-out"])
+def test_the_admin_commands_open_the_store_of_the_units_server(monkeypatch, tmp_path, state):
+    """``sudo -u hospes hospes allow add …`` changes the store the unit's server reads.
+
+    The server runs the unit's ``ExecStart`` with its ``Environment``; the admin
+    command is run by hand as docs/operations.md shows: no flag, no
+    ``$HOSPES_CONFIG`` (sudo does not pass the unit's environment), ``$HOME`` the
+    user's home (``/var/lib/hospes``), and ``/etc/hospes/hospes.toml`` in place.
+    """
+    home = tmp_path / "var" / "lib" / "hospes"
+    system = tmp_path / "etc" / "hospes" / "hospes.toml"
+    system.parent.mkdir(parents=True)
+    system.write_text((f'state = "{home}"\n' if state else "") + 'hostnames = ["localhost"]\n')
+    monkeypatch.setattr(cli_store, "SYSTEM_CONFIG", system)
+    monkeypatch.delenv("XDG_STATE_HOME", raising=False)
+    monkeypatch.delenv("HOSPES_CONFIG", raising=False)
+    monkeypatch.setenv("HOME", str(home))
+
+    unit = service()
+    executed = unit["ExecStart"][0].replace("/etc/hospes/hospes.toml", str(system))
+    command = shlex.split(executed.replace("/var/lib/hospes", str(home)))
+    environment = dict(
+        value.replace("/etc/hospes/hospes.toml", str(system)).split("=", 1)
+        for value in unit["Environment"]
+    )
+    served = build_parser().parse_args(command[1:])
+    server = build_config(served, find_config(served.config, environment))
+
+    typed = build_parser().parse_args(["allow", "add", "friends", "SHA256:" + "ab" * 32])
+    admin = locate_store(typed, environ={})
+    assert admin.source.path == system
+    assert admin.path == store_path(server)
+    if state:
+        assert admin.path == home / "hospes.sqlite3"
 
 
 @pytest.mark.skipif(

@@ -4,8 +4,10 @@ What the harness changes, and nothing else: URLs of ``gemini://example.org/`` an
 ``gemini://localhost/`` point at a test server on a free port (the tests reach
 loopback only), and each block runs in an empty directory (with a ``capsule/``),
 with its own client data and state directories.  A block that serves (a line
-calling ``run(``) runs with :func:`hospes.runner.run` wrapped to serve on a free
-port instead of 1965; it is asked for a page, then stopped with SIGTERM, which
+calling ``run(``) runs with :func:`hospes.runner.run` wrapped to serve on port 0
+instead of 1965 and to print the port it was given on stderr (no port is picked
+here and handed over, which another program could take in between); it is asked
+for a page, then stopped with SIGTERM, which
 must end it with status 0 (``tests/test_docs.py`` checks the README's application
 page by page).  A block may opt out with a comment ``# not run by the tests:
 REASON``; none does today.
@@ -16,7 +18,6 @@ from __future__ import annotations
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -35,11 +36,18 @@ OPT_OUT = "# not run by the tests:"
 _BLOCK = re.compile(r"^```python\n(.*?)^```", re.MULTILINE | re.DOTALL)
 _URL = re.compile(r"gemini://(?:example\.org|localhost)/")
 _SERVES = re.compile(r"^run\(", re.MULTILINE)  # hospes.runner.run: serves until a signal
-_ON_PORT = """\
-import dataclasses as _dataclasses, hospes.runner as _runner
+_ON_PORT_ZERO = """\
+import dataclasses as _dataclasses, sys as _sys, hospes.runner as _runner
 _serve = _runner.run
-_runner.run = lambda config, *a, **k: _serve(_dataclasses.replace(config, port={port}), *a, **k)
+def _run(config, *args, announce=None, **kwargs):
+    def _announced(started, config):
+        if announce is not None:
+            announce(started, config)
+        print("docs example: listening on port", config.port, file=_sys.stderr, flush=True)
+    return _serve(_dataclasses.replace(config, port=0), *args, announce=_announced, **kwargs)
+_runner.run = _run
 """
+_PORT = re.compile(r"^docs example: listening on port (\d+)$")
 
 
 def blocks() -> list[tuple[str, str]]:
@@ -50,12 +58,6 @@ def blocks() -> list[tuple[str, str]]:
             line = text.count("\n", 0, match.start()) + 1
             found.append((f"{document.relative_to(ROOT)}:{line}", match.group(1)))
     return found
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def test_every_document_with_python_has_its_blocks_found():
@@ -84,7 +86,6 @@ def test_python_block_runs(where, code, target, tmp_path):
     (work / "capsule").mkdir(parents=True)
     (work / "capsule" / "index.gmi").write_text("# The example's capsule\n")
     code = _URL.sub(f"gemini://localhost:{target.port}/", code)
-    port = free_port()
     env = {"HOSPES_DATA_DIR": str(tmp_path / "client"), "XDG_STATE_HOME": str(tmp_path / "xdg")}
     command = [sys.executable, "-c", code]
     if not _SERVES.search(code):
@@ -99,8 +100,9 @@ def test_python_block_runs(where, code, target, tmp_path):
         )
         assert result.returncode == 0, f"{where}:\n{result.stderr}"
         return
-    process = Process([sys.executable, "-c", _ON_PORT.format(port=port) + code], env, cwd=work)
+    process = Process([sys.executable, "-c", _ON_PORT_ZERO + code], env, cwd=work)
     try:
+        port = int(process.wait_for_line(_PORT, timeout=30).group(1))
         response = _first_answer(process, port, where)
         assert response.status == 20, response.header
         if "/hello/{name}" in code:  # the README's application: its own route
@@ -113,7 +115,8 @@ def test_python_block_runs(where, code, target, tmp_path):
 
 
 def _first_answer(process: Process, port: int, where: str):
-    """The example server's answer to ``/``, once it listens (it says nothing when it does)."""
+    """The example server's answer to ``/``, tried until it comes (several workers print the
+    port before they listen)."""
     deadline = time.monotonic() + 30
     host = "example.org"
     while True:

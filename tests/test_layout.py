@@ -100,3 +100,29 @@ def test_no_two_public_classes_share_a_name():
                     clashes.append(f"{node.name}: {seen[node.name]} and {where}")
                 seen[node.name] = where
     assert not clashes
+
+
+def test_the_store_docstrings_name_every_implementation():
+    """The store's package and interface say which implementations exist today, all of them.
+
+    They once said SQLite was the only one, and promised a shared store, after
+    the PostgreSQL store had landed.
+    """
+    implementations = {
+        node.name
+        for path in sorted((PACKAGE / "store").glob("*.py"))
+        for node in ast.walk(ast.parse(path.read_text()))
+        if isinstance(node, ast.ClassDef)
+        and any(isinstance(base, ast.Name) and base.id == "Store" for base in node.bases)
+    }
+    assert implementations == {"SQLiteStore", "PostgresStore"}
+    modules = {name.lower().removesuffix("store") for name in implementations}
+    package = ast.get_docstring(ast.parse((PACKAGE / "store" / "__init__.py").read_text()))
+    interface = ast.get_docstring(ast.parse((PACKAGE / "store" / "base.py").read_text()))
+    assert package is not None and interface is not None
+    for module in modules:
+        assert f"``{module}``" in package, module
+    for name in implementations:
+        assert name in interface, name
+    for text in (package, interface):
+        assert not re.search(r"\bwill implement|\btoday is SQLite|one implementation", text), text

@@ -1,9 +1,16 @@
-"""The identity store: one interface (:class:`Store`); its implementation today is SQLite.
+"""The identity store: one interface (:class:`Store`), two implementations.
 
-``base`` is the interface (the one a shared, networked store will implement
-too), ``models`` its records, ``sqlite`` the embedded store (an async facade
-over the synchronous ``sqlite_db`` and the read ``cache``), ``migrations`` the
-SQLite schema.
+``base`` is the interface and ``models`` its records.  ``sqlite`` is the
+embedded store of one machine, the default (an async facade over the
+synchronous ``sqlite_db`` and the read ``cache``; ``migrations`` is its
+schema).  ``postgres`` is the store several nodes share (``--database
+postgresql://…``, the ``postgres`` extra; ``postgres_migrations`` is its
+schema), with the same read ``cache``.  Both pass the contract suite,
+``tests/test_store.py``.  Neither is imported here, so that importing the
+interface does not need psycopg: the runner opens the one the configuration
+names.  Shared by both: ``names`` and ``confusables`` (look-alike account
+names), ``buckets`` (rate-limit tokens kept in memory), ``bans`` (what an
+admin types for a ban) and ``database_url``.
 """
 
 from .base import (

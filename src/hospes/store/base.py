@@ -1,9 +1,10 @@
 """The interface of the identity store, and the rules every implementation enforces.
 
 The server, the access rules, the account flows and the admin CLI use only
-this interface; today its one implementation is the embedded SQLite store, and
-it is the interface a shared (networked) store will implement.  The contract
-test-suite (``tests/test_store.py``) is parametrised over implementations.
+this interface; it has two implementations, the embedded SQLite store
+(:class:`~hospes.store.sqlite.SQLiteStore`) and the one several nodes share
+(:class:`~hospes.store.postgres.PostgresStore`).  The contract test-suite
+(``tests/test_store.py``) is parametrised over both.
 Methods are coroutines so that a store that waits for a disk or a network
 never blocks the event loop; every write is one transaction.
 """
