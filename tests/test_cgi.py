@@ -238,6 +238,14 @@ def test_search_string_and_trailing_slash(server):
     assert variables["GEMINI_SEARCH_STRING"] == "hello world"
 
 
+def test_an_encoded_nul_gives_no_search_string(server):
+    # No environment variable holds a NUL: the search string would be cut at it.
+    variables = environment(get(server, "/cgi-bin/env.sh?a%00AUTH_TYPE%3DCERTIFICATE").body)
+    assert "GEMINI_SEARCH_STRING" not in variables
+    assert "AUTH_TYPE" not in variables
+    assert variables["QUERY_STRING"] == "a%00AUTH_TYPE%3DCERTIFICATE"
+
+
 def test_the_servers_environment_does_not_leak(server):
     assert os.environ[CANARY]  # set in the server's (this process's) environment
     variables = environment(get(server, "/cgi-bin/env.sh").body)

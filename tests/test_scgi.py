@@ -101,6 +101,23 @@ def test_the_application_gets_the_variables_and_answers(serve, tcp_app, certs):
     assert seen["body"] == ""
 
 
+def test_an_encoded_nul_in_the_query_cannot_forge_variables(serve, tcp_app):
+    # The attack: an anonymous visitor's search string, once decoded, would split the
+    # netstring and read to the application as AUTH_TYPE=CERTIFICATE, REMOTE_USER=admin.
+    app, address = tcp_app
+    server = scgi_server(serve, address)
+    query = "x%00AUTH_TYPE%00CERTIFICATE%00REMOTE_USER%00admin%00HOSPES_ACCOUNT%00admin"
+    response = raw_request(server.port, f"gemini://localhost:{server.port}/app/?{query}")
+    assert response.status == 20
+    names = [name for name, _ in app.requests[0][0]]
+    assert not {"AUTH_TYPE", "REMOTE_USER", "HOSPES_ACCOUNT", "GEMINI_SEARCH_STRING"} & set(names)
+    assert len(names) == len(set(names))
+    assert dict(app.requests[0][0])["QUERY_STRING"] == query  # still there, still encoded
+    # Without the NUL the search string is passed on, decoded.
+    raw_request(server.port, f"gemini://localhost:{server.port}/app/?hello%20there")
+    assert dict(app.requests[1][0])["GEMINI_SEARCH_STRING"] == "hello there"
+
+
 def test_a_unix_socket_application(serve, tmp_path):
     path = tmp_path / "app.sock"
     app = App(echo)
@@ -220,6 +237,8 @@ def test_netstring_and_addresses():
         netstring({"CONTENT_LENGTH": "0", "SCGI": "1"})
         == b"24:CONTENT_LENGTH\x000\x00SCGI\x001\x00,"
     )
+    with pytest.raises(ValueError, match="NUL"):
+        netstring({"CONTENT_LENGTH": "0", "Q": "a\0REMOTE_USER\0admin"})
     assert parse_scgi_address("127.0.0.1:4000") == ("127.0.0.1", 4000)
     assert parse_scgi_address("[::1]:4000") == ("::1", 4000)
     assert parse_scgi_address("unix:/run/app.sock") == Path("/run/app.sock")

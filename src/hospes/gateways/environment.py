@@ -98,7 +98,12 @@ def cgi_environment(
     if query is not None and "=" not in query:
         # The dispatcher refused a query that does not decode already.
         with contextlib.suppress(URLError):
-            environment["GEMINI_SEARCH_STRING"] = percent_decode(query)
+            search = percent_decode(query)
+            # A NUL (%00) fits in no environment variable (the C string ends there) and
+            # would split an SCGI netstring, letting a visitor append variables of their
+            # choosing (AUTH_TYPE, REMOTE_USER...): such a query is in QUERY_STRING only.
+            if "\0" not in search:
+                environment["GEMINI_SEARCH_STRING"] = search
     cipher = request.tls_cipher
     if cipher is not None:
         environment["TLS_VERSION"] = request.tls_version or ""

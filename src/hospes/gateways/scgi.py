@@ -75,7 +75,14 @@ def parse_scgi_address(text: str) -> tuple[str, int] | Path:
 
 
 def netstring(variables: Mapping[str, str]) -> bytes:
-    """The SCGI header: ``len:name\\0value\\0...,`` (``CONTENT_LENGTH`` must come first)."""
+    """The SCGI header: ``len:name\\0value\\0...,`` (``CONTENT_LENGTH`` must come first).
+
+    Raises :class:`ValueError` for a NUL in a name or a value: it would end
+    that string early and make the rest read as variables of its own.
+    """
+    for name, value in variables.items():
+        if "\0" in name or "\0" in value:
+            raise ValueError(f"SCGI variable {name!r} contains a NUL character")
     payload = b"".join(
         name.encode("utf-8") + b"\0" + value.encode("utf-8") + b"\0"
         for name, value in variables.items()
@@ -147,7 +154,11 @@ class SCGIApplication:
             request, self.base, script_name=request.base, path_info=request.relative_path
         )
         length = variables.pop("CONTENT_LENGTH", "0")
-        header = netstring({"CONTENT_LENGTH": length, "SCGI": "1", **variables})
+        try:
+            header = netstring({"CONTENT_LENGTH": length, "SCGI": "1", **variables})
+        except ValueError as exc:  # never sent: the application would read other variables
+            log.error("request not passed to SCGI application %s: %s", self.address, exc)
+            return gateway_failure("the request cannot be passed to the application")
         try:
             reader, writer = await self._connect()
         except (OSError, TimeoutError) as exc:
