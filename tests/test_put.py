@@ -90,6 +90,27 @@ def test_put_from_stdin_with_a_titan_scope_and_a_mime_type(server, uploads, monk
     assert capsys.readouterr().err == ""
 
 
+def test_put_sends_the_token(serve, tmp_path, capsys):
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    config = Config(
+        hosts=[HostConfig("localhost")],
+        root=locked,
+        titan=[TitanMount("/locked/", locked, token="open sesame;now")],
+    )
+    server = serve(config=config)
+    assert main(["id", "new", "tess"]) == 0
+    source = tmp_path / "t.gmi"
+    source.write_text("# behind a token\n")
+    url = titan(server, "/locked/t.gmi")
+    assert main(["put", "--identity", "tess", str(source), url]) == 6  # no token: 59
+    assert "this upload needs a valid token" in capsys.readouterr().err
+    assert not (locked / "t.gmi").exists()
+    arguments = ["put", "--identity", "tess", "--token", "open sesame;now", str(source), url]
+    assert main(arguments) == 0
+    assert (locked / "t.gmi").read_text() == "# behind a token\n"
+
+
 def test_put_without_an_identity_is_refused_60(server, uploads, tmp_path, capsys):
     source = tmp_path / "x.txt"
     source.write_bytes(b"x" * 1000)

@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from helpers import RunningServer, identity_of, raw_request
+from hospes.app.access import AccessRule, Requirement
 from hospes.config import Config, HostConfig
 from hospes.gateways import SCGIMount
 from hospes.gateways.scgi import netstring, parse_scgi_address
@@ -118,6 +119,21 @@ def test_an_encoded_nul_in_the_query_cannot_forge_variables(serve, tcp_app):
     assert dict(app.requests[1][0])["GEMINI_SEARCH_STRING"] == "hello there"
 
 
+def test_an_access_rule_stands_before_the_application(serve, tcp_app, certs):
+    app, address = tcp_app
+    config = Config(
+        hosts=[HostConfig("localhost")],
+        scgi=[SCGIMount("/app/", address)],
+        access=[AccessRule("/app/private/", Requirement.CERTIFICATE)],
+    )
+    server = serve(config=config)
+    url = f"gemini://localhost:{server.port}/app/private/x"
+    assert raw_request(server.port, url).status == 60
+    assert app.requests == []  # never contacted
+    assert lines(raw_request(server.port, url, cert=certs.make("ivy")).body)["REMOTE_USER"] == "ivy"
+    assert len(app.requests) == 1
+
+
 def test_a_unix_socket_application(serve, tmp_path):
     path = tmp_path / "app.sock"
     app = App(echo)
@@ -186,6 +202,35 @@ def test_an_application_that_is_down_answers_43_and_is_logged_once_a_minute(serv
     records = [r for r in caplog.records if "cannot be reached" in r.getMessage()]
     assert len(records) == 2
     assert "(2 more requests failed since)" in records[1].getMessage()
+
+
+def test_an_application_that_does_not_accept_in_time_answers_43(serve, caplog):
+    # A listening socket whose backlog is full: the kernel drops further SYNs, so a
+    # connection attempt hangs until connect_timeout.
+    with socket.socket() as listening:
+        listening.bind(("127.0.0.1", 0))
+        listening.listen(0)
+        held = [socket.socket() for _ in range(4)]
+        for sock in held:
+            sock.setblocking(False)
+            sock.connect_ex(listening.getsockname())
+        try:
+            time.sleep(0.2)
+            address = f"127.0.0.1:{listening.getsockname()[1]}"
+            server = scgi_server(serve, address, connect_timeout=0.3)
+            started = time.monotonic()
+            with caplog.at_level(logging.ERROR, logger="hospes.gateways"):
+                response = raw_request(server.port, f"gemini://localhost:{server.port}/app/")
+            elapsed = time.monotonic() - started
+        finally:
+            for sock in held:
+                sock.close()
+    assert (response.status, response.meta) == (
+        43,
+        "the application is unavailable; try again later",
+    )
+    assert 0.3 <= elapsed < 2
+    assert "cannot be reached: timed out" in caplog.text
 
 
 def test_an_invalid_header_answers_42(serve):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import logging
 import socket
 import ssl
 import time
@@ -120,6 +121,21 @@ def test_an_upload_replaces_a_file_and_reaches_subdirectories(server, uploads, c
     empty = upload(server, "/uploads/empty.txt", b"", cert)
     assert empty.status == 30
     assert (uploads / "empty.txt").read_bytes() == b""
+
+
+def test_the_uploaders_identity_is_logged(server, members, certs, caplog):
+    cert = certs.make("gwen")
+    identity = identity_of(cert)
+    store = server.server.dispatcher.store
+    assert store is not None
+    server.call(lambda: store.register("gwendolyn", identity, dt.datetime.now(dt.UTC)))
+    with caplog.at_level(logging.INFO, logger="hospes.gateways"):
+        assert upload(server, "/members/log.gmi", b"hi", cert, ";token=sesame").status == 30
+    [record] = [r for r in caplog.records if r.getMessage().startswith("upload of 2 bytes")]
+    message = record.getMessage()
+    assert "to /members/log.gmi" in message
+    assert f"by {identity.fingerprint} (gwen, account gwendolyn)" in message
+    assert message.endswith("from 127.0.0.1")
 
 
 def test_over_size_is_refused_before_the_body_is_read(server, uploads, certs):
