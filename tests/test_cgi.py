@@ -6,6 +6,7 @@ import datetime as dt
 import logging
 import os
 import ssl
+import threading
 import time
 from pathlib import Path
 
@@ -290,6 +291,21 @@ def test_a_hung_script_is_killed_and_answers_42(server, work):
     assert len(pids) == 2  # the script, and the sleep it waits for
     assert wait_until(lambda: not any(alive(pid) for pid in pids))
     assert not [child for child in children_of(os.getpid()) if child[1] == "Z"]
+
+
+@pytest.mark.slow
+def test_a_running_script_does_not_hold_the_server_up(server, work):
+    hung = threading.Thread(target=get, args=(server, "/cgi-bin/silent.sh"))
+    hung.start()
+    try:
+        assert wait_until((work / "pids").exists)  # the script runs now
+        started = time.monotonic()
+        assert get(server, "/").status == 20
+        assert get(server, "/cgi-bin/cwd.sh").status == 20  # and another script runs beside it
+        assert time.monotonic() - started < 0.5  # not after the hung script's 1 s timeout
+        assert hung.is_alive()
+    finally:
+        hung.join()
 
 
 @pytest.mark.slow
