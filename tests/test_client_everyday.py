@@ -24,7 +24,9 @@ from hospes.app.response import Response
 from hospes.cli import main
 from hospes.cli.output import table, width
 from hospes.client import IdentityStore, KnownHosts
+from hospes.client.titan import TitanClient
 from hospes.config import Config, HostConfig
+from hospes.gemini.url import parse_url
 from hospes.selfsigned import (
     load_certificate,
     self_signed_certificate,
@@ -330,6 +332,66 @@ def test_most_specific_scope_wins_and_scopes_are_not_shared(serve, data_dir, cap
         "home": [root, app],
         "work": [running.url("/app/admin/")],
     }
+
+
+def test_id_list_notes_only_scopes_that_really_cover_one_another(serve, data_dir, capsys):
+    """A titan:// scope never covers gemini:// URLs: id list must not say it does."""
+    capsule = Recorder()
+    running = start(serve, capsule)
+    for name in ("home", "work", "editor"):
+        assert hospes(capsys, "id", "new", name)[0] == 0
+    work = store(data_dir).get("work").fingerprint
+    uploads = f"titan://localhost:{running.port}/"
+    wiki = running.url("/wiki/")
+    drafts = f"titan://localhost:{running.port}/wiki/drafts/"
+    assert hospes(capsys, "id", "scope", "home", uploads)[0] == 0
+    assert hospes(capsys, "id", "scope", "work", wiki)[0] == 0
+    assert hospes(capsys, "id", "scope", "editor", drafts)[0] == 0
+
+    status, out, _ = hospes(capsys, "id", "list")
+    assert status == 0
+    rows = {line.split()[0]: line for line in out.split("\n\n")[1].splitlines()[1:]}
+    # What is really sent: work under /wiki/, and nobody elsewhere (home is for uploads).
+    assert hospes(capsys, "get", "-q", running.url("/wiki/x"))[1] == f"/wiki/x for {work}\n"
+    assert hospes(capsys, "get", "-q", running.url("/x"))[1] == "/x for nobody\n"
+    assert rows[wiki].split() == [wiki, "work"]  # not "instead of home (inside titan://…)"
+    # An upload under drafts/ would get home (titan:// scopes first) if editor had no scope.
+    titan = TitanClient(data_dir=data_dir)
+    chosen = titan.identity_for(parse_url(drafts + "page.gmi"), None)
+    assert chosen is not None and chosen.name == "editor"
+    assert rows[drafts].endswith(f"instead of home (inside {uploads})")
+    data = json.loads(hospes(capsys, "id", "list", "--json")[1])
+    within = {item["scope"]: item["within"] for item in data["scopes"]}
+    assert within == {
+        uploads: None,
+        wiki: None,
+        drafts: {"scope": uploads, "identity": "home"},
+    }
+    # Without home's titan:// scope, an upload there falls back on work's gemini:// one.
+    assert hospes(capsys, "id", "unscope", "home", "--all")[0] == 0
+    chosen = titan.identity_for(parse_url(f"titan://localhost:{running.port}/wiki/x"), None)
+    assert chosen is not None and chosen.name == "work"
+    rows = {
+        line.split()[0]: line
+        for line in hospes(capsys, "id", "list")[1].split("\n\n")[1].splitlines()[1:]
+    }
+    assert rows[drafts].endswith(f"instead of work (inside {wiki})")
+
+
+def test_id_list_shows_long_scopes_whole(serve, data_dir, capsys):
+    capsule = Recorder()
+    running = start(serve, capsule)
+    assert hospes(capsys, "id", "new", "deep")[0] == 0
+    path = "/" + "/".join(f"level-{n:02d}" for n in range(20)) + "/"
+    deep = running.url(path)
+    assert len(deep) > 200
+    assert hospes(capsys, "id", "scope", "deep", deep)[0] == 0
+    out = hospes(capsys, "id", "list")[1]
+    assert "…" not in out
+    [row] = out.split("\n\n")[1].splitlines()[1:]
+    assert row.split() == [deep, "deep"]  # what is shown is what is matched
+    fingerprint = store(data_dir).get("deep").fingerprint
+    assert hospes(capsys, "get", "-q", deep + "page")[1] == f"{path}page for {fingerprint}\n"
 
 
 def test_scope_files_edited_into_a_conflict_are_an_error_not_a_guess(serve, data_dir, capsys):
