@@ -8,6 +8,7 @@ refused up front, scopes, prompts asked again, ``-o`` checked before connecting,
 from __future__ import annotations
 
 import datetime as dt
+import getpass
 import io
 import json
 import os
@@ -58,6 +59,14 @@ class Recorder:
             if request.query != "42":
                 return Response.input("Guess the number")
             return Response.success("right\n")
+        if request.path == "/vault":
+            if request.query != "sesame":
+                return Response.sensitive_input("Passphrase")
+            return Response.success("open\n")
+        if request.path == "/strict":
+            if request.query is None:
+                return Response.sensitive_input("Passphrase")
+            return Response.permanent_failure("no entry")
         if request.path == "/secret":
             return (
                 Response.sensitive_input("Password")
@@ -443,6 +452,46 @@ def test_a_terminal_is_asked_again_up_to_a_limit(serve, monkeypatch, capsys):
     assert main(["get", url]) == 3
     assert "the server asked again after 3 answers: giving up" in err.getvalue()
     assert [query for _, query, _ in capsule.requests[4:]] == [None, "1", "2", "3"]
+
+
+def test_a_sensitive_answer_is_never_shown_back(serve, monkeypatch, capsys):
+    """Answers to 11 are typed without echo: no message may print them afterwards."""
+    capsule = Recorder()
+    running = start(serve, capsule)
+    asked: list[str] = []
+
+    def no_echo(question: str, stream: object = None) -> str:
+        # getpass reads the terminal itself; here the terminal is the fake stdin.
+        asked.append(question)
+        return sys.stdin.readline().rstrip("\n")
+
+    monkeypatch.setattr(getpass, "getpass", no_echo)
+    err = at_terminal(monkeypatch, "hunter2\ntr0ub4dor\ncorrect-horse\n")
+    assert main(["get", running.url("/vault")]) == 3
+    assert asked == [f"[localhost:{running.port}] Passphrase: "] * 3
+    assert [query for _, query, _ in capsule.requests] == [
+        None,
+        "hunter2",
+        "tr0ub4dor",
+        "correct-horse",
+    ]
+    shown = err.getvalue()
+    assert "the server asked again after 3 answers: giving up" in shown
+    for answer in ("hunter2", "tr0ub4dor", "correct-horse"):
+        assert answer not in shown
+    assert f"{running.url('/vault')}?(hidden) asks for input" in shown
+
+    # Nor in a failure after the answer (with -q, the only line names the URL).
+    err = at_terminal(monkeypatch, "hunter2\n")
+    assert main(["get", "-q", running.url("/strict")]) == 6
+    assert capsule.requests[-1][1] == "hunter2"
+    assert "hunter2" not in err.getvalue()
+    assert f"{running.url('/strict')}?(hidden): 50 no entry" in err.getvalue()
+
+    # A prompt that is not sensitive was echoed as typed: its answer may be shown.
+    err = at_terminal(monkeypatch, "1\n2\n3\n")
+    assert main(["get", running.url("/guess")]) == 3
+    assert f"{running.url('/guess')}?3 asks for input" in err.getvalue()
 
 
 def test_without_a_terminal_or_with_input_one_answer_as_before(serve, capsys):
