@@ -25,6 +25,7 @@ from hospes.app.response import Response
 from hospes.cli import main
 from hospes.cli.output import table, width
 from hospes.client import IdentityStore, KnownHosts
+from hospes.client.certificate import ServerCertificate
 from hospes.client.titan import TitanClient
 from hospes.config import Config, HostConfig
 from hospes.gemini.url import parse_url
@@ -570,6 +571,23 @@ def test_known_hosts_list_is_a_table_and_json(serve, capsys, data_dir):
         json.loads(hospes(capsys, "known-hosts", "list", "--json", "--data-dir", data_dir / "x")[1])
         == []
     )
+
+
+def test_known_hosts_list_shows_long_host_names_whole(certs, capsys, data_dir):
+    pins = KnownHosts(data_dir / "known_hosts.sqlite3")
+    server = ServerCertificate.from_certificate(load_certificate(certs.make("server").cert))
+    long_host = ".".join(["a" * 63, "b" * 63, "c" * 63, "example"])
+    pins.record(long_host, 1965, server)
+    pins.record("short.example", 1965, server)
+    status, out, _ = hospes(capsys, "known-hosts", "list")
+    assert status == 0
+    assert "…" not in out
+    lines = out.splitlines()
+    assert [line.split()[0] for line in lines[1:]] == [f"{long_host}:1965", "short.example:1965"]
+    assert len({tuple(columns(line)[:5]) for line in lines}) == 1  # still aligned
+    # What is shown can be typed back.
+    assert hospes(capsys, "known-hosts", "remove", lines[1].split()[0])[0] == 0
+    assert [pin.host for pin in pins.all()] == ["short.example"]
 
 
 def test_id_list_aligns_whatever_the_names(data_dir, capsys):
