@@ -404,6 +404,34 @@ def test_id_list_shows_long_scopes_whole(serve, data_dir, capsys):
     assert hospes(capsys, "get", "-q", deep + "page")[1] == f"{path}page for {fingerprint}\n"
 
 
+def test_id_new_with_a_taken_scope_creates_nothing(serve, data_dir, capsys):
+    capsule = Recorder()
+    running = start(serve, capsule)
+    root = running.url("/")
+    assert hospes(capsys, "id", "new", "alice", "--scope", root)[0] == 0
+    alice = store(data_dir).get("alice").fingerprint
+    spelled = f"gemini://LOCALHOST:{running.port}/./"
+    status, _, err = hospes(
+        capsys, "id", "new", "bob", "--scope", running.url("/b/"), "--scope", spelled
+    )
+    assert status == 2
+    assert f"{root} is already a scope of identity alice" in err
+    assert "Nothing was created" in err
+    assert f"hospes id scope bob {root} --replace" in err
+    assert store(data_dir).names() == ["alice"]  # no bob, key or scope file, to trip over
+    assert sorted(path.name for path in (data_dir / "identities").iterdir()) == [
+        "alice.crt",
+        "alice.key",
+        "alice.scope",
+    ]
+    assert hospes(capsys, "get", "-q", running.url("/b/x"))[1] == f"/b/x for {alice}\n"
+    # The name is free: the advice given works.
+    assert hospes(capsys, "id", "new", "bob")[0] == 0
+    assert hospes(capsys, "id", "scope", "bob", root, "--replace")[0] == 0
+    bob = store(data_dir).get("bob").fingerprint
+    assert hospes(capsys, "get", "-q", running.url("/b/x"))[1] == f"/b/x for {bob}\n"
+
+
 def test_scope_files_edited_into_a_conflict_are_an_error_not_a_guess(serve, data_dir, capsys):
     capsule = Recorder()
     running = start(serve, capsule)

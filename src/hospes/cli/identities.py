@@ -139,6 +139,16 @@ def run_new(args: argparse.Namespace) -> int:
         scopes = [Scope.parse(text) for text in args.scope]
         if args.days < 1:
             return fail("--days must be at least 1", EXIT_USAGE)
+        # Checked before the key is made: a refused scope must not leave a half-made identity.
+        for scope in scopes:
+            owners = store.scope_owners(scope)
+            if owners:
+                return fail(
+                    f"{scope} is already a scope of identity {', '.join(owners)}; two identities "
+                    f"cannot share a scope. Nothing was created. To move it, create "
+                    f"{args.name} without it, then: hospes id scope {args.name} {scope} --replace",
+                    EXIT_USAGE,
+                )
         identity = store.create(args.name, common_name=args.cn, days=args.days, kind=args.key)
         for scope in scopes:
             store.add_scope(args.name, scope)
