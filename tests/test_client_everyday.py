@@ -8,6 +8,7 @@ refused up front, scopes, prompts asked again, ``-o`` checked before connecting,
 from __future__ import annotations
 
 import datetime as dt
+import getpass
 import io
 import json
 import os
@@ -24,7 +25,10 @@ from hospes.app.response import Response
 from hospes.cli import main
 from hospes.cli.output import table, width
 from hospes.client import IdentityStore, KnownHosts
+from hospes.client.certificate import ServerCertificate
+from hospes.client.titan import TitanClient
 from hospes.config import Config, HostConfig
+from hospes.gemini.url import parse_url
 from hospes.selfsigned import (
     load_certificate,
     self_signed_certificate,
@@ -56,6 +60,14 @@ class Recorder:
             if request.query != "42":
                 return Response.input("Guess the number")
             return Response.success("right\n")
+        if request.path == "/vault":
+            if request.query != "sesame":
+                return Response.sensitive_input("Passphrase")
+            return Response.success("open\n")
+        if request.path == "/strict":
+            if request.query is None:
+                return Response.sensitive_input("Passphrase")
+            return Response.permanent_failure("no entry")
         if request.path == "/secret":
             return (
                 Response.sensitive_input("Password")
@@ -332,6 +344,94 @@ def test_most_specific_scope_wins_and_scopes_are_not_shared(serve, data_dir, cap
     }
 
 
+def test_id_list_notes_only_scopes_that_really_cover_one_another(serve, data_dir, capsys):
+    """A titan:// scope never covers gemini:// URLs: id list must not say it does."""
+    capsule = Recorder()
+    running = start(serve, capsule)
+    for name in ("home", "work", "editor"):
+        assert hospes(capsys, "id", "new", name)[0] == 0
+    work = store(data_dir).get("work").fingerprint
+    uploads = f"titan://localhost:{running.port}/"
+    wiki = running.url("/wiki/")
+    drafts = f"titan://localhost:{running.port}/wiki/drafts/"
+    assert hospes(capsys, "id", "scope", "home", uploads)[0] == 0
+    assert hospes(capsys, "id", "scope", "work", wiki)[0] == 0
+    assert hospes(capsys, "id", "scope", "editor", drafts)[0] == 0
+
+    status, out, _ = hospes(capsys, "id", "list")
+    assert status == 0
+    rows = {line.split()[0]: line for line in out.split("\n\n")[1].splitlines()[1:]}
+    # What is really sent: work under /wiki/, and nobody elsewhere (home is for uploads).
+    assert hospes(capsys, "get", "-q", running.url("/wiki/x"))[1] == f"/wiki/x for {work}\n"
+    assert hospes(capsys, "get", "-q", running.url("/x"))[1] == "/x for nobody\n"
+    assert rows[wiki].split() == [wiki, "work"]  # not "instead of home (inside titan://…)"
+    # An upload under drafts/ would get home (titan:// scopes first) if editor had no scope.
+    titan = TitanClient(data_dir=data_dir)
+    chosen = titan.identity_for(parse_url(drafts + "page.gmi"), None)
+    assert chosen is not None and chosen.name == "editor"
+    assert rows[drafts].endswith(f"instead of home (inside {uploads})")
+    data = json.loads(hospes(capsys, "id", "list", "--json")[1])
+    within = {item["scope"]: item["within"] for item in data["scopes"]}
+    assert within == {
+        uploads: None,
+        wiki: None,
+        drafts: {"scope": uploads, "identity": "home"},
+    }
+    # Without home's titan:// scope, an upload there falls back on work's gemini:// one.
+    assert hospes(capsys, "id", "unscope", "home", "--all")[0] == 0
+    chosen = titan.identity_for(parse_url(f"titan://localhost:{running.port}/wiki/x"), None)
+    assert chosen is not None and chosen.name == "work"
+    rows = {
+        line.split()[0]: line
+        for line in hospes(capsys, "id", "list")[1].split("\n\n")[1].splitlines()[1:]
+    }
+    assert rows[drafts].endswith(f"instead of work (inside {wiki})")
+
+
+def test_id_list_shows_long_scopes_whole(serve, data_dir, capsys):
+    capsule = Recorder()
+    running = start(serve, capsule)
+    assert hospes(capsys, "id", "new", "deep")[0] == 0
+    path = "/" + "/".join(f"level-{n:02d}" for n in range(20)) + "/"
+    deep = running.url(path)
+    assert len(deep) > 200
+    assert hospes(capsys, "id", "scope", "deep", deep)[0] == 0
+    out = hospes(capsys, "id", "list")[1]
+    assert "…" not in out
+    [row] = out.split("\n\n")[1].splitlines()[1:]
+    assert row.split() == [deep, "deep"]  # what is shown is what is matched
+    fingerprint = store(data_dir).get("deep").fingerprint
+    assert hospes(capsys, "get", "-q", deep + "page")[1] == f"{path}page for {fingerprint}\n"
+
+
+def test_id_new_with_a_taken_scope_creates_nothing(serve, data_dir, capsys):
+    capsule = Recorder()
+    running = start(serve, capsule)
+    root = running.url("/")
+    assert hospes(capsys, "id", "new", "alice", "--scope", root)[0] == 0
+    alice = store(data_dir).get("alice").fingerprint
+    spelled = f"gemini://LOCALHOST:{running.port}/./"
+    status, _, err = hospes(
+        capsys, "id", "new", "bob", "--scope", running.url("/b/"), "--scope", spelled
+    )
+    assert status == 2
+    assert f"{root} is already a scope of identity alice" in err
+    assert "Nothing was created" in err
+    assert f"hospes id scope bob {root} --replace" in err
+    assert store(data_dir).names() == ["alice"]  # no bob, key or scope file, to trip over
+    assert sorted(path.name for path in (data_dir / "identities").iterdir()) == [
+        "alice.crt",
+        "alice.key",
+        "alice.scope",
+    ]
+    assert hospes(capsys, "get", "-q", running.url("/b/x"))[1] == f"/b/x for {alice}\n"
+    # The name is free: the advice given works.
+    assert hospes(capsys, "id", "new", "bob")[0] == 0
+    assert hospes(capsys, "id", "scope", "bob", root, "--replace")[0] == 0
+    bob = store(data_dir).get("bob").fingerprint
+    assert hospes(capsys, "get", "-q", running.url("/b/x"))[1] == f"/b/x for {bob}\n"
+
+
 def test_scope_files_edited_into_a_conflict_are_an_error_not_a_guess(serve, data_dir, capsys):
     capsule = Recorder()
     running = start(serve, capsule)
@@ -381,6 +481,46 @@ def test_a_terminal_is_asked_again_up_to_a_limit(serve, monkeypatch, capsys):
     assert main(["get", url]) == 3
     assert "the server asked again after 3 answers: giving up" in err.getvalue()
     assert [query for _, query, _ in capsule.requests[4:]] == [None, "1", "2", "3"]
+
+
+def test_a_sensitive_answer_is_never_shown_back(serve, monkeypatch, capsys):
+    """Answers to 11 are typed without echo: no message may print them afterwards."""
+    capsule = Recorder()
+    running = start(serve, capsule)
+    asked: list[str] = []
+
+    def no_echo(question: str, stream: object = None) -> str:
+        # getpass reads the terminal itself; here the terminal is the fake stdin.
+        asked.append(question)
+        return sys.stdin.readline().rstrip("\n")
+
+    monkeypatch.setattr(getpass, "getpass", no_echo)
+    err = at_terminal(monkeypatch, "hunter2\ntr0ub4dor\ncorrect-horse\n")
+    assert main(["get", running.url("/vault")]) == 3
+    assert asked == [f"[localhost:{running.port}] Passphrase: "] * 3
+    assert [query for _, query, _ in capsule.requests] == [
+        None,
+        "hunter2",
+        "tr0ub4dor",
+        "correct-horse",
+    ]
+    shown = err.getvalue()
+    assert "the server asked again after 3 answers: giving up" in shown
+    for answer in ("hunter2", "tr0ub4dor", "correct-horse"):
+        assert answer not in shown
+    assert f"{running.url('/vault')}?(hidden) asks for input" in shown
+
+    # Nor in a failure after the answer (with -q, the only line names the URL).
+    err = at_terminal(monkeypatch, "hunter2\n")
+    assert main(["get", "-q", running.url("/strict")]) == 6
+    assert capsule.requests[-1][1] == "hunter2"
+    assert "hunter2" not in err.getvalue()
+    assert f"{running.url('/strict')}?(hidden): 50 no entry" in err.getvalue()
+
+    # A prompt that is not sensitive was echoed as typed: its answer may be shown.
+    err = at_terminal(monkeypatch, "1\n2\n3\n")
+    assert main(["get", running.url("/guess")]) == 3
+    assert f"{running.url('/guess')}?3 asks for input" in err.getvalue()
 
 
 def test_without_a_terminal_or_with_input_one_answer_as_before(serve, capsys):
@@ -459,6 +599,23 @@ def test_known_hosts_list_is_a_table_and_json(serve, capsys, data_dir):
         json.loads(hospes(capsys, "known-hosts", "list", "--json", "--data-dir", data_dir / "x")[1])
         == []
     )
+
+
+def test_known_hosts_list_shows_long_host_names_whole(certs, capsys, data_dir):
+    pins = KnownHosts(data_dir / "known_hosts.sqlite3")
+    server = ServerCertificate.from_certificate(load_certificate(certs.make("server").cert))
+    long_host = ".".join(["a" * 63, "b" * 63, "c" * 63, "example"])
+    pins.record(long_host, 1965, server)
+    pins.record("short.example", 1965, server)
+    status, out, _ = hospes(capsys, "known-hosts", "list")
+    assert status == 0
+    assert "…" not in out
+    lines = out.splitlines()
+    assert [line.split()[0] for line in lines[1:]] == [f"{long_host}:1965", "short.example:1965"]
+    assert len({tuple(columns(line)[:5]) for line in lines}) == 1  # still aligned
+    # What is shown can be typed back.
+    assert hospes(capsys, "known-hosts", "remove", lines[1].split()[0])[0] == 0
+    assert [pin.host for pin in pins.all()] == ["short.example"]
 
 
 def test_id_list_aligns_whatever_the_names(data_dir, capsys):

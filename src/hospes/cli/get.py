@@ -310,6 +310,26 @@ def _ask(prompt: str, sensitive: bool, url: URL) -> str | None:
     return line.rstrip("\r\n") if line else None
 
 
+def _shown_url(response: ClientResponse) -> URL:
+    """The URL of ``response`` as messages may show it: without a sensitive answer.
+
+    After a ``11`` prompt, the next request carries the answer as its query;
+    it was typed without echo, so no message prints it back (the path is
+    enough to say which page).
+    """
+    url = response.url
+    if response.hops and response.hops[-1].status == 11 and url.query is not None:
+        return url.with_path(url.path)
+    return url
+
+
+def _url_text(response: ClientResponse) -> str:
+    """:func:`_shown_url`, escaped, with ``?(hidden)`` where an answer was left out."""
+    shown = _shown_url(response)
+    hidden = "?(hidden)" if shown.query != response.url.query else ""
+    return printable(str(shown), 300) + hidden
+
+
 def _report_trust(url: URL, trust: Trust, report: _Reporter) -> None:
     """Tell what the trust check of one exchange did that the user should know of."""
     certificate = trust.certificate
@@ -366,7 +386,7 @@ def _describe(response: ClientResponse, report: _Reporter) -> None:
     if response.withheld is not None:
         report.note(
             f"identity {response.withheld.name} was not sent to "
-            f"{printable(str(response.url), 300)}: outside the URL asked for and its scopes"
+            f"{_url_text(response)}: outside the URL asked for and its scopes"
         )
     if not report.quiet:
         print(f"{response.status} {printable(response.meta, 1024)}".rstrip(), file=sys.stderr)
@@ -374,7 +394,7 @@ def _describe(response: ClientResponse, report: _Reporter) -> None:
 
 async def _finish(response: ClientResponse, args: argparse.Namespace, report: _Reporter) -> int:
     status = response.status
-    url = printable(str(response.url), 300)
+    url = _url_text(response)
     if 20 <= status <= 29:
         code = await _write_body(response, args, report)
         if code == EXIT_OK and response.clean_close is False:
@@ -399,7 +419,7 @@ def _certificate_status(response: ClientResponse, args: argparse.Namespace) -> i
     """Explain a 6x: what to do, with the commands to type."""
     status = response.status
     identity = response.identity
-    url = response.url
+    url = _shown_url(response)
     directory = Scope.of(url.with_path(url.path[: url.path.rfind("/") + 1] or "/"))
     scope = str(directory) if directory is not None else f"gemini://{url.netloc}/"
     data_dir = _data_dir_flag(args)

@@ -12,11 +12,15 @@ from ..client.identities import DEFAULT_DAYS, MAX_DAYS, Identity, IdentityError,
 from ..client.paths import client_data_dir, identities_dir
 from ..files import write_atomically
 from ..gemini.escape import printable
+from ..gemini.protocol import MAX_URL_BYTES
 from .data_dir import data_dir_option
 from .errors import EXIT_FAILURE, EXIT_OK, EXIT_USAGE, fail
 from .output import emit_json, moment, table
 
 __all__ = ["register"]
+
+_SCOPE_CELL = 2 * MAX_URL_BYTES
+"""Room for a whole scope, and for a note naming an identity and a scope."""
 
 
 def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -135,6 +139,16 @@ def run_new(args: argparse.Namespace) -> int:
         scopes = [Scope.parse(text) for text in args.scope]
         if args.days < 1:
             return fail("--days must be at least 1", EXIT_USAGE)
+        # Checked before the key is made: a refused scope must not leave a half-made identity.
+        for scope in scopes:
+            owners = store.scope_owners(scope)
+            if owners:
+                return fail(
+                    f"{scope} is already a scope of identity {', '.join(owners)}; two identities "
+                    f"cannot share a scope. Nothing was created. To move it, create "
+                    f"{args.name} without it, then: hospes id scope {args.name} {scope} --replace",
+                    EXIT_USAGE,
+                )
         identity = store.create(args.name, common_name=args.cn, days=args.days, kind=args.key)
         for scope in scopes:
             store.add_scope(args.name, scope)
@@ -205,22 +219,41 @@ def run_list(args: argparse.Namespace) -> int:
                     [str(scope), identity.name, _note(scope, identity, scopes)]
                     for scope, identity in scopes
                 ],
+                # Shown whole: a scope cut short is not the one matched.  Scopes are
+                # canonical (percent-encoded) and the names checked, so nothing to hide.
+                limit=_SCOPE_CELL,
             )
         )
     return EXIT_FAILURE if broken else EXIT_OK
 
 
 def _within(scope: Scope, scopes: list[tuple[Scope, Identity]]) -> dict[str, str] | None:
-    """The narrowest other scope that contains ``scope``, and whose it is."""
-    best: tuple[Scope, Identity] | None = None
+    """The scope whose identity would be sent inside ``scope`` if it did not exist, and whose.
+
+    That is the narrowest other scope of the same scheme that contains it.  A
+    ``gemini://`` scope never covers a ``titan://`` one, nor a ``titan://``
+    scope a ``gemini://`` one; but an upload that no ``titan://`` scope
+    contains falls back on the ``gemini://`` scopes (see
+    :meth:`hospes.client.titan.TitanClient.identity_for`), so for a
+    ``titan://`` scope the narrowest ``gemini://`` scope containing the same
+    path (or having it) counts when no wider ``titan://`` scope does.
+    """
+    best: tuple[int, Scope, Identity] | None = None
     for other, owner in scopes:
         if (other.host, other.port) != (scope.host, scope.port):
             continue
         inner = other.segments
-        contains = len(inner) < len(scope.segments) and scope.segments[: len(inner)] == inner
-        if contains and (best is None or len(inner) > len(best[0].segments)):
-            best = (other, owner)
-    return None if best is None else {"scope": str(best[0]), "identity": best[1].name}
+        if other.scheme == scope.scheme:
+            rank, wider = 1, len(inner) < len(scope.segments)
+        elif (scope.scheme, other.scheme) == ("titan", "gemini"):
+            rank, wider = 0, len(inner) <= len(scope.segments)
+        else:
+            continue
+        if not wider or scope.segments[: len(inner)] != inner:
+            continue
+        if best is None or (rank, len(inner)) > (best[0], len(best[1].segments)):
+            best = (rank, other, owner)
+    return None if best is None else {"scope": str(best[1]), "identity": best[2].name}
 
 
 def _note(scope: Scope, identity: Identity, scopes: list[tuple[Scope, Identity]]) -> str:

@@ -17,6 +17,9 @@ from .output import emit_json, table
 
 __all__ = ["parse_host_port", "register"]
 
+_HOST_CELL = 300
+"""Room for ``[host]:port`` with the longest host name DNS allows (253)."""
+
 
 def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Add ``known-hosts`` to the ``hospes`` command."""
@@ -114,6 +117,9 @@ def run_list(args: argparse.Namespace) -> int:
                 ]
                 for host in hosts
             ],
+            # A host name (up to 253 characters) is shown whole, to be typed back
+            # (known-hosts remove); pins hold normalised names, nothing to hide.
+            limit=_HOST_CELL,
         )
     )
     return EXIT_OK

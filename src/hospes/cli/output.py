@@ -28,14 +28,16 @@ def moment(value: dt.datetime | None, empty: str = "-") -> str:
     return empty if value is None else f"{value.astimezone(dt.UTC):%Y-%m-%d %H:%M}"
 
 
-def table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+def table(headers: Sequence[str], rows: Sequence[Sequence[str]], *, limit: int = 80) -> str:
     """Left-aligned columns; every cell made printable (names and CNs come from clients).
 
     Columns are aligned on the width a terminal gives each character (two
     columns for wide East Asian characters, none for combining marks), not
-    on the number of characters.
+    on the number of characters.  A cell longer than ``limit`` characters is
+    cut (with ``…``); a table of the user's own data that must be shown whole
+    (scopes) passes a larger one.
     """
-    cells = [[printable(str(cell), 80) for cell in row] for row in rows]
+    cells = [[printable(str(cell), limit) for cell in row] for row in rows]
     widths = [width(header) for header in headers]
     for row in cells:
         widths = [max(size, width(cell)) for size, cell in zip(widths, row, strict=True)]
