@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import logging
 import os
@@ -14,9 +15,13 @@ import pytest
 
 from helpers import CertFiles, RunningServer, identity_of, raw_request
 from hospes.app.access import AccessRule, Requirement
+from hospes.app.request import Request
+from hospes.app.response import Response
 from hospes.config import Config, HostConfig
 from hospes.gateways import CGIMount
+from hospes.gateways.cgi import CGIScripts
 from hospes.gateways.environment import SAFE_PATH
+from hospes.gemini.url import parse_url
 
 CANARY = "HOSPES_TEST_CANARY"
 IDENTITY_VARIABLES = {
@@ -368,3 +373,44 @@ def test_uploads_to_a_cgi_path_are_refused_unread(server, certs):
     line = f"titan://localhost:{server.port}/cgi-bin/env.sh;size=10\r\n0123456789"
     response = raw_request(server.port, line.encode(), cert=certs.make())
     assert (response.status, response.meta) == (53, "this server does not proxy titan:")
+
+
+def test_a_request_cancelled_while_its_script_starts_gives_its_slot_back(tmp_path):
+    """The server cancels a handler at a deadline or a shutdown; if that lands while the
+    script is being started, its slot in ``max_running`` must come back, or a gateway
+    would end up answering 41 for ever.  Cancelled at 0 to 4 ms, in steps of 0.1 ms,
+    many of them land inside the spawn (a few ms here); the driving is direct (no TLS),
+    since a connection cannot be cancelled at a chosen tenth of a millisecond."""
+    directory = tmp_path / "cgi"
+    directory.mkdir()
+    script = directory / "hello"
+    script.write_text("#!/bin/sh\nprintf '20 text/plain\\r\\nhi\\n'\n")
+    script.chmod(0o755)
+    scripts = CGIScripts(directory, max_running=4)
+
+    def request() -> Request:
+        return Request(parse_url("gemini://a/hello"), "/hello", None, "a", "", 0)
+
+    async def read(response: Response) -> bytes:
+        if response.status != 20:
+            return b""
+        return b"".join([chunk async for chunk in response.body])  # the run ends with it
+
+    async def scenario() -> tuple[int, int, bytes]:
+        cancelled = 0
+        for step in range(41):
+            task = asyncio.ensure_future(scripts(request()))
+            await asyncio.sleep(step / 10_000)
+            task.cancel()
+            try:
+                await read(await task)
+            except asyncio.CancelledError:
+                cancelled += 1
+        last = await scripts(request())
+        return cancelled, last.status, await read(last)
+
+    cancelled, status, body = asyncio.run(scenario())
+    assert cancelled > 4  # more than max_running: without the fix the slots run out
+    assert (status, scripts.running) == (20, 0)  # without it: 41 "too many scripts", 4
+    assert body == b"hi\n"
+    assert wait_until(lambda: not [c for c in children_of(os.getpid()) if alive(c[0])])

@@ -131,6 +131,11 @@ class CGIScripts:
             self.running -= 1
             log.error("cannot run CGI script %s: %s", script, exc.strerror or exc)
             return gateway_failure("the script cannot be run")
+        except BaseException:
+            # Cancelled while the script was being started (a deadline, a shutdown):
+            # asyncio kills the half-started process; its slot must come back too.
+            self.running -= 1
+            raise
         return await run.respond()
 
 

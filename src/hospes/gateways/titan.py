@@ -31,6 +31,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime as dt
+import hmac
 import logging
 import os
 from collections.abc import Callable
@@ -100,7 +101,7 @@ class TitanGate:
         denied = await check(self.rule, request, dt.datetime.now(dt.UTC))
         if denied is not None:
             return denied
-        if self.mount.token is not None and upload.token != self.mount.token:
+        if self.mount.token is not None and not _same_token(upload.token, self.mount.token):
             return Response(Status.BAD_REQUEST, "this upload needs a valid token (;token=…)")
         refused = check_upload(upload, self.mount.max_size)
         if refused is not None:
@@ -215,3 +216,8 @@ async def _on_thread(function: Callable[..., T], *args: object) -> T:
         with contextlib.suppress(BaseException):
             await future
         raise
+
+
+def _same_token(given: str | None, expected: str) -> bool:
+    """Compare in constant time, so that the time of a refusal says nothing of the token."""
+    return given is not None and hmac.compare_digest(given.encode(), expected.encode())
