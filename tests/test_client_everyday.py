@@ -13,10 +13,12 @@ import io
 import json
 import os
 import re
+import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 from helpers import CertFiles, RunningServer, identity_of
@@ -151,6 +153,43 @@ def test_an_account_survives_id_renew(demo, certs, data_dir, capsys, start_offse
     assert store(data_dir).backups("alice") == []
     assert not backup.exists()
     assert hospes(capsys, "id", "renew", "alice", "--prune", "--days", "3")[0] == 2
+
+
+def test_a_sha1_identity_is_told_to_renew_and_survives_it(demo, certs, data_dir, capsys, tmp_path):
+    """A certificate signed with SHA-1 (old tools made them): the key is fine, the signature
+    is not.  hospes' server answers 62 naming the renewal, not a new key (which would lose the
+    account); the client warns at import; id renew signs again with SHA-256 and the account
+    is still there."""
+    original = certs.make("carol")
+    register(demo, original, "carol")
+    # cryptography no longer signs with SHA-1; OpenSSL still does, over the same key.
+    cert_path = tmp_path / "carol-sha1.crt"
+    subprocess.run(
+        [
+            *("openssl", "req", "-x509", "-new", "-key", original.key, "-sha1"),
+            *("-days", "300", "-subj", "/CN=carol", "-out", cert_path),
+        ],
+        check=True,
+        capture_output=True,
+    )
+    assert load_certificate(cert_path).signature_hash_algorithm.name == "sha1"
+    status, _, err = hospes(capsys, "id", "import", "carol", cert_path, original.key)
+    assert status == 0
+    assert "signed with SHA-1" in err
+    assert "hospes id renew carol" in err
+
+    status, _, err = hospes(capsys, "get", "--identity", "carol", demo.url("/members/"))
+    assert status == 9
+    assert "certificate is signed with SHA-1, which is broken" in err
+    assert "renew it with the same key in your client" in err
+    assert "create an ECDSA certificate" not in err  # a new key would be a stranger
+
+    assert hospes(capsys, "id", "renew", "carol")[0] == 0
+    renewed = store(data_dir).get("carol")
+    assert isinstance(renewed.certificate.signature_hash_algorithm, hashes.SHA256)
+    status, out, _ = hospes(capsys, "get", "--identity", "carol", demo.url("/members/"))
+    assert status == 0
+    assert re.search(r"Welcome(?: back)?, carol\.", out), out
 
 
 def test_renew_keeps_the_subject_and_validity_length_and_backs_up_each_time(data_dir, capsys):

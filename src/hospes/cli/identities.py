@@ -11,7 +11,8 @@ from ..client import IdentityStore
 from ..client.identities import DEFAULT_DAYS, MAX_DAYS, Identity, IdentityError, Scope
 from ..client.paths import client_data_dir, identities_dir
 from ..files import write_atomically
-from ..gemini.escape import printable
+from ..gemini.escape import printable, shell_word
+from ..gemini.identity import broken_signature_hash
 from ..gemini.protocol import MAX_URL_BYTES
 from .data_dir import data_dir_option
 from .errors import EXIT_FAILURE, EXIT_OK, EXIT_USAGE, fail
@@ -399,6 +400,14 @@ def run_import(args: argparse.Namespace) -> int:
     except IdentityError as exc:
         return fail(str(exc), EXIT_USAGE)
     print(f"imported identity {identity.name} ({identity.fingerprint})", file=sys.stderr)
+    broken = broken_signature_hash(identity.certificate)
+    if broken is not None:
+        print(
+            f"warning: it is signed with {broken}, which servers that check signatures "
+            f"(hospes among them) refuse with 62; signed again with SHA-256 over the same key "
+            f"it stays the same identity: hospes id renew {shell_word(identity.name)}",
+            file=sys.stderr,
+        )
     return EXIT_OK
 
 

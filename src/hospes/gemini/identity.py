@@ -28,6 +28,7 @@ __all__ = [
     "CertificateError",
     "ClientIdentity",
     "IdentityCache",
+    "broken_signature_hash",
     "describe_key",
     "identify",
     "key_fingerprint",
@@ -152,6 +153,27 @@ def identify(der: bytes) -> ClientIdentity:
             ) from None
 
 
+_BROKEN_HASHES = {"sha1": "SHA-1", "md5": "MD5"}
+
+
+def broken_signature_hash(cert: x509.Certificate) -> str | None:
+    """``SHA-1`` or ``MD5`` when the certificate is signed with that broken hash, else None."""
+    try:
+        algorithm = cert.signature_hash_algorithm
+    except UnsupportedAlgorithm:
+        return None
+    return None if algorithm is None else _BROKEN_HASHES.get(algorithm.name)
+
+
+def _unsupported_signature(cert: x509.Certificate) -> str:
+    """Why a self-signature cannot be checked; for a broken hash, how to keep the identity."""
+    broken = broken_signature_hash(cert)
+    if broken is not None:
+        # The key is fine: signed again with SHA-256 it is the same identity.
+        return f"certificate is signed with {broken}, which is broken; {RENEW_ADVICE}"
+    return "certificate's signature algorithm is not supported; create an ECDSA certificate"
+
+
 def _identify(der: bytes) -> ClientIdentity:
     cert = x509.load_der_x509_certificate(der)
     key = cert.public_key()
@@ -167,9 +189,7 @@ def _identify(der: bytes) -> ClientIdentity:
         except InvalidSignature:
             defect = "certificate's self-signature does not verify; create a new certificate"
         except (ValueError, TypeError, UnsupportedAlgorithm):
-            defect = (
-                "certificate's signature algorithm is not supported; create an ECDSA certificate"
-            )
+            defect = _unsupported_signature(cert)
     return ClientIdentity(
         fingerprint=fingerprint(der),
         key_fingerprint=key_fingerprint(key),
