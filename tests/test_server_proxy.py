@@ -24,6 +24,7 @@ from hospes.app.routing import Application
 from hospes.config import Config, HostConfig
 from hospes.policy.addresses import AddressSet
 from hospes.policy.clock import ManualClock
+from hospes.policy.limits import Limits
 from hospes.policy.ratelimit import RateRule
 from hostile import wait_for
 from test_proxy import v1, v2
@@ -184,6 +185,23 @@ def test_deny_lists_and_rate_limits_apply_to_the_client_not_the_proxy(serve):
     assert exchange(server.port, first).status == 44  # the same client, limited
     other = v1("TCP4", "198.51.100.8", "198.51.100.1", 1, 1965)
     assert exchange(server.port, other).status == 20  # another client behind the same proxy
+
+
+def test_a_client_that_ignores_44_is_blocked_not_the_proxy_nor_its_other_clients(serve):
+    """Blocks fall on the address in the header: its next connection is refused before TLS."""
+    config = proxied_config(
+        limits=Limits(block_after=2),
+        rate_limits=[RateRule(path="/", per_address=1 / 60, burst=1)],
+    )
+    server = serve(make_app(), config=config)
+    pushy = v1("TCP4", "198.51.100.7", "198.51.100.1", 1, 1965)
+    statuses = [exchange(server.port, pushy).status for _ in range(4)]
+    assert statuses == [20, 44, 44, 44]  # the third 44 in a row earns a block
+    assert wait_for(lambda: server.server.stats.blocks == 1)
+    assert refused_before_tls(server.port, pushy)
+    assert wait_for(lambda: server.server.stats.refused["blocked"] == 1)
+    other = v1("TCP4", "198.51.100.8", "198.51.100.1", 1, 1965)
+    assert exchange(server.port, other).status == 20
 
 
 def test_a_direct_server_takes_no_proxy_header_and_a_reload_can_switch(serve):
