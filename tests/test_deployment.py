@@ -15,7 +15,8 @@ import pg
 from helpers import raw_request, serve_process
 from hospes.config import Config, ConfigError, HostConfig, parse_config
 from hospes.runner import open_store
-from hospes.store import StoreError
+from hospes.store import BanKind, StoreError
+from hospes.store.database_url import redact
 from test_server_proxy import exchange
 from test_store import NOW, identity, run
 
@@ -102,6 +103,39 @@ def test_admin_commands_take_the_database_flag(tmp_path):
     assert "postgresql://u:***@127.0.0.1:1/x" in down.stderr
     assert ":pw@" not in down.stderr
     assert "Traceback" not in down.stderr
+
+
+def test_admin_commands_find_the_database_in_the_nodes_configuration(tmp_path):
+    """``--config`` with the nodes' file: a ban and an allow-list entry land in its database."""
+    from hospes.store.postgres import PostgresStore  # noqa: PLC0415 - psycopg may be missing
+
+    with pg.schema() as database:
+        store = PostgresStore(database)
+        alice = identity("alice")
+        run(store.register("alice", alice, NOW))
+        config = tmp_path / "hospes.toml"
+        config.write_text(f'database = "{database}"\nstate = "{tmp_path / "state"}"\n')
+        for command in (
+            ["ban", "--account", "alice", "--reason", "spam"],
+            ["allow", "add", "crew", alice.fingerprint],
+        ):
+            done = subprocess.run(
+                [sys.executable, "-m", "hospes", *command, "--config", str(config)],
+                capture_output=True,
+                text=True,
+                timeout=60,
+                check=False,
+            )
+            assert done.returncode == 0, done.stderr
+            chosen = f"identity store {redact(database)} (the database of {config} (--config))"
+            assert chosen in done.stderr
+        try:
+            [ban] = run(store.bans())
+            assert (ban.kind, ban.reason) == (BanKind.ACCOUNT, "spam")
+            assert run(store.allow_list("crew")) == [alice.fingerprint]
+        finally:
+            run(store.close())
+        assert not (tmp_path / "state" / "hospes.sqlite3").exists()
 
 
 def test_a_database_without_psycopg_says_what_to_install(monkeypatch, tmp_path):

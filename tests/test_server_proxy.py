@@ -9,17 +9,22 @@ limits.
 
 from __future__ import annotations
 
+import os
+import re
+import resource
+import signal
 import socket
 import ssl
 import time
 
 import pytest
 
-from helpers import RawResponse
+from helpers import Hospes, RawResponse, serve_process
 from hospes.app.routing import Application
 from hospes.config import Config, HostConfig
 from hospes.policy.addresses import AddressSet
 from hospes.policy.clock import ManualClock
+from hospes.policy.limits import Limits
 from hospes.policy.ratelimit import RateRule
 from hostile import wait_for
 from test_proxy import v1, v2
@@ -182,6 +187,23 @@ def test_deny_lists_and_rate_limits_apply_to_the_client_not_the_proxy(serve):
     assert exchange(server.port, other).status == 20  # another client behind the same proxy
 
 
+def test_a_client_that_ignores_44_is_blocked_not_the_proxy_nor_its_other_clients(serve):
+    """Blocks fall on the address in the header: its next connection is refused before TLS."""
+    config = proxied_config(
+        limits=Limits(block_after=2),
+        rate_limits=[RateRule(path="/", per_address=1 / 60, burst=1)],
+    )
+    server = serve(make_app(), config=config)
+    pushy = v1("TCP4", "198.51.100.7", "198.51.100.1", 1, 1965)
+    statuses = [exchange(server.port, pushy).status for _ in range(4)]
+    assert statuses == [20, 44, 44, 44]  # the third 44 in a row earns a block
+    assert wait_for(lambda: server.server.stats.blocks == 1)
+    assert refused_before_tls(server.port, pushy)
+    assert wait_for(lambda: server.server.stats.refused["blocked"] == 1)
+    other = v1("TCP4", "198.51.100.8", "198.51.100.1", 1, 1965)
+    assert exchange(server.port, other).status == 20
+
+
 def test_a_direct_server_takes_no_proxy_header_and_a_reload_can_switch(serve):
     server = serve(make_app())
     assert not server.server.proxies
@@ -192,3 +214,56 @@ def test_a_direct_server_takes_no_proxy_header_and_a_reload_can_switch(serve):
     assert proxied.body == b"203.0.113.7 7\n"
     server.call(lambda: server.server.reconfigure(proxies=AddressSet()))
     assert exchange(server.port, b"").body.startswith(b"127.0.0.1 ")
+
+
+def _out_of_descriptors(process: Hospes, port: int, limit: int) -> socket.socket:
+    """Lower the server's open-file limit so that accepting a new connection fails (EMFILE).
+
+    The limit is the lowest free descriptor number of the server, read again
+    and retried if a descriptor was closed meanwhile (then the accept succeeds).
+    Returns the proxy's connection that could not be accepted.
+    """
+    failed = r"accept failed \(Too many open files\); pausing"
+    for _ in range(10):
+        used = {int(name) for name in os.listdir(f"/proc/{process.pid}/fd")}
+        lowest = next(number for number in range(len(used) + 1) if number not in used)
+        resource.prlimit(process.pid, resource.RLIMIT_NOFILE, (lowest, limit))
+        sock = socket.create_connection(("127.0.0.1", port), timeout=5)
+        if wait_for(lambda: any(re.search(failed, line) for line in process.stderr), 1):
+            return sock
+        sock.close()
+    raise AssertionError(f"the server never ran out of descriptors: {process.stderr}")
+
+
+def test_after_running_out_of_descriptors_only_the_proxy_may_connect(tmp_path):
+    """Out of file descriptors, a server pauses accepting; it must resume behind its proxy.
+
+    The real kernel's EMFILE: the server's open-file limit is lowered while it
+    runs (``prlimit``), a connection from the proxy fails to be accepted, then
+    the limit is given back.  From then on a stranger's plain TLS request must
+    still be refused before TLS, and the proxy's headers still read.
+    """
+    capsule = tmp_path / "capsule"
+    capsule.mkdir()
+    (capsule / "index.gmi").write_text("# hello\n")
+    process = serve_process(
+        [*("--root", str(capsule), "--state", str(tmp_path / "state")), "--proxy-from", PROXY]
+    )
+    port, url = process.port, f"gemini://localhost:{process.port}/"
+    header = v1("TCP4", "203.0.113.7", "198.51.100.1", 4000, 1965)
+    try:
+        assert exchange(port, header, url).status == 20
+        limits = resource.prlimit(process.pid, resource.RLIMIT_NOFILE)
+        with _out_of_descriptors(process, port, limits[1]):
+            resource.prlimit(process.pid, resource.RLIMIT_NOFILE, limits)
+            # Accepting again: the proxy's header is read, a stranger is refused before TLS.
+            assert exchange(port, header, url).status == 20
+            with pytest.raises((ConnectionError, ssl.SSLError, OSError)):
+                exchange(port, b"", url, source=STRANGER)
+        process.send_signal(signal.SIGUSR1)
+        counters = process.wait_for_line(r"counters: .*").group(0)
+        assert re.search(r"not_a_proxy 1\b", counters), counters
+        assert re.search(r"out_of_resources [1-9]", counters), counters
+    finally:
+        status, _, errors = process.stop()
+    assert status == 0, errors

@@ -319,8 +319,9 @@ class Server:
             log.warning("accept failed: %s", exc)
 
     def _resume_accepting(self, listener: socket.socket) -> None:
+        """Accept again after a pause, on the path in force (behind a proxy: the proxied one)."""
         if not self._closing and self._loop is not None and listener.fileno() >= 0:
-            self._loop.add_reader(listener.fileno(), self._accept, listener)
+            self._loop.add_reader(listener.fileno(), self._acceptor(), listener)
 
     # -- deadlines ----------------------------------------------------------------------
 
