@@ -167,9 +167,14 @@ def _scenario(binary: str, database: str, tmp_path: Path) -> None:
             check=False,
         )
         assert banned.returncode == 0, banned.stderr
-        started = time.monotonic()
-        answers = [request(front, f"{url}/members/", alice) for _ in range(4)]
-        assert time.monotonic() - started < 3 + 4 * 2  # the stated bound, plus the requests
+        # Within the stated bound (3 s) every node refuses: four answers in a row, which
+        # round-robin spreads over both nodes, all 61.
+        deadline = time.monotonic() + 3 + 4 * 2  # the bound, plus the requests themselves
+        while True:
+            answers = [request(front, f"{url}/members/", alice) for _ in range(4)]
+            if all(answer.status == 61 for answer in answers) or time.monotonic() > deadline:
+                break
+            time.sleep(0.1)
         assert [answer.status for answer in answers] == [61] * 4, [a.header for a in answers]
         assert all("spam" in answer.meta for answer in answers)
         for log in logs:
