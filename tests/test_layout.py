@@ -108,12 +108,29 @@ def test_the_store_docstrings_name_every_implementation():
     They once said SQLite was the only one, and promised a shared store, after
     the PostgreSQL store had landed.
     """
-    implementations = {
-        node.name
+    classes = {
+        node.name: node
         for path in sorted((PACKAGE / "store").glob("*.py"))
         for node in ast.walk(ast.parse(path.read_text()))
         if isinstance(node, ast.ClassDef)
-        and any(isinstance(base, ast.Name) and base.id == "Store" for base in node.bases)
+    }
+
+    def derives_from_store(node: ast.ClassDef) -> bool:
+        names = {base.id for base in node.bases if isinstance(base, ast.Name)}
+        return "Store" in names or any(derives_from_store(classes[n]) for n in names & set(classes))
+
+    def abstract(node: ast.ClassDef) -> bool:
+        return any(
+            isinstance(decorator, ast.Attribute) and decorator.attr == "abstractmethod"
+            for item in node.body
+            if isinstance(item, ast.FunctionDef | ast.AsyncFunctionDef)
+            for decorator in item.decorator_list
+        )
+
+    implementations = {
+        name
+        for name, node in classes.items()
+        if name != "Store" and derives_from_store(node) and not abstract(node)
     }
     assert implementations == {"SQLiteStore", "PostgresStore"}
     modules = {name.lower().removesuffix("store") for name in implementations}

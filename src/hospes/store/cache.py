@@ -22,15 +22,17 @@ Not thread-safe: one cache belongs to one event loop's thread.
 
 from __future__ import annotations
 
+import abc
 import datetime as dt
 import enum
 from collections.abc import Callable, Hashable, Sequence
 from typing import Any, Final, Literal, TypeAlias, TypeVar
 
 from ..gemini.identity import ClientIdentity
+from .base import Store
 from .models import Account, Ban
 
-__all__ = ["DEFAULT_SIZE", "MISS", "Miss", "ReadCache"]
+__all__ = ["DEFAULT_SIZE", "MISS", "CachedStore", "Miss", "ReadCache"]
 
 T = TypeVar("T")
 
@@ -157,3 +159,70 @@ def _ban_key(identity: ClientIdentity, account: Account | None) -> Hashable:
 
 def _allowed_key(lists: Sequence[str], identity: ClientIdentity) -> Hashable:
     return (tuple(lists), identity.fingerprint, identity.key_fingerprint)
+
+
+class CachedStore(Store):
+    """A :class:`~hospes.store.base.Store` whose request-path reads go through a :class:`ReadCache`.
+
+    A backend sets ``_cache`` (with its change counter) and answers the three
+    reads uncached; the caching, and its race rule, are written once here.
+    """
+
+    _cache: ReadCache
+
+    async def recognise(self, identity: ClientIdentity, now: dt.datetime) -> Account | None:
+        """The account of the certificate or of its key (a renewal, recorded on the way)."""
+        cache = self._cache
+        cached = cache.recognised(identity, now)
+        if cached is not MISS:
+            return cached
+        generation = cache.generation
+        account, fresh_until = await self._recognise(identity, now)
+        cache.remember_recognised(generation, identity, account, fresh_until)
+        return account
+
+    async def active_ban(
+        self, identity: ClientIdentity, account: Account | None, now: dt.datetime
+    ) -> Ban | None:
+        """The newest ban in force on the certificate, its key or the account."""
+        cache = self._cache
+        cached = cache.active_ban(identity, account, now)
+        if cached is not MISS:
+            return cached
+        generation = cache.generation
+        found = await self._active_ban(identity, account, now)
+        cache.remember_ban(generation, identity, account, found)
+        return found
+
+    async def is_allowed(self, lists: Sequence[str], identity: ClientIdentity) -> bool:
+        """Whether the certificate or its key is on one of ``lists``."""
+        if not lists:
+            return False
+        cache = self._cache
+        cached = cache.is_allowed(lists, identity)
+        if cached is not MISS:
+            return cached
+        generation = cache.generation
+        found = await self._is_allowed(lists, identity)
+        cache.remember_allowed(generation, lists, identity, found)
+        return found
+
+    @abc.abstractmethod
+    async def _recognise(
+        self, identity: ClientIdentity, now: dt.datetime
+    ) -> tuple[Account | None, dt.datetime | None]:
+        """:meth:`recognise` from the database: the account, and when the answer expires.
+
+        It expires when the certificate's next ``last_seen`` update is due;
+        None: only a change of the store ends it.
+        """
+
+    @abc.abstractmethod
+    async def _active_ban(
+        self, identity: ClientIdentity, account: Account | None, now: dt.datetime
+    ) -> Ban | None:
+        """:meth:`active_ban` from the database."""
+
+    @abc.abstractmethod
+    async def _is_allowed(self, lists: Sequence[str], identity: ClientIdentity) -> bool:
+        """:meth:`is_allowed` from the database, for a non-empty ``lists``."""

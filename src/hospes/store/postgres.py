@@ -51,14 +51,13 @@ from .base import (
     AlreadyRegistered,
     LastCertificate,
     NameTaken,
-    Store,
     StoreError,
     UnknownAccount,
     canonical_fingerprint,
     check_audit,
     check_name,
 )
-from .cache import MISS, ReadCache
+from .cache import CachedStore, ReadCache
 from .database_url import redact
 from .migrations import SchemaError
 from .models import (
@@ -72,6 +71,7 @@ from .models import (
 )
 from .names import name_key
 from .postgres_migrations import CHANNEL, migrate
+from .rows import RowReader, confirmation_key
 
 __all__ = [
     "CHECK_INTERVAL",
@@ -161,44 +161,13 @@ def _utc(moment: dt.datetime) -> dt.datetime:
     return moment.astimezone(dt.UTC)
 
 
+_ROWS = RowReader(_utc)
+
+
 def _aware(moment: dt.datetime) -> dt.datetime:
     if moment.tzinfo is None:
         raise ValueError("the store only takes timezone-aware datetimes")
     return moment
-
-
-def _account(row: Sequence[Any]) -> Account:
-    return Account(id=row[0], name=row[1], created=_utc(row[2]), status=row[3])
-
-
-def _certificate(row: Sequence[Any]) -> CertificateRecord:
-    return CertificateRecord(
-        fingerprint=row[0],
-        key_fingerprint=row[1],
-        account_id=row[2],
-        common_name=row[3],
-        not_before=_utc(row[4]),
-        not_after=_utc(row[5]),
-        first_seen=_utc(row[6]),
-        last_seen=_utc(row[7]),
-    )
-
-
-def _ban(row: Sequence[Any]) -> Ban:
-    return Ban(
-        id=row[0],
-        kind=BanKind(row[1]),
-        value=row[2],
-        reason=row[3],
-        created=_utc(row[4]),
-        until=None if row[5] is None else _utc(row[5]),
-    )
-
-
-def _audit_entry(row: Sequence[Any]) -> AuditEntry:
-    return AuditEntry(
-        id=row[0], time=_utc(row[1]), admin=row[2], action=row[3], target=row[4], reason=row[5]
-    )
 
 
 def _translated(
@@ -329,7 +298,7 @@ class ChangeWatch:
         return int(row[0])
 
 
-class PostgresStore(Store):
+class PostgresStore(CachedStore):
     """The :class:`~hospes.store.base.Store` in a PostgreSQL database, for one or many nodes.
 
     ``url`` is a libpq URL (``postgresql://user:password@host:port/database``,
@@ -418,27 +387,17 @@ class PostgresStore(Store):
             cursor = await connection.execute(query, params)
             return await cursor.fetchall()
 
-    # -- recognition: from the cache while nothing changed --------------------------------
-
-    async def recognise(self, identity: ClientIdentity, now: dt.datetime) -> Account | None:
-        """The account of the certificate or of its key (a renewal, recorded on the way)."""
-        cache = self._cache
-        cached = cache.recognised(identity, now)
-        if cached is not MISS:
-            return cached
-        generation = cache.generation
-        account, fresh_until = await self._recognise(identity, _aware(now))
-        cache.remember_recognised(generation, identity, account, fresh_until)
-        return account
+    # -- recognition: the database's answers (CachedStore asks its cache first) ------------
 
     @_translated
     async def _recognise(
         self, identity: ClientIdentity, now: dt.datetime
     ) -> tuple[Account | None, dt.datetime | None]:
+        now = _aware(now)
         row = await self._one(_RECOGNISE, (identity.fingerprint, identity.key_fingerprint))
         if row is None:
             return await self._claim_awaited(identity, now), None
-        account = _account(row)
+        account = _ROWS.account(row)
         last_seen: dt.datetime | None = row[4]
         if last_seen is None:
             async with self._transaction() as connection:
@@ -489,20 +448,7 @@ class PostgresStore(Store):
                 await self._insert_certificate(connection, int(row[0]), identity, now)
         except pg_errors.UniqueViolation:
             return None  # the key joined another account meanwhile: that one wins
-        return _account(row)
-
-    async def active_ban(
-        self, identity: ClientIdentity, account: Account | None, now: dt.datetime
-    ) -> Ban | None:
-        """The newest ban in force on the certificate, its key or the account."""
-        cache = self._cache
-        cached = cache.active_ban(identity, account, now)
-        if cached is not MISS:
-            return cached
-        generation = cache.generation
-        found = await self._active_ban(identity, account, _aware(now))
-        cache.remember_ban(generation, identity, account, found)
-        return found
+        return _ROWS.account(row)
 
     @_translated
     async def _active_ban(
@@ -514,23 +460,10 @@ class PostgresStore(Store):
                 identity.fingerprint,
                 identity.key_fingerprint,
                 None if account is None else str(account.id),
-                now,
+                _aware(now),
             ),
         )
-        return None if row is None else _ban(row)
-
-    async def is_allowed(self, lists: Sequence[str], identity: ClientIdentity) -> bool:
-        """Whether the certificate or its key is on one of ``lists``."""
-        if not lists:
-            return False
-        cache = self._cache
-        cached = cache.is_allowed(lists, identity)
-        if cached is not MISS:
-            return cached
-        generation = cache.generation
-        found = await self._is_allowed(lists, identity)
-        cache.remember_allowed(generation, lists, identity, found)
-        return found
+        return None if row is None else _ROWS.ban(row)
 
     @_translated
     async def _is_allowed(self, lists: Sequence[str], identity: ClientIdentity) -> bool:
@@ -694,25 +627,25 @@ class PostgresStore(Store):
                 f"{_ACCOUNT} WHERE strpos(lower(name), lower(%s)) > 0 {order}",
                 (text, limit),
             )
-        return [_account(row) for row in rows]
+        return [_ROWS.account(row) for row in rows]
 
     @_translated
     async def account(self, name: str) -> Account | None:
         """The account called ``name``, whatever its case."""
         row = await self._one(f"{_ACCOUNT} WHERE lower(name) = lower(%s)", (name,))
-        return None if row is None else _account(row)
+        return None if row is None else _ROWS.account(row)
 
     @_translated
     async def account_by_id(self, account_id: int) -> Account | None:
         """The account with that id."""
         row = await self._one(f"{_ACCOUNT} WHERE id = %s", (account_id,))
-        return None if row is None else _account(row)
+        return None if row is None else _ROWS.account(row)
 
     @_translated
     async def accounts(self) -> list[Account]:
         """Every account, by name (ASCII order regardless of case, as SQLite's ``NOCASE``)."""
         rows = await self._all(f'{_ACCOUNT} ORDER BY lower(name) COLLATE "C", id')
-        return [_account(row) for row in rows]
+        return [_ROWS.account(row) for row in rows]
 
     @_translated
     async def rename(self, name: str, new_name: str) -> Account:
@@ -755,7 +688,7 @@ class PostgresStore(Store):
             f'{_CERTIFICATE} WHERE account_id = %s ORDER BY first_seen, fingerprint COLLATE "C"',
             (account_id,),
         )
-        return [_certificate(row) for row in rows]
+        return [_ROWS.certificate(row) for row in rows]
 
     @_translated
     async def add_certificate(
@@ -775,7 +708,7 @@ class PostgresStore(Store):
             )
             row = await cursor.fetchone()
         assert row is not None
-        return _certificate(row)
+        return _ROWS.certificate(row)
 
     async def _claim(
         self, connection: Conn, account_id: int, identity: ClientIdentity, now: dt.datetime
@@ -878,7 +811,7 @@ class PostgresStore(Store):
             row = await cursor.fetchone()
             if row is None:
                 return None
-            account = _account(row)
+            account = _ROWS.account(row)
             await self._claim(connection, account.id, identity, now)
         return account
 
@@ -898,7 +831,7 @@ class PostgresStore(Store):
                 "VALUES (%s, %s, %s, %s, %s) ON CONFLICT (nonce_hash) DO UPDATE SET "
                 "fingerprint = excluded.fingerprint, action = excluded.action, "
                 "target = excluded.target, expires = excluded.expires",
-                (*_confirmation(confirmation), _aware(expires)),
+                (*confirmation_key(confirmation), _aware(expires)),
             )
             await connection.execute(
                 "DELETE FROM confirmations WHERE nonce_hash IN (SELECT nonce_hash "
@@ -912,7 +845,7 @@ class PostgresStore(Store):
         row = await self._one(
             "SELECT 1 FROM confirmations WHERE nonce_hash = %s AND fingerprint = %s "
             "AND action = %s AND target = %s AND expires > %s",
-            (*_confirmation(confirmation), _aware(now)),
+            (*confirmation_key(confirmation), _aware(now)),
         )
         return row is not None
 
@@ -924,7 +857,7 @@ class PostgresStore(Store):
         row = await self._one(
             "DELETE FROM confirmations WHERE nonce_hash = %s AND fingerprint = %s "
             "AND action = %s AND target = %s AND expires > %s RETURNING expires",
-            (*_confirmation(confirmation), _aware(now)),
+            (*confirmation_key(confirmation), _aware(now)),
         )
         return None if row is None else _utc(row[0])
 
@@ -959,7 +892,7 @@ class PostgresStore(Store):
             )
             row = await cursor.fetchone()
         assert row is not None
-        return _ban(row)
+        return _ROWS.ban(row)
 
     @_translated
     async def unban(self, kind: BanKind, value: str) -> int:
@@ -976,7 +909,7 @@ class PostgresStore(Store):
     @_translated
     async def bans(self) -> list[Ban]:
         """Every ban, newest first."""
-        return [_ban(row) for row in await self._all(f"{_BAN} ORDER BY created DESC, id DESC")]
+        return [_ROWS.ban(row) for row in await self._all(f"{_BAN} ORDER BY created DESC, id DESC")]
 
     # -- allow-lists --------------------------------------------------------------------
 
@@ -1037,13 +970,13 @@ class PostgresStore(Store):
             (_aware(time), admin, action, target, reason),
         )
         assert row is not None
-        return _audit_entry(row)
+        return _ROWS.audit_entry(row)
 
     @_translated
     async def audit_log(self, limit: int = 100) -> list[AuditEntry]:
         """The last ``limit`` entries, newest first."""
         rows = await self._all(f"{_AUDIT} ORDER BY time DESC, id DESC LIMIT %s", (limit,))
-        return [_audit_entry(row) for row in rows]
+        return [_ROWS.audit_entry(row) for row in rows]
 
     @_translated
     async def counts(self, now: dt.datetime) -> StoreCounts:
@@ -1115,15 +1048,6 @@ class PostgresStore(Store):
                 with contextlib.suppress(Exception):
                     await self._ready
             await self._pool.close()
-
-
-def _confirmation(confirmation: Confirmation) -> tuple[bytes, str, str, str]:
-    return (
-        confirmation.nonce_hash,
-        confirmation.fingerprint,
-        confirmation.action,
-        confirmation.target,
-    )
 
 
 def _certificate_values(

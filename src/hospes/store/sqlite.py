@@ -25,8 +25,8 @@ from pathlib import Path
 from typing import TypeVar, TypeVarTuple
 
 from ..gemini.identity import ClientIdentity
-from .base import Store, StoreError
-from .cache import MISS, ReadCache
+from .base import StoreError
+from .cache import CachedStore, ReadCache
 from .models import (
     Account,
     AuditEntry,
@@ -44,7 +44,7 @@ T = TypeVar("T")
 Ts = TypeVarTuple("Ts")
 
 
-class SQLiteStore(Store):
+class SQLiteStore(CachedStore):
     """The :class:`~hospes.store.base.Store` in one SQLite file (created with mode 0600).
 
     Opening applies pending schema migrations; :class:`StoreError` says what is
@@ -80,44 +80,20 @@ class SQLiteStore(Store):
             future = self._executor.submit(function, *args)
         return await asyncio.wrap_future(future)
 
-    # -- recognition: from the cache when the database has not changed ------------------
+    # -- recognition: the database's answers (CachedStore asks its cache first) ----------
 
-    async def recognise(self, identity: ClientIdentity, now: dt.datetime) -> Account | None:
-        """The account of the certificate or of its key (a renewal, recorded on the way)."""
-        cache = self._cache
-        cached = cache.recognised(identity, now)
-        if cached is not MISS:
-            return cached
-        generation = cache.generation
-        account, fresh_until = await self._run(self._db.recognise, identity, now)
-        cache.remember_recognised(generation, identity, account, fresh_until)
-        return account
+    async def _recognise(
+        self, identity: ClientIdentity, now: dt.datetime
+    ) -> tuple[Account | None, dt.datetime | None]:
+        return await self._run(self._db.recognise, identity, now)
 
-    async def active_ban(
+    async def _active_ban(
         self, identity: ClientIdentity, account: Account | None, now: dt.datetime
     ) -> Ban | None:
-        """The newest ban in force on the certificate, its key or the account."""
-        cache = self._cache
-        cached = cache.active_ban(identity, account, now)
-        if cached is not MISS:
-            return cached
-        generation = cache.generation
-        found = await self._run(self._db.active_ban, identity, account, now)
-        cache.remember_ban(generation, identity, account, found)
-        return found
+        return await self._run(self._db.active_ban, identity, account, now)
 
-    async def is_allowed(self, lists: Sequence[str], identity: ClientIdentity) -> bool:
-        """Whether the certificate or its key is on one of ``lists``."""
-        if not lists:
-            return False
-        cache = self._cache
-        cached = cache.is_allowed(lists, identity)
-        if cached is not MISS:
-            return cached
-        generation = cache.generation
-        found = await self._run(self._db.is_allowed, lists, identity)
-        cache.remember_allowed(generation, lists, identity, found)
-        return found
+    async def _is_allowed(self, lists: Sequence[str], identity: ClientIdentity) -> bool:
+        return await self._run(self._db.is_allowed, lists, identity)
 
     # -- accounts -----------------------------------------------------------------------
 

@@ -28,7 +28,7 @@ import re
 import sqlite3
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import Any, ParamSpec, TypeAlias, TypeVar
+from typing import ParamSpec, TypeAlias, TypeVar
 
 from ..gemini.identity import ClientIdentity
 from .base import (
@@ -54,6 +54,7 @@ from .models import (
     StoreCounts,
 )
 from .names import name_key
+from .rows import RowReader, confirmation_key
 
 __all__ = ["BUSY_TIMEOUT", "ChangeCounter", "Recognised", "SQLiteDatabase"]
 
@@ -97,18 +98,9 @@ _TAKE_CONFIRMATION = (
 )
 
 
-def _confirmation(confirmation: Confirmation) -> tuple[bytes, str, str, str]:
-    return (
-        confirmation.nonce_hash,
-        confirmation.fingerprint,
-        confirmation.action,
-        confirmation.target,
-    )
-
-
 def _matching(confirmation: Confirmation, now: dt.datetime) -> tuple[bytes, str, str, str, str]:
     """The parameters of :data:`_CONFIRMATION_VALID` and :data:`_TAKE_CONFIRMATION`."""
-    return (*_confirmation(confirmation), _text(now))
+    return (*confirmation_key(confirmation), _text(now))
 
 
 def _text(moment: dt.datetime) -> str:
@@ -122,38 +114,7 @@ def _time(text: str) -> dt.datetime:
     return dt.datetime.fromisoformat(text)
 
 
-def _account(row: Sequence[Any]) -> Account:
-    return Account(id=row[0], name=row[1], created=_time(row[2]), status=row[3])
-
-
-def _certificate(row: Sequence[Any]) -> CertificateRecord:
-    return CertificateRecord(
-        fingerprint=row[0],
-        key_fingerprint=row[1],
-        account_id=row[2],
-        common_name=row[3],
-        not_before=_time(row[4]),
-        not_after=_time(row[5]),
-        first_seen=_time(row[6]),
-        last_seen=_time(row[7]),
-    )
-
-
-def _ban(row: Sequence[Any]) -> Ban:
-    return Ban(
-        id=row[0],
-        kind=BanKind(row[1]),
-        value=row[2],
-        reason=row[3],
-        created=_time(row[4]),
-        until=None if row[5] is None else _time(row[5]),
-    )
-
-
-def _audit_entry(row: Sequence[Any]) -> AuditEntry:
-    return AuditEntry(
-        id=row[0], time=_time(row[1]), admin=row[2], action=row[3], target=row[4], reason=row[5]
-    )
+_ROWS = RowReader(_time)
 
 
 def _sqlite_errors(method: Callable[P, R]) -> Callable[P, R]:
@@ -248,7 +209,7 @@ class SQLiteDatabase:
         ).fetchone()
         if row is None:
             return self._claim_awaited(identity, now), None
-        account = _account(row)
+        account = _ROWS.account(row)
         last_seen = row[4]
         if last_seen is None:
             with self._write():
@@ -283,7 +244,7 @@ class SQLiteDatabase:
             ).fetchone()
             if row is None:
                 return None  # claimed (or the account deleted) between the statements
-            account = _account(row)
+            account = _ROWS.account(row)
             owner = connection.execute(
                 "SELECT account_id FROM account_keys WHERE key_fingerprint = ?",
                 (identity.key_fingerprint,),
@@ -314,7 +275,7 @@ class SQLiteDatabase:
             )
             .fetchone()
         )
-        return None if row is None else _ban(row)
+        return None if row is None else _ROWS.ban(row)
 
     @_sqlite_errors
     def is_allowed(self, lists: Sequence[str], identity: ClientIdentity) -> bool:
@@ -497,25 +458,25 @@ class SQLiteDatabase:
                 )
                 .fetchall()
             )
-        return [_account(row) for row in rows]
+        return [_ROWS.account(row) for row in rows]
 
     @_sqlite_errors
     def account(self, name: str) -> Account | None:
         """The account called ``name``, whatever its case."""
         row = self._db().execute(f"{_ACCOUNT} WHERE name = ?", (name,)).fetchone()
-        return None if row is None else _account(row)
+        return None if row is None else _ROWS.account(row)
 
     @_sqlite_errors
     def account_by_id(self, account_id: int) -> Account | None:
         """The account with that id."""
         row = self._db().execute(f"{_ACCOUNT} WHERE id = ?", (account_id,)).fetchone()
-        return None if row is None else _account(row)
+        return None if row is None else _ROWS.account(row)
 
     @_sqlite_errors
     def accounts(self) -> list[Account]:
         """Every account, by name."""
         rows = self._db().execute(f"{_ACCOUNT} ORDER BY name COLLATE NOCASE, id").fetchall()
-        return [_account(row) for row in rows]
+        return [_ROWS.account(row) for row in rows]
 
     @_sqlite_errors
     def rename(self, name: str, new_name: str) -> Account:
@@ -558,7 +519,7 @@ class SQLiteDatabase:
             )
             .fetchall()
         )
-        return [_certificate(row) for row in rows]
+        return [_ROWS.certificate(row) for row in rows]
 
     @_sqlite_errors
     def add_certificate(
@@ -573,7 +534,7 @@ class SQLiteDatabase:
             row = connection.execute(
                 f"{_CERTIFICATE} WHERE fingerprint = ?", (identity.fingerprint,)
             ).fetchone()
-        return _certificate(row)
+        return _ROWS.certificate(row)
 
     def _claim(
         self,
@@ -648,7 +609,7 @@ class SQLiteDatabase:
             ).fetchone()
             if row is None:
                 return None
-            account = _account(row)
+            account = _ROWS.account(row)
             self._claim(connection, account.id, identity, now)
             connection.execute("DELETE FROM link_codes WHERE code_hash = ?", (code_hash,))
         return account
@@ -665,7 +626,7 @@ class SQLiteDatabase:
             connection.execute(
                 "INSERT OR REPLACE INTO confirmations "
                 "(nonce_hash, fingerprint, action, target, expires) VALUES (?, ?, ?, ?, ?)",
-                (*_confirmation(confirmation), _text(expires)),
+                (*confirmation_key(confirmation), _text(expires)),
             )
             connection.execute(
                 "DELETE FROM confirmations WHERE nonce_hash IN (SELECT nonce_hash "
@@ -714,7 +675,7 @@ class SQLiteDatabase:
                 (kind.value, value, reason, _text(now), None if until is None else _text(until)),
             )
             row = connection.execute(f"{_BAN} WHERE id = ?", (cursor.lastrowid,)).fetchone()
-        return _ban(row)
+        return _ROWS.ban(row)
 
     @_sqlite_errors
     def unban(self, kind: BanKind, value: str) -> int:
@@ -732,7 +693,7 @@ class SQLiteDatabase:
     def bans(self) -> list[Ban]:
         """Every ban, newest first."""
         rows = self._db().execute(f"{_BAN} ORDER BY created DESC, id DESC").fetchall()
-        return [_ban(row) for row in rows]
+        return [_ROWS.ban(row) for row in rows]
 
     # -- allow-lists --------------------------------------------------------------------
 
@@ -806,7 +767,7 @@ class SQLiteDatabase:
         rows = (
             self._db().execute(f"{_AUDIT} ORDER BY time DESC, id DESC LIMIT ?", (limit,)).fetchall()
         )
-        return [_audit_entry(row) for row in rows]
+        return [_ROWS.audit_entry(row) for row in rows]
 
     @_sqlite_errors
     def counts(self, now: dt.datetime) -> StoreCounts:
