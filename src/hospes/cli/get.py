@@ -45,7 +45,7 @@ from .data_dir import data_dir_option
 from .errors import EXIT_FAILURE, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, fail
 from .progress import Progress
 
-__all__ = ["EXIT_CODES", "register"]
+__all__ = ["EXIT_CODES", "exit_status", "register"]
 
 EXIT_INPUT = 3
 EXIT_REDIRECT = 4
@@ -538,9 +538,14 @@ async def _write_file(response: ClientResponse, path: Path, progress: Progress) 
 # -- errors -----------------------------------------------------------------------------------
 
 
+def exit_status(error: ClientError) -> int:
+    """The exit status of a failed request (a fetch, or an upload with ``hospes put``)."""
+    return next((code for kind, code in _ERROR_EXITS if isinstance(error, kind)), EXIT_FAILURE)
+
+
 def _client_failure(exc: ClientError, args: argparse.Namespace, url: URL | None = None) -> int:
     """Report a failed fetch; the exit status says what kind of failure it was."""
-    status = next((code for kind, code in _ERROR_EXITS if isinstance(exc, kind)), EXIT_FAILURE)
+    status = exit_status(exc)
     if isinstance(exc, KeyChanged) and url is not None:
         return fail(_key_changed_message(exc, url, _data_dir_flag(args)), status)
     return fail(str(exc), status)

@@ -13,16 +13,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 from ..client import (
-    CertificateUntrusted,
     ClientError,
-    ClientFileError,
-    ConnectError,
-    FetchTimeout,
-    IdentityError,
-    InvalidRequest,
-    KeyChanged,
-    MalformedResponse,
-    TLSFailure,
     TrustMode,
     Verdict,
 )
@@ -32,21 +23,17 @@ from ..client.titan import TitanClient, UploadResult
 from ..gemini.escape import printable
 from ..gemini.fingerprint import parse_fingerprint
 from .data_dir import data_dir_option
-from .errors import EXIT_FAILURE, EXIT_OK, EXIT_USAGE, fail
+from .errors import EXIT_OK, EXIT_USAGE, fail
 from .get import (
     EXIT_CERTIFICATE_NOT_AUTHORISED,
     EXIT_CERTIFICATE_NOT_VALID,
     EXIT_CERTIFICATE_REQUIRED,
     EXIT_CODES,
-    EXIT_CONNECT,
     EXIT_INPUT,
-    EXIT_KEY_CHANGED,
     EXIT_MALFORMED,
     EXIT_PERMANENT,
     EXIT_TEMPORARY,
-    EXIT_TIMEOUT,
-    EXIT_TLS,
-    EXIT_UNTRUSTED,
+    exit_status,
 )
 from .progress import Progress
 
@@ -136,7 +123,7 @@ def run_put(args: argparse.Namespace) -> int:
             )
     except ClientError as exc:
         progress.done()
-        return fail(str(exc), _exit_for(exc))
+        return fail(str(exc), exit_status(exc))
     progress.done()
     return _report(result, args)
 
@@ -234,21 +221,3 @@ def _report(result: UploadResult, args: argparse.Namespace) -> int:
     if status == 62:
         return EXIT_CERTIFICATE_NOT_VALID
     return EXIT_MALFORMED
-
-
-_ERROR_EXITS: tuple[tuple[type[ClientError], int], ...] = (
-    (KeyChanged, EXIT_KEY_CHANGED),
-    (CertificateUntrusted, EXIT_UNTRUSTED),
-    (ConnectError, EXIT_CONNECT),
-    (FetchTimeout, EXIT_TIMEOUT),
-    (TLSFailure, EXIT_TLS),
-    (MalformedResponse, EXIT_MALFORMED),
-    (InvalidRequest, EXIT_USAGE),
-    (IdentityError, EXIT_USAGE),
-    (ClientFileError, EXIT_FAILURE),
-)
-
-
-def _exit_for(error: ClientError) -> int:
-    """The exit status of a failed upload, as ``hospes get`` has it."""
-    return next((code for kind, code in _ERROR_EXITS if isinstance(error, kind)), EXIT_FAILURE)
