@@ -7,6 +7,9 @@ on one database never see each other's data; the URL it yields selects it
 with ``options=-csearch_path=…``.  Without a reachable database the tests that
 need one are skipped with the reason, except under CI (``CI`` set), where
 ``.ci/run`` starts PostgreSQL and a missing one is a failure.
+
+A test that takes the database away from a running server (an outage)
+needs a :func:`database` of its own instead: other tests use ``test``.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import os
 import secrets
+import urllib.parse
 from collections.abc import Iterator
 from functools import cache
 
@@ -75,3 +79,32 @@ def schema() -> Iterator[str]:
     finally:
         with admin_connection() as connection:
             connection.execute(f"DROP SCHEMA {name} CASCADE")
+
+
+def database_url(name: str) -> str:
+    """The test server's URL with another database, ``name``, in it."""
+    parts = urllib.parse.urlsplit(base_url())
+    return urllib.parse.urlunsplit(parts._replace(path=f"/{name}"))
+
+
+@contextlib.contextmanager
+def database(prefix: str) -> Iterator[tuple[str, str]]:
+    """A fresh database (``PREFIX_<random>``); yields its name and URL.
+
+    Afterwards nobody may connect to it any more, its sessions are
+    terminated, and it is dropped.  Only this database is touched.
+    """
+    require()
+    name = f"{prefix}_{secrets.token_hex(6)}"
+    with admin_connection() as connection:
+        connection.execute(f"CREATE DATABASE {name}")
+    try:
+        yield name, database_url(name)
+    finally:
+        with admin_connection() as connection:
+            connection.execute(f"ALTER DATABASE {name} ALLOW_CONNECTIONS false")
+            connection.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s",
+                (name,),
+            )
+            connection.execute(f"DROP DATABASE {name} WITH (FORCE)")

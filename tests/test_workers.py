@@ -13,10 +13,13 @@ from pathlib import Path
 
 import pytest
 
-from helpers import raw_request, serve_process
+import pg
+from helpers import CertFactory, identity_of, raw_request, serve_process
 from test_proxy import v2
 
 pytestmark = pytest.mark.slow
+
+HOSPES = [sys.executable, "-m", "hospes"]
 
 
 def children(pid: int) -> set[int]:
@@ -197,3 +200,96 @@ def test_health_checks_are_totalled_across_workers(tmp_path):
     assert code == 0, stderr
     final = [line for line in stderr.splitlines() if totals in line][-1]
     assert "health checks 6" in final
+
+
+def _worker_responses(lines: list[str]) -> dict[str, dict[int, int]]:
+    """Each worker's last own counters (``worker N: counters: …``, debug level), by N."""
+    found: dict[str, dict[int, int]] = {}
+    for line in lines:
+        match = re.search(r" worker (\d+): counters: ", line)
+        if match:
+            found[match.group(1)] = _responses(line)
+    return found
+
+
+def test_workers_share_a_postgresql_store_and_each_enforces_a_ban(tmp_path):
+    """``--workers 2 --database URL``: both workers serve members, and both refuse after a ban.
+
+    Each worker has its own pool, change watch and cache.  The ban is made by
+    the CLI in a process of its own; within the stated bound (``PROPAGATION``,
+    3 s) every request must be refused, whichever worker takes it, and each
+    worker's own counters (logged at debug level) must show its 20s before
+    and its 61s after: both caches held the member, and both learnt of the ban.
+    """
+    with pg.schema() as database:
+        postgres = pytest.importorskip("hospes.store.postgres")  # there, since pg.schema is
+        alice = CertFactory(tmp_path).make("alice")
+        fingerprint = identity_of(alice).fingerprint
+        created = subprocess.run(
+            [*HOSPES, "accounts", "create", "alice", fingerprint, "--database", database],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        assert created.returncode == 0, created.stderr
+        arguments = ["--state", str(tmp_path / "state"), "--workers", "2"]
+        arguments += ["--database", database, "--access-log", "off", "--log-level", "debug"]
+        process = serve_process(arguments)
+        port = process.port
+        url = f"gemini://localhost:{port}/members/"
+
+        def counted() -> dict[str, dict[int, int]]:
+            """Ask every worker for its counters; what each said last."""
+            before = len(process.stderr)
+            process.send_signal(signal.SIGUSR1)
+            wait_until(lambda: sum(": counters: " in line for line in process.stderr[before:]) >= 2)
+            return _worker_responses(process.stderr)
+
+        try:
+            assert wait_until(lambda: len(children(process.pid)) == 2 and listeners(port) == 2)
+            # Members: 8 requests, each a new TLS connection, all answered; more until
+            # both workers have answered (SO_REUSEPORT spreads connections by hash).
+            for _ in range(4):
+                for _ in range(8):
+                    members = raw_request(port, url, cert=alice)
+                    assert members.status == 20, members.header
+                    assert b"alice" in members.body
+                served = counted()
+                if len(served) == 2 and all(counts.get(20) for counts in served.values()):
+                    break
+            assert len(served) == 2 and all(counts.get(20) for counts in served.values()), served
+
+            banned = subprocess.run(
+                [*HOSPES, "ban", "--account", "alice", "--reason", "spam", "--database", database],
+                capture_output=True,
+                text=True,
+                timeout=60,
+                check=False,
+            )
+            assert banned.returncode == 0, banned.stderr
+            done = time.monotonic()
+            bound = postgres.PROPAGATION.total_seconds()
+            first = None
+            while time.monotonic() - done < bound:  # 20 allowed until the bound
+                answer = raw_request(port, url, cert=alice)
+                assert answer.status in (20, 61), answer.header
+                if answer.status == 61 and first is None:
+                    first = time.monotonic() - done
+                time.sleep(0.05)
+            assert first is not None, "no 61 within the bound"
+            print(f"first 61 {first:.2f} s after the CLI returned")
+            # From the bound on, every answer is 61, whichever worker gives it.
+            for _ in range(4):
+                for _ in range(8):
+                    answer = raw_request(port, url, cert=alice)
+                    assert answer.status == 61 and "spam" in answer.meta, answer.header
+                refused = counted()
+                if all(counts.get(61) for counts in refused.values()):
+                    break
+            assert len(refused) == 2 and all(counts.get(61) for counts in refused.values()), refused
+            assert process.poll() is None
+        finally:
+            code, _, stderr = process.stop()
+        assert code == 0, stderr
+        assert "Traceback" not in stderr

@@ -40,6 +40,7 @@ from dataclasses import dataclass, field
 
 from ..app.access import AccessRule, Requirement, banned_response, check
 from ..app.confirm import Confirmations
+from ..app.dispatch import STORE_UNAVAILABLE
 from ..app.request import Request
 from ..app.response import Response
 from ..app.routing import Application
@@ -195,6 +196,8 @@ class AccountPages:
         base, account = request.base, request.account
         if request.store is None:
             return _unavailable()
+        if request.account_unknown:  # the store is down: not "no account"
+            return Response.temporary_failure(STORE_UNAVAILABLE)
         if account is None:
             return (
                 "# Your account\n\n"

@@ -270,6 +270,7 @@ class Dispatcher:
         except StoreError as exc:
             # Public pages stay up when the store is unavailable; pages that need it wait.
             self._store_failed(exc)
+            request.account_unknown = True
             if rule is not None and rule.require is not Requirement.CERTIFICATE:
                 return Response(Status.TEMPORARY_FAILURE, STORE_UNAVAILABLE)
         return None

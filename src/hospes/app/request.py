@@ -42,6 +42,8 @@ class Request:
     identity: ClientIdentity | None = None
     certificate_problem: str | None = None
     account: Account | None = None
+    account_unknown: bool = False
+    """The store could not be asked for ``account`` (it is down): None means unknown, not none."""
     store: Store | None = None
     params: dict[str, str] = field(default_factory=dict)
     """Values of the route's ``{parameters}``."""

@@ -35,7 +35,9 @@ import contextlib
 import datetime as dt
 import functools
 import logging
+import math
 import re
+import time
 from collections.abc import AsyncIterator, Callable, Coroutine, Hashable, Sequence
 from contextlib import asynccontextmanager
 from typing import Any, ParamSpec, TypeAlias, TypeVar
@@ -76,7 +78,9 @@ from .rows import RowReader, confirmation_key
 __all__ = [
     "CHECK_INTERVAL",
     "CHECK_TIMEOUT",
+    "POOL_RECONNECT",
     "POOL_SIZE",
+    "POOL_TIMEOUT",
     "PROPAGATION",
     "ChangeWatch",
     "PostgresStore",
@@ -91,6 +95,15 @@ POOL_SIZE = 8
 """Connections per node at most; the request path needs one only on a cache miss or a write."""
 POOL_TIMEOUT = 5.0
 """Seconds a query waits for a free connection (or for the database to come back)."""
+POOL_RECONNECT = 5.0
+"""Seconds the pool keeps trying to replace a lost connection before it gives up on it.
+
+The next query that finds no connection then starts a new attempt at once.
+psycopg_pool's default (300 s) doubles the pause between attempts (1, 2, 4 …
+128 s): a node that lost the database for a few minutes went on answering
+``40`` for as long again after it was back.  With 5 s, attempts are at most
+about 2 s apart, as :class:`ChangeWatch`'s are at most :data:`_RETRY_LONGEST`.
+"""
 CONNECT_TIMEOUT = 5
 """Seconds to open a connection (libpq's ``connect_timeout``)."""
 CHECK_INTERVAL = 1.0
@@ -101,6 +114,8 @@ PROPAGATION = dt.timedelta(seconds=CHECK_INTERVAL + CHECK_TIMEOUT)
 """The longest a change made elsewhere takes to reach a node's answers (usually: milliseconds)."""
 _RETRY_FIRST = 0.1
 _RETRY_LONGEST = 5.0
+POOL_LOG_INTERVAL = 60.0
+"""Seconds between two warnings of the pool (psycopg_pool's logger) that reach the log."""
 _SWEEP_EVERY = 256
 """Rate-limit takes between two deletions of full (forgettable) buckets."""
 
@@ -149,6 +164,39 @@ _TAKE = f"""
                     / %(rate)s)
     RETURNING tokens, granted
 """  # noqa: S608 - only our own constant is formatted in
+
+
+class _OnceAMinute(logging.Filter):
+    """Let each kind of psycopg_pool's warnings through once per :data:`POOL_LOG_INTERVAL`.
+
+    The pool warns at every failed connection attempt, and while the database
+    is down the attempts follow each other a second or two apart
+    (:data:`POOL_RECONNECT`): an outage would fill the log.  hospes says it
+    itself, once a minute (the dispatcher's "identity store unavailable"), and
+    the pool's first warning of each kind tells why (``error connecting …:
+    the reason``); the next one passed says how many were left out meanwhile.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._passed: dict[object, tuple[float, int]] = {}
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno < logging.WARNING:
+            return True
+        kind, now = record.msg, time.monotonic()  # the format string: a kind of warning
+        passed, dropped = self._passed.get(kind, (-math.inf, 0))
+        if now - passed < POOL_LOG_INTERVAL:
+            self._passed[kind] = (passed, dropped + 1)
+            return False
+        self._passed[kind] = (now, 0)
+        if dropped:
+            record.msg = f"{record.getMessage()} ({dropped} more like it left out)"
+            record.args = ()
+        return True
+
+
+logging.getLogger("psycopg.pool").addFilter(_OnceAMinute())
 
 
 def _reason(exc: BaseException) -> str:
@@ -349,6 +397,7 @@ class PostgresStore(CachedStore):
             max_size=self._pool_size,
             open=False,
             timeout=POOL_TIMEOUT,
+            reconnect_timeout=POOL_RECONNECT,
             kwargs={
                 "autocommit": True,
                 "connect_timeout": CONNECT_TIMEOUT,
