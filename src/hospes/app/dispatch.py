@@ -47,6 +47,9 @@ log = logging.getLogger("hospes.app")
 
 INTERNAL_ERROR = "internal server error; the capsule's admin can find the details in the log"
 STORE_UNAVAILABLE = "the identity store is unavailable; try again in a minute"
+STORE_RETRY = 2.0
+"""Seconds after a failure of the store during which pages that do not need the visitor's
+account are served without asking it (each ask would wait for the store's timeout)."""
 
 
 @dataclass(slots=True)
@@ -94,6 +97,7 @@ class Dispatcher:
         self.clock = clock
         """Monotonic seconds, for throttling the log (rate limits have their own clock)."""
         self._store_error_at = -math.inf
+        self._store_down_until = -math.inf
         self._authoriser = self._authorise if self.policy else None
         self.redirects = redirects if redirects else None
         """The redirect table, applied before access rules (None when empty)."""
@@ -235,6 +239,7 @@ class Dispatcher:
     def _store_failed(self, error: StoreError) -> None:
         """Log a store failure, once a minute at most: an outage must not flood the log."""
         now = self.clock()
+        self._store_down_until = now + STORE_RETRY
         if now - self._store_error_at >= 60:
             self._store_error_at = now
             log.error("identity store unavailable: %s", error)
@@ -265,13 +270,20 @@ class Dispatcher:
         """Look up ``request.account``; a 40 if the store fails and ``rule`` needs it."""
         if self.store is None or request.identity is None:
             return None
+        needed = rule is not None and rule.require is not Requirement.CERTIFICATE
+        if not needed and self.clock() < self._store_down_until:
+            # The store just failed: a page that can do without the account does, at once;
+            # pages that need it keep asking, and find out first when it is back.
+            request.account_unknown = True
+            return None
         try:
             request.account = await self.store.recognise(request.identity, now)
+            self._store_down_until = -math.inf
         except StoreError as exc:
             # Public pages stay up when the store is unavailable; pages that need it wait.
             self._store_failed(exc)
             request.account_unknown = True
-            if rule is not None and rule.require is not Requirement.CERTIFICATE:
+            if needed:
                 return Response(Status.TEMPORARY_FAILURE, STORE_UNAVAILABLE)
         return None
 
