@@ -1,0 +1,145 @@
+"""A full disk, for real: Titan uploads, the SQLite identity store and the access log on a tmpfs.
+
+Each test mounts a small tmpfs of its own (``mount -t tmpfs -o size=…``), fills
+it with a filler file until the kernel answers ``ENOSPC``, and talks to a
+running server over TLS: no error is injected, the writes fail as they would
+on a full disk.  Mounting needs root; without it (or without ``mount``) the
+tests are skipped with the reason.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import io
+import os
+import subprocess
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from helpers import CertFiles, RawResponse, raw_request
+from hospes.cli import main
+from hospes.client.titan import TitanClient
+from hospes.config import Config, HostConfig
+from hospes.gateways import TitanMount
+
+Mount = Callable[[str], Path]
+
+
+@pytest.fixture
+def tmpfs(tmp_path: Path) -> Iterator[Mount]:
+    """``tmpfs("256k")``: a new tmpfs of that size, unmounted after the test, even on failure."""
+    if os.geteuid() != 0:
+        pytest.skip("mounting a tmpfs needs root")
+    mounted: list[Path] = []
+
+    def mount(size: str) -> Path:
+        point = tmp_path / f"tmpfs-{len(mounted)}"
+        point.mkdir()
+        result = subprocess.run(
+            ["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(point)],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        if result.returncode != 0:
+            pytest.skip(f"cannot mount a tmpfs: {result.stderr.strip() or result.returncode}")
+        mounted.append(point)
+        return point
+
+    try:
+        yield mount
+    finally:
+        for point in reversed(mounted):
+            # Lazily: a server thread that has not let go of a file yet must not keep it mounted.
+            subprocess.run(["umount", "-l", str(point)], check=False)
+
+
+def fill(directory: Path) -> Path:
+    """Write a filler file in ``directory`` until the disk is full; the filler."""
+    filler = directory / "filler"
+    with filler.open("wb", buffering=0) as handle:
+        block = b"\0" * 4096
+        while True:
+            try:
+                handle.write(block)
+            except OSError as exc:
+                assert exc.errno == errno.ENOSPC, exc
+                break
+    assert os.statvfs(directory).f_bavail == 0
+    return filler
+
+
+def get(port: int, path: str, cert: CertFiles | None = None) -> RawResponse:
+    return raw_request(port, f"gemini://localhost:{port}{path}", cert=cert)
+
+
+# -- Titan uploads ---------------------------------------------------------------------
+
+
+@pytest.fixture
+def client_data(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    directory = tmp_path / "client-data"
+    monkeypatch.setenv("HOSPES_DATA_DIR", str(directory))
+    return directory
+
+
+def put(port: int, path: str, body: bytes) -> tuple[int, str]:
+    """Upload ``body`` with hospes' own Titan client and the identity "alice"; (status, meta)."""
+
+    async def upload() -> tuple[int, str]:
+        source = io.BytesIO(body)
+        result = await TitanClient(timeout=10).upload(
+            f"titan://localhost:{port}{path}", source, len(body), identity="alice"
+        )
+        return result.status, result.meta
+
+    return asyncio.run(upload())
+
+
+def test_titan_upload_larger_than_the_free_space(serve, tmpfs, tmp_path, client_data):
+    """40, the existing file intact, no temporary file; still serving; an upload after freeing."""
+    uploads = tmpfs("256k")
+    existing = bytes(range(256)) * 64  # 16 KiB that are not all zeros
+    (uploads / "page.bin").write_bytes(existing)
+    capsule = tmp_path / "capsule"
+    capsule.mkdir()
+    (capsule / "index.gmi").write_text("# Home\n")
+    server = serve(
+        config=Config(
+            hosts=[HostConfig("localhost")],
+            root=capsule,
+            titan=[TitanMount("/uploads/", uploads, max_size=4 * 1024 * 1024)],
+        )
+    )
+    assert main(["id", "new", "alice"]) == 0
+    free = os.statvfs(uploads).f_bavail * os.statvfs(uploads).f_frsize
+    too_big = os.urandom(free + 2 * 1024 * 1024)  # much more to send after the disk is full
+
+    status, meta = put(server.port, "/uploads/page.bin", too_big)
+
+    assert (status, meta) == (40, "the upload could not be stored")
+    assert (uploads / "page.bin").read_bytes() == existing
+    assert sorted(path.name for path in uploads.iterdir()) == ["page.bin"]  # no .page.bin.xxxx
+    assert os.statvfs(uploads).f_bavail * os.statvfs(uploads).f_frsize == free
+    assert get(server.port, "/").status == 20
+    served = get(server.port, "/uploads/page.bin")
+    assert (served.status, served.body) == (20, existing)
+
+    # A disk filled by something else: even a small upload is refused, nothing changes.
+    filler = fill(uploads)
+    assert put(server.port, "/uploads/small.gmi", b"# Small\n") == (
+        40,
+        "the upload could not be stored",
+    )
+    assert sorted(path.name for path in uploads.iterdir()) == ["filler", "page.bin"]
+    filler.unlink()
+
+    fits = os.urandom(free // 2)
+    status, meta = put(server.port, "/uploads/page.bin", fits)
+    assert (status, meta) == (30, f"gemini://localhost:{server.port}/uploads/page.bin")
+    assert (uploads / "page.bin").read_bytes() == fits
+    assert sorted(path.name for path in uploads.iterdir()) == ["page.bin"]
+    assert get(server.port, "/uploads/page.bin").body == fits
