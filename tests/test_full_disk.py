@@ -10,16 +10,22 @@ tests are skipped with the reason.
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import errno
 import io
+import logging
 import os
+import sqlite3
 import subprocess
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
-from helpers import CertFiles, RawResponse, raw_request
+from account_flow import answer, prompt_path
+from helpers import CertFiles, RawResponse, RunningServer, raw_request, start_server
+from hospes.app.dispatch import STORE_UNAVAILABLE
 from hospes.cli import main
 from hospes.client.titan import TitanClient
 from hospes.config import Config, HostConfig
@@ -143,3 +149,68 @@ def test_titan_upload_larger_than_the_free_space(serve, tmpfs, tmp_path, client_
     assert (uploads / "page.bin").read_bytes() == fits
     assert sorted(path.name for path in uploads.iterdir()) == ["page.bin"]
     assert get(server.port, "/uploads/page.bin").body == fits
+
+
+# -- the SQLite identity store ---------------------------------------------------------
+
+
+def register(server: RunningServer, cert: CertFiles, name: str) -> RawResponse:
+    return answer(server.port, "/account/register", cert, name)
+
+
+def test_identity_store_on_a_full_disk(tmpfs, certs, caplog):
+    """A registration that cannot be written: 40; members still recognised; then it works."""
+    caplog.set_level(logging.INFO)
+    state = tmpfs("1m")
+    server = start_server(state)  # the demo: /account/ pages, /members/, SQLite in ``state``
+    try:
+        alice, bob = certs.make("alice"), certs.make("bob")
+        assert register(server, alice, "alice").status == 30
+        assert get(server.port, "/members/", alice).status == 20
+        prompt = prompt_path(server.port, "/account/register", bob)
+        # Alice was last seen two hours ago: her visit now is due a last_seen update.
+        two_hours_ago = dt.datetime.now(dt.UTC) - dt.timedelta(hours=2)
+        with sqlite3.connect(state / "hospes.sqlite3") as database:
+            database.execute(
+                "UPDATE certificates SET last_seen = ?",
+                (two_hours_ago.isoformat(timespec="microseconds"),),
+            )
+        database.close()
+
+        filler = fill(state)
+        started = time.monotonic()
+        refused = raw_request(
+            server.port, f"gemini://localhost:{server.port}{prompt}?bob", cert=bob
+        )
+        assert time.monotonic() - started < 5  # an answer, not a hang
+        assert (refused.status, refused.meta) == (40, STORE_UNAVAILABLE)
+        # Starting over needs a write too (the prompt's nonce): the same answer.
+        again = get(server.port, "/account/register", bob)
+        assert (again.status, again.meta) == (40, STORE_UNAVAILABLE)
+        # The operator is told why, once (not a traceback per request on a full disk).
+        errors = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
+        assert errors == ["identity store unavailable: identity store: database or disk is full"]
+        # Still serving, and the members already registered are still recognised.
+        assert get(server.port, "/").status == 20
+        members = get(server.port, "/members/", alice)
+        assert (members.status, b"alice" in members.body) == (20, True)
+        assert get(server.port, "/members/", bob).status == 61  # bob was not half-registered
+
+        filler.unlink()
+        assert register(server, bob, "bob").status == 30
+        welcome = get(server.port, "/members/", bob)
+        assert (welcome.status, b"Welcome, bob." in welcome.body) == (20, True)
+        assert get(server.port, "/members/", alice).status == 20  # last_seen written now
+    finally:
+        server.stop()
+    with sqlite3.connect(state / "hospes.sqlite3") as database:
+        assert database.execute("PRAGMA integrity_check").fetchall() == [("ok",)]
+        seen = dict(
+            database.execute(
+                "SELECT name, last_seen FROM accounts JOIN certificates "
+                "ON certificates.account_id = accounts.id"
+            ).fetchall()
+        )
+    database.close()
+    assert sorted(seen) == ["alice", "bob"]
+    assert dt.datetime.fromisoformat(seen["alice"]) > two_hours_ago + dt.timedelta(hours=1)
