@@ -15,6 +15,8 @@ import errno
 import io
 import logging
 import os
+import re
+import signal
 import sqlite3
 import subprocess
 import time
@@ -24,12 +26,13 @@ from pathlib import Path
 import pytest
 
 from account_flow import answer, prompt_path
-from helpers import CertFiles, RawResponse, RunningServer, raw_request, start_server
+from helpers import CertFiles, RawResponse, RunningServer, raw_request, serve_process, start_server
 from hospes.app.dispatch import STORE_UNAVAILABLE
 from hospes.cli import main
 from hospes.client.titan import TitanClient
 from hospes.config import Config, HostConfig
 from hospes.gateways import TitanMount
+from hospes.server.accesslog import LINE
 
 Mount = Callable[[str], Path]
 
@@ -214,3 +217,85 @@ def test_identity_store_on_a_full_disk(tmpfs, certs, caplog):
     database.close()
     assert sorted(seen) == ["alice", "bob"]
     assert dt.datetime.fromisoformat(seen["alice"]) > two_hours_ago + dt.timedelta(hours=1)
+
+
+# -- the access log --------------------------------------------------------------------
+
+STAMP = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z")
+FULL = (
+    "cannot write the access log ([Errno 28] No space left on device); "
+    "lines are lost until it can be written"
+)
+
+
+@pytest.mark.slow
+def test_access_log_on_a_full_disk(tmpfs, tmp_path):
+    """Requests answered; the error said once; a reload goes on; whole lines once there is space.
+
+    What ``AccessLog.flush`` promises on a write error: not fatal, said once a
+    minute, the lines dropped.  And what the guide asks: no line corrupted.  The
+    disk cuts a line in the middle (a tmpfs takes what fits in the file's last
+    page); before the fixes, SIGHUP (logrotate's reopen) on the full disk ended
+    in a traceback instead of "reloaded the configuration", and the next line
+    was glued to the cut one.
+    """
+    disk = tmpfs("256k")
+    log_file = disk / "access.log"
+    config = tmp_path / "hospes.toml"
+    config.write_text(f'access_log = "{log_file}"\n')
+    process = serve_process(["--config", str(config), "--state", str(tmp_path / "state")])
+    try:
+        port = process.port
+        assert get(port, "/").status == 20
+        assert len(_wait_for_lines(log_file, 1)) == 1
+
+        filler = fill(disk)
+        padding = "x" * 900  # lines of about 1 KB: the file's last page fills at once
+        for index in range(40):  # several batches (one every 0.2 s), every one failing
+            assert get(port, f"/?{index:02d}{padding}").status == 20
+            time.sleep(0.02)
+        time.sleep(0.5)  # the last batch's turn
+        said = [line for line in process.stderr if "access log" in line]
+        assert len(said) == 1, said  # once, though every batch failed
+        assert said[0].endswith(f" ERROR hospes.server: {FULL}"), said
+
+        process.send_signal(signal.SIGHUP)  # logrotate's reopen, on the full disk
+        process.wait_for_line("reloaded the configuration", timeout=5)
+        assert get(port, "/").status == 20
+
+        filler.unlink()
+        for _ in range(5):
+            assert get(port, "/?after").status == 20
+        after = _wait_for_lines(log_file, 5, f'"gemini://localhost:{port}/?after"')
+        assert len(after) == 5
+    finally:
+        code, _, stderr = process.stop(signal.SIGTERM)
+    assert code == 0, stderr
+    assert stderr.count(FULL) == 1  # once: every failure came within the minute
+    assert "Traceback" not in stderr
+    text = log_file.read_text()
+    assert text.endswith("\n")
+    lines = text.splitlines()
+    # Every line is one line: no line glued to the end of one the disk cut.
+    assert all(
+        len(STAMP.findall(line)) == 1 and line.startswith(STAMP.findall(line)[0]) for line in lines
+    ), lines
+    cut = [line for line in lines if not LINE.match(line)]
+    assert len(cut) <= 1, cut  # at most the one the disk cut, standing alone
+    whole = [LINE.match(line) for line in lines if LINE.match(line)]
+    targets = [match["target"] for match in whole]  # type: ignore[index]
+    assert targets[0] == f"gemini://localhost:{port}/"
+    assert targets[-5:] == [f"gemini://localhost:{port}/?after"] * 5
+    sent = [target for target in targets if padding in target]
+    assert sent == sorted(set(sent))  # none twice, in order
+    assert len(sent) < 40  # the full disk did lose lines
+
+
+def _wait_for_lines(path: Path, count: int, fragment: str = "") -> list[str]:
+    """The lines of ``path`` containing ``fragment``, once there are ``count`` (10 s at most)."""
+    deadline = time.monotonic() + 10
+    while True:
+        lines = [line for line in path.read_text().splitlines() if fragment in line]
+        if len(lines) >= count or time.monotonic() > deadline:
+            return lines
+        time.sleep(0.02)
