@@ -16,6 +16,7 @@ import logging
 import os
 import signal
 import socket
+import stat
 import sys
 import time
 from collections.abc import Callable, Coroutine, Mapping, Sequence
@@ -538,7 +539,12 @@ class Reloader:
         access_log.flush()
         old, access_log.stream = access_log.stream, stream
         if old is not sys.stdout:
-            old.close()
+            try:
+                old.close()
+            except OSError as exc:
+                # A full disk: the lines the old file still buffered are lost, the file is
+                # closed all the same, and the reload must go on to its end.
+                log.error("closing the previous access log lost its last lines: %s", exc.strerror)
 
 
 def _shown(database: str | None) -> str:
@@ -549,7 +555,26 @@ def _shown(database: str | None) -> str:
 def _access_stream(target: str) -> TextIO:
     if target == "-":
         return sys.stdout
-    return open(os.devnull if target == "off" else Path(target), "a", encoding="utf-8")
+    if target == "off":
+        return open(os.devnull, "a", encoding="utf-8")
+    stream = open(Path(target), "a", encoding="utf-8")  # noqa: SIM115 - the log, kept open
+    if _cut_line(stream):
+        # The end of a line cut by a full disk (or a kill) stands alone: the next line
+        # must not be glued to it.
+        stream.write("\n")
+    return stream
+
+
+def _cut_line(stream: TextIO) -> bool:
+    """Whether ``stream``'s file is a regular file whose last line has no newline."""
+    status = os.fstat(stream.fileno())
+    if not stat.S_ISREG(status.st_mode) or status.st_size == 0:
+        return False
+    try:
+        with open(stream.name, "rb") as existing:
+            return os.pread(existing.fileno(), 1, status.st_size - 1) != b"\n"
+    except OSError:  # a log file the server may append to but not read
+        return False
 
 
 @dataclass(frozen=True, slots=True)

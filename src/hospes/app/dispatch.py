@@ -170,6 +170,12 @@ class Dispatcher:
             return outcome
         try:
             outcome.response = await self._handle(request)
+        except StoreError as exc:
+            # A store error the handler let through (a full disk, a lost database): the
+            # visitor is told to come back, the operator once a minute, not a traceback per
+            # request on a disk that may be the log's too.
+            self._store_failed(exc)
+            outcome.response = Response(Status.TEMPORARY_FAILURE, STORE_UNAVAILABLE)
         except Exception:
             log.exception("handler failed for %s", printable(str(url)))
         return outcome

@@ -9,7 +9,9 @@ as an access rule; uploads always need at least a valid certificate), its
 - the upload is written atomically: a temporary file in the target's own
   directory, fsynced, renamed over the target; on any failure (a short body,
   a disconnection, a deadline, a full disk) the temporary file is removed
-  and the target is left as it was;
+  and the target is left as it was; after a write error (a full disk) the
+  rest of the body is read and thrown away before the ``40``, so that the
+  answer is not lost in a reset;
 - the target is found by the resolution of static files
   (:meth:`~hospes.app.resolve.Root.target`: no hidden names, no way out of
   the directory, through ``..`` or a symlink), on the loop's thread pool; its
@@ -148,7 +150,8 @@ class TitanDirectory:
         except IsADirectoryError:
             return Response(Status.BAD_REQUEST, "a directory has that name: upload to a file")
         except OSError as exc:
-            log.error("cannot write the upload to %s: %s", target, exc.strerror or exc)
+            log.error("cannot write the upload to %s: %s", target.real, exc.strerror or exc)
+            await _discard(upload)
             return Response(Status.TEMPORARY_FAILURE, "the upload could not be stored")
         identity = request.identity
         assert identity is not None  # the gate let only valid certificates through
@@ -216,6 +219,18 @@ async def _on_thread(function: Callable[..., T], *args: object) -> T:
         with contextlib.suppress(BaseException):
             await future
         raise
+
+
+async def _discard(upload: Upload) -> None:
+    """Read the rest of a body that will not be stored (a full disk), under its deadline.
+
+    The client is still sending it: a connection closed with its bytes unread
+    is reset, and the reset destroys the answer in the client's buffers.  The
+    size was admitted already (``max_size``).
+    """
+    with contextlib.suppress(UploadIncomplete):
+        async for _ in upload:
+            pass
 
 
 def _same_token(given: str | None, expected: str) -> bool:

@@ -166,10 +166,14 @@ class AccessLog:
                 self.stream.flush()
         except (OSError, ValueError) as exc:
             # A full disk must not stop the server: say so (once a minute), drop the lines.
+            # Not a count of them: the stream may still hold some, written once there is
+            # space (the rest of a line the disk cut, so that it ends whole).
             now = time.monotonic()
             if now - self._last_error >= 60:
                 self._last_error = now
-                log.error("cannot write the access log (%s); %d lines dropped", exc, len(lines))
+                log.error(
+                    "cannot write the access log (%s); lines are lost until it can be written", exc
+                )
 
 
 def _chunks(lines: list[str], limit: int = ATOMIC_WRITE) -> Iterator[str]:

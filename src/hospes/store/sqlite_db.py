@@ -221,7 +221,10 @@ class SQLiteDatabase:
                     return None, None  # the key was removed between the statements
                 self._insert_certificate(connection, account.id, identity, now, ignore=True)
         elif last_seen < _text(now - LAST_SEEN_INTERVAL):
-            with self._write():
+            # A full disk (or a lock held too long) must not turn a member away (a 61,
+            # "register"): last_seen is bookkeeping.  Written on a later visit, once the
+            # answer given here expires or the database changes.
+            with contextlib.suppress(sqlite3.OperationalError), self._write():
                 connection.execute(
                     "UPDATE certificates SET last_seen = ? WHERE fingerprint = ? AND last_seen < ?",
                     (_text(now), identity.fingerprint, _text(now)),
