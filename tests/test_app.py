@@ -12,9 +12,10 @@ import pytest
 
 from helpers import raw_request
 from hospes import Application, GeminiError, Request, Response, StaticFiles, Status
-from hospes.app.dispatch import INTERNAL_ERROR
+from hospes.app.dispatch import INTERNAL_ERROR, STORE_UNAVAILABLE
 from hospes.app.routing import call_handler
 from hospes.gemini.url import parse_url
+from hospes.store import NameTaken, StoreError
 
 
 def _look_up(name: str) -> None:
@@ -116,6 +117,14 @@ def build_app(tmp_path) -> Application:
     @app.route("/bad-error")
     def bad_error(request: Request) -> str:
         raise GeminiError(Status.NOT_FOUND, "line\r\n20 text/gemini")
+
+    @app.route("/store-refusal")
+    def store_refusal(request: Request) -> str:
+        raise NameTaken("the name 'alice' is taken")  # a page that forgot to answer it
+
+    @app.route("/store-down")
+    def store_down(request: Request) -> str:
+        raise StoreError("database or disk is full")
 
     @app.route("/stream-error")
     def stream_error(request: Request) -> Response:
@@ -247,6 +256,25 @@ def test_an_invalid_gemini_error_is_a_bug_of_the_handler(app_server, caplog):
         response = get(app_server, "/bad-error")
         assert (response.status, response.meta) == (40, INTERNAL_ERROR)
         assert _logged(caplog, "contains the control character")
+
+
+def test_a_store_that_cannot_be_used_is_a_40_to_come_back_to(app_server, caplog):
+    """Down, full, closed: the visitor is told to come back, the log says why once a minute."""
+    with caplog.at_level(logging.ERROR, logger="hospes.app"):
+        for _ in range(3):
+            response = get(app_server, "/store-down")
+            assert (response.status, response.meta) == (40, STORE_UNAVAILABLE)
+        assert _logged(caplog, "database or disk is full")
+    assert len([r for r in caplog.records if "disk is full" in r.getMessage()]) == 1
+    assert not [record for record in caplog.records if record.exc_text]
+
+
+def test_a_store_refusal_a_page_let_through_is_a_bug_not_an_outage(app_server, caplog):
+    """NameTaken escaping a handler says nothing about the store: a logged traceback."""
+    with caplog.at_level(logging.ERROR, logger="hospes.app"):
+        response = get(app_server, "/store-refusal")
+        assert (response.status, response.meta) == (40, INTERNAL_ERROR)
+        assert _logged(caplog, "in store_refusal")
 
 
 def test_an_error_in_a_streamed_body_truncates_the_response(app_server, caplog):

@@ -33,7 +33,7 @@ from ..gemini.protocol import (
 from ..gemini.url import URL, normalize_path, quote_path
 from ..policy.clock import Clock
 from ..policy.ratelimit import RateLimiter, RateLimits
-from ..store import Store, StoreError
+from ..store import REFUSALS, Store, StoreError
 from .access import AccessPolicy, AccessRule, Requirement, check
 from .redirects import Redirects
 from .request import Request
@@ -171,9 +171,12 @@ class Dispatcher:
         try:
             outcome.response = await self._handle(request)
         except StoreError as exc:
-            # A store error the handler let through (a full disk, a lost database): the
-            # visitor is told to come back, the operator once a minute, not a traceback per
-            # request on a disk that may be the log's too.
+            if isinstance(exc, REFUSALS):  # a page that forgot to answer it: a bug
+                log.exception("handler failed for %s", printable(str(url)))
+                return outcome
+            # The store cannot be used (a full disk, a lost database): the visitor is told
+            # to come back, the operator once a minute, not a traceback per request on a
+            # disk that may be the log's too.
             self._store_failed(exc)
             outcome.response = Response(Status.TEMPORARY_FAILURE, STORE_UNAVAILABLE)
         except Exception:

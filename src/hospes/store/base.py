@@ -25,6 +25,7 @@ __all__ = [
     "LAST_SEEN_INTERVAL",
     "MAX_CONFIRMATIONS",
     "NAME_RULE",
+    "REFUSALS",
     "AlreadyRegistered",
     "InvalidName",
     "LastCertificate",
@@ -78,6 +79,17 @@ class AlreadyRegistered(StoreError):
 
 class LastCertificate(StoreError):
     """Removing that certificate would leave the account without any way to sign in."""
+
+
+REFUSALS: tuple[type[StoreError], ...] = (
+    NameTaken,
+    InvalidName,
+    UnknownAccount,
+    AlreadyRegistered,
+    LastCertificate,
+)
+"""Errors that refuse one operation (a page answers them); any other :class:`StoreError`
+says the store itself cannot be used now (down, full, closed)."""
 
 
 def check_name(name: str) -> str:
