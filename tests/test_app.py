@@ -12,7 +12,8 @@ import pytest
 
 from helpers import raw_request
 from hospes import Application, GeminiError, Request, Response, StaticFiles, Status
-from hospes.app.dispatch import INTERNAL_ERROR, STORE_UNAVAILABLE
+from hospes.app.access import STORE_UNAVAILABLE
+from hospes.app.dispatch import INTERNAL_ERROR
 from hospes.app.routing import call_handler
 from hospes.gemini.url import parse_url
 from hospes.store import NameTaken, StoreError

@@ -27,7 +27,7 @@ import pytest
 
 from account_flow import answer, prompt_path
 from helpers import CertFiles, RawResponse, RunningServer, raw_request, serve_process, start_server
-from hospes.app.dispatch import STORE_UNAVAILABLE
+from hospes.app.access import STORE_UNAVAILABLE
 from hospes.cli import main
 from hospes.client.titan import TitanClient
 from hospes.config import Config, HostConfig

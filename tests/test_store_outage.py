@@ -41,3 +41,21 @@ def test_static_capsule_never_asks_the_store(serve, certs, tmp_path):
     other = serve(app)
     assert raw_request(other.port, other.url("/"), cert=certs.make()).body == b"None\n"
     assert len(other.server.dispatcher.store._cache) == 1
+
+
+def test_a_route_that_requires_an_account_says_come_back_not_register(serve, certs):
+    """Just after the store failed, requests whose rules do not need the account skip it
+    (no wait for the store's timeout); a route that requires an account must still answer
+    40, not "your certificate has no account" (61), which would send a member to register."""
+    app = Application()
+    app.add_route("/", lambda request: "public\n")
+    app.add_route("/members", lambda request: "members\n", requires="account")
+    server = serve(app, config=Config(hosts=[HostConfig("localhost")]))
+    alice = certs.make()
+    assert raw_request(server.port, server.url("/members"), cert=alice).status == 61
+    server.call(server.server.dispatcher.store.close)
+    public = raw_request(server.port, server.url("/"), cert=alice)  # the failure: the window
+    assert (public.status, public.body) == (20, b"public\n")
+    members = raw_request(server.port, server.url("/members"), cert=alice)
+    assert members.status == 40, members.header
+    assert "identity store is unavailable" in members.meta

@@ -38,9 +38,8 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass, field
 
-from ..app.access import AccessRule, Requirement, banned_response, check
+from ..app.access import STORE_UNAVAILABLE, AccessRule, Requirement, banned_response, check
 from ..app.confirm import Confirmations
-from ..app.dispatch import STORE_UNAVAILABLE
 from ..app.request import Request
 from ..app.response import Response
 from ..app.routing import Application

@@ -36,8 +36,7 @@ import datetime as dt
 import logging
 from collections.abc import Iterable, Mapping
 
-from ..app.access import AccessRule, Requirement, check, path_matches
-from ..app.dispatch import STORE_UNAVAILABLE
+from ..app.access import STORE_UNAVAILABLE, AccessRule, Requirement, check, path_matches
 from ..app.request import Request
 from ..app.response import Response
 from ..app.routing import Application, Handler, call_handler

@@ -24,6 +24,7 @@ if TYPE_CHECKING:
     from ..store import Ban
 
 __all__ = [
+    "STORE_UNAVAILABLE",
     "AccessPolicy",
     "AccessRule",
     "Requirement",
@@ -31,6 +32,8 @@ __all__ = [
     "check",
     "path_matches",
 ]
+
+STORE_UNAVAILABLE = "the identity store is unavailable; try again in a minute"
 
 
 class Requirement(StrEnum):
@@ -164,6 +167,8 @@ async def check(rule: AccessRule, request: Request, now: dt.datetime) -> Respons
             f"your certificate is not on this page's allow-list; ask the capsule's admin {ask}",
         )
     if request.account is None:
+        if request.account_unknown:  # the store could not say: not "no account"
+            return Response(Status.TEMPORARY_FAILURE, STORE_UNAVAILABLE)
         where = f": register at {rule.register_url}" if rule.register_url else ""
         return Response(
             Status.CERTIFICATE_NOT_AUTHORISED,

@@ -34,7 +34,7 @@ from ..gemini.url import URL, normalize_path, quote_path
 from ..policy.clock import Clock
 from ..policy.ratelimit import RateLimiter, RateLimits
 from ..store import REFUSALS, Store, StoreError
-from .access import AccessPolicy, AccessRule, Requirement, check
+from .access import STORE_UNAVAILABLE, AccessPolicy, AccessRule, Requirement, check
 from .redirects import Redirects
 from .request import Request
 from .response import Response
@@ -46,10 +46,10 @@ __all__ = ["Dispatcher", "Outcome"]
 log = logging.getLogger("hospes.app")
 
 INTERNAL_ERROR = "internal server error; the capsule's admin can find the details in the log"
-STORE_UNAVAILABLE = "the identity store is unavailable; try again in a minute"
 STORE_RETRY = 2.0
-"""Seconds after a failure of the store during which pages that do not need the visitor's
-account are served without asking it (each ask would wait for the store's timeout)."""
+"""Seconds after the store failed to recognise a visitor during which requests whose access
+rule does not need the account are not made to wait for its timeout again: the account is
+left unknown (a route that requires one answers 40, others are served without it)."""
 
 
 @dataclass(slots=True)
@@ -248,7 +248,6 @@ class Dispatcher:
     def _store_failed(self, error: StoreError) -> None:
         """Log a store failure, once a minute at most: an outage must not flood the log."""
         now = self.clock()
-        self._store_down_until = now + STORE_RETRY
         if now - self._store_error_at >= 60:
             self._store_error_at = now
             log.error("identity store unavailable: %s", error)
@@ -291,6 +290,7 @@ class Dispatcher:
         except StoreError as exc:
             # Public pages stay up when the store is unavailable; pages that need it wait.
             self._store_failed(exc)
+            self._store_down_until = self.clock() + STORE_RETRY
             request.account_unknown = True
             if needed:
                 return Response(Status.TEMPORARY_FAILURE, STORE_UNAVAILABLE)
