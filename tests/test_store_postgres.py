@@ -179,7 +179,7 @@ def test_notifications_alone_bring_changes_in_milliseconds(nodes, monkeypatch):
             async def changed(expected: bool = expected) -> bool:
                 return await node.is_allowed(["crew"], target) is expected
 
-            delays.append(await seen_within(changed, 2.0))
+            delays.append(await seen_within(changed, postgres.PROPAGATION.total_seconds()))
         return delays
 
     delays = run(scenario())
@@ -263,7 +263,8 @@ def test_last_seen_updates_and_other_schemas_do_not_empty_the_caches(nodes):
         await asyncio.sleep(0.3)
         assert node.watch.count == count
         await other_node.ban(BanKind.KEY, alice.key_fingerprint, "now it counts", NOW)
-        await seen_within(lambda: _true(node.watch.count > count), 2.0)
+        bound = postgres.PROPAGATION.total_seconds()
+        await seen_within(lambda: _true(node.watch.count > count), bound)
 
     run(scenario())
 
