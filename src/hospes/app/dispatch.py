@@ -47,6 +47,8 @@ log = logging.getLogger("hospes.app")
 
 INTERNAL_ERROR = "internal server error; the capsule's admin can find the details in the log"
 STORE_UNAVAILABLE = "the identity store is unavailable; try again in a minute"
+_INTERNAL_ERROR = Response(Status.TEMPORARY_FAILURE, INTERNAL_ERROR)
+"""What a request gets when its handler fails (responses are immutable: one serves all)."""
 
 
 @dataclass(slots=True)
@@ -133,6 +135,7 @@ class Dispatcher:
                 raise GeminiError(
                     Status.BAD_REQUEST, f"upload to the canonical path {quote_path(canonical)}"
                 )
+            target = str(url)
         except GeminiError as exc:
             # Unescaped: the access log escapes what it writes (and only it knows how).
             received = line.decode("utf-8", "replace")
@@ -140,7 +143,7 @@ class Dispatcher:
         identity, problem, presented = self._identify(certificate)
         if canonical != path:
             redirect = str(url.with_path(quote_path(canonical), url.query))
-            outcome = Outcome(Response.redirect(redirect, permanent=True), str(url), presented)
+            outcome = Outcome(Response.redirect(redirect, permanent=True), target, presented)
             self._limit(outcome, canonical, address_key, certificate)
             return outcome
         request = Request(
@@ -157,11 +160,10 @@ class Dispatcher:
             authoriser=self._authoriser,
             channel=channel,
         )
-        target = str(url)
         if titan is not None:
             request.upload = Upload(titan.size, titan.mime, titan.token, channel)
             target = f"{target};size={titan.size}"
-        outcome = Outcome(Response(Status.TEMPORARY_FAILURE, INTERNAL_ERROR), target, presented)
+        outcome = Outcome(_INTERNAL_ERROR, target, presented)
         if self._limit(outcome, canonical, address_key, certificate):
             return outcome
         try:
@@ -244,11 +246,13 @@ class Dispatcher:
             moved = self.redirects.response(request.hostname, request.path, request.url.query)
             if moved is not None:
                 return moved
-        now = dt.datetime.now(dt.UTC)
         rule = self.policy.rule_for(request.path, request.hostname) if self.policy else None
         needs_account = self.resolve_accounts or (
             rule is not None and rule.require is not Requirement.CERTIFICATE
         )
+        if not needs_account and rule is None:
+            return await call_handler(self.handler, request)  # a public page of a static capsule
+        now = dt.datetime.now(dt.UTC)
         if needs_account:
             unavailable = await self._recognise(request, rule, now)
             if unavailable is not None:
