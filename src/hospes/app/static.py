@@ -130,6 +130,8 @@ class _Cached:
     elsewhere: str | None
     """Where the file really is (below the root) when that is not the path requested
     (a symlink): its access rules are checked on every hit.  None otherwise."""
+    response: Response
+    """The 20 serving ``body`` as ``mime``: responses are immutable, one serves every hit."""
 
 
 def _signature(info: os.stat_result) -> tuple[int, int, int, int]:
@@ -236,7 +238,7 @@ class StaticFiles:
                     if denied is not None:
                         return denied
                 self._cache.move_to_end(relative)
-                return Response.success(cached.body, cached.mime)
+                return cached.response
             self._forget(relative)
         loop = asyncio.get_running_loop()
         found = await loop.run_in_executor(None, self._find, relative, request.path)
@@ -255,14 +257,14 @@ class StaticFiles:
                 return denied
         if found.body is None:
             return Response.success(FileBody(found.handle, loop), found.mime)
+        response = Response.success(found.body, found.mime)
         if len(found.body) == found.info.st_size:
+            signature = _signature(found.info)
             self._remember(
                 relative,
-                _Cached(
-                    found.real, _signature(found.info), found.body, found.mime, found.elsewhere
-                ),
+                _Cached(found.real, signature, found.body, found.mime, found.elsewhere, response),
             )
-        return Response.success(found.body, found.mime)
+        return response
 
     def _find(self, relative: str, path: str) -> _Found | _Listing | Response:
         """Resolve, check, open and (if small) read the file; blocking, so run in a thread."""

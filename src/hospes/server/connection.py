@@ -365,12 +365,14 @@ class Connection:
         loop = self.loop
         loop.remove_reader(self.fd)
         loop.remove_writer(self.fd)
-        with contextlib.suppress(OSError):
+        try:
             # Unread bytes (anything after the CRLF) would turn close() into a reset
             # that can destroy the response in the client's buffers.
             for _ in range(16):
                 if not self.sock.recv(65536):
                     break
+        except OSError:  # usually BlockingIOError: nothing (more) to read
+            pass
         self.sock.close()
         self.fd = -1
         self.owner.closed(self)
