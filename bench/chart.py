@@ -21,6 +21,7 @@ import matplotlib.pyplot as plt
 COLORS = {
     "hospes": "#c0392b",
     "hospes-workers2": "#e67e22",
+    "hospes-baseline": "#f1948a",
     "molly-brown": "#2c3e50",
     "jetforce": "#8e44ad",
     "reference-fd": "#27ae60",

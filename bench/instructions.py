@@ -10,6 +10,7 @@ the Python interpreter and of the rest.  Compare variants round by round::
 
     .venv/bin/python bench/instructions.py --servers hospes reference-fd-noticket --rounds 3
     .venv/bin/python bench/instructions.py --scenario resumed-cert --servers hospes
+    .venv/bin/python bench/instructions.py --baseline ../main --servers hospes   # before/after
 
 Needs valgrind (Debian: ``apt-get install valgrind``) and what bench/run.py needs.
 """
@@ -123,6 +124,11 @@ def main() -> int:
     parser.add_argument(
         "--groups", default="X25519:P-256", help="key exchange groups gemload offers"
     )
+    parser.add_argument(
+        "--baseline",
+        type=Path,
+        help="another hospes checkout, measured as hospes-baseline (see bench/run.py)",
+    )
     args = parser.parse_args()
     if shutil.which("valgrind") is None:
         raise SystemExit("needs valgrind (apt-get install valgrind)")
@@ -133,7 +139,7 @@ def main() -> int:
     make_certificates(work, [args.key])
     (work / "capsule").mkdir()
     (work / "capsule" / "index.gmi").write_text(PAGE)
-    servers = define_servers(args.servers, [args.key], work, install=False)
+    servers = define_servers(args.servers, [args.key], work, install=False, baseline=args.baseline)
     results: dict[str, list[float]] = {server.name: [] for server in servers}
     try:
         for server in servers:

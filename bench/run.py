@@ -28,6 +28,13 @@ Run by hand (not in CI), or ``make bench``::
     .venv/bin/python bench/run.py --rounds 3 --duration 2 --servers hospes reference-fd-noticket
     .venv/bin/python bench/run.py --keys ecdsa rsa4096 --servers hospes --scenarios full-cert
     .venv/bin/python bench/run.py --servers hospes hospes-workers2 --scenarios full-cert
+    .venv/bin/python bench/run.py --baseline ../main --servers hospes reference-fd-noticket
+
+``hospes`` is always the code of the checkout this file belongs to (its
+``src/`` first on the server's PYTHONPATH, whatever hospes the virtualenv has
+installed); ``--baseline DIR`` adds ``hospes-baseline``, the same server run
+from another checkout, measured in the same rounds (``hospes / hospes-baseline``
+in the ratios): a change is measured against what it changes.
 
 Results go to ``bench/results/``: ``latest.json``, ``latest.md`` (the tables
 printed at the end) and ``latest.png`` (the chart).
@@ -234,6 +241,8 @@ class Server:
     log: Path | None = None
     cpus: str = "0"
     """The CPUs the server is pinned to (taskset -c)."""
+    env: dict[str, str] = field(default_factory=dict)
+    """Environment variables set for the server (the PYTHONPATH of a hospes checkout)."""
 
     def start(self, work: Path, timeout: float = 30) -> None:
         self.port = 0 if self.banner else free_port()
@@ -245,6 +254,7 @@ class Server:
                 stderr=subprocess.STDOUT,
                 cwd=work,
                 start_new_session=True,
+                env={**os.environ, **self.env} if self.env else None,
             )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -363,9 +373,19 @@ SERVERS = (
 
 
 def define_servers(
-    names: Sequence[str], keys: Sequence[str], work: Path, install: bool
+    names: Sequence[str],
+    keys: Sequence[str],
+    work: Path,
+    install: bool,
+    baseline: Path | None = None,
 ) -> list[Server]:
-    """The servers to measure, one per name and server key; the missing peers skipped, said why."""
+    """The servers to measure, one per name and server key; the missing peers skipped, said why.
+
+    The hospes servers run this checkout's ``src/``; with ``baseline`` (another
+    checkout), ``hospes-baseline`` is added and runs that one's.
+    """
+    names = [*names, "hospes-baseline"] if baseline is not None else list(names)
+    sources = {"hospes-baseline": baseline / "src" if baseline is not None else ROOT / "src"}
     peers = find_peers(names, install)
     if "molly-brown" in names and peers.molly_brown is None:
         print("skipped molly-brown: not installed (Debian: apt-get install molly-brown)")
@@ -381,7 +401,12 @@ def define_servers(
             label = name if len(keys) == 1 else f"{name}[{key}]"
             command = functools.partial(server_command, name, label, key, work, peers)
             banner = name.startswith(("hospes", "reference-"))
-            servers.append(Server(label, command, banner=banner, key=key))
+            server = Server(label, command, banner=banner, key=key)
+            if name.startswith("hospes"):
+                source = sources.get(name, ROOT / "src")
+                path = os.environ.get("PYTHONPATH")
+                server.env["PYTHONPATH"] = f"{source}{os.pathsep}{path}" if path else str(source)
+            servers.append(server)
     return servers
 
 
@@ -505,6 +530,15 @@ def report(servers: list[Server], scenarios: list[Scenario], meta: dict[str, obj
             value = ratio(mine.get(scenario.name, []), theirs.get(scenario.name, []))
             if value == value:
                 lines.append(f"| {scenario.name} | {workers.name} / {one.name} | {value:.2f} |")
+    for baseline in servers:
+        one = by_name.get(baseline.name.replace("hospes-baseline", "hospes"))
+        if not baseline.name.startswith("hospes-baseline") or one is None:
+            continue
+        for scenario in scenarios:
+            mine, theirs = one.samples, baseline.samples
+            value = ratio(mine.get(scenario.name, []), theirs.get(scenario.name, []))
+            if value == value:
+                lines.append(f"| {scenario.name} | {one.name} / {baseline.name} | {value:.2f} |")
     for server in servers:
         for cert in ("cert", "nocert"):
             value = ratio(
@@ -570,7 +604,14 @@ def main() -> int:
         "--no-install", action="store_true", help="use only the peers already installed"
     )
     parser.add_argument("--output", type=Path, default=RESULTS, help="where results go")
+    parser.add_argument(
+        "--baseline",
+        type=Path,
+        help="another hospes checkout, measured as hospes-baseline in the same rounds",
+    )
     args = parser.parse_args()
+    if args.baseline is not None and not (args.baseline / "src" / "hospes").is_dir():
+        raise SystemExit(f"--baseline {args.baseline}: no src/hospes there")
     if shutil.which("taskset") is None or shutil.which("cc") is None:
         raise SystemExit("needs taskset (util-linux) and a C compiler with the OpenSSL headers")
     install = not args.no_install
@@ -591,7 +632,7 @@ def main() -> int:
     make_certificates(work, args.keys)
     (work / "capsule").mkdir()
     (work / "capsule" / "index.gmi").write_text(PAGE)
-    servers = define_servers(args.servers, args.keys, work, install)
+    servers = define_servers(args.servers, args.keys, work, install, args.baseline)
     for server in servers:
         server.cpus = args.server_cpus
     meta: dict[str, object] = {

@@ -136,6 +136,49 @@ def test_request_path_never_fails_and_never_echoes_controls(line, end, cuts, cer
     assert not {char for char in logged[0][:-1] if unicodedata.category(char) in UNSAFE}
 
 
+def _answer(dispatcher: Dispatcher, line: bytes, sni: str | None) -> tuple[bytes, str, object]:
+    outcome = LOOP.run_until_complete(
+        dispatcher.respond(line, None, "192.0.2.1", 1234, server_name=sni)
+    )
+    return outcome.response.header(), outcome.target, outcome.response.body
+
+
+@FUZZ
+@given(
+    st.lists(
+        st.tuples(lines, st.sampled_from([None, "localhost", "xn--bcher-kva.example", "x.test"])),
+        min_size=1,
+        max_size=6,
+    )
+)
+def test_a_remembered_request_line_is_answered_as_a_new_one(requests):
+    """The dispatcher keeps what valid lines parsed to: a line asked again (under any TLS
+    server name) gets exactly the answer a dispatcher that never saw it gives."""
+    remembering = Dispatcher(echo, hostnames=["localhost", "xn--bcher-kva.example"], ports=[1965])
+    for line, sni in [*requests, *requests]:
+        if b"\n" in line:
+            continue
+        fresh = Dispatcher(echo, hostnames=["localhost", "xn--bcher-kva.example"], ports=[1965])
+        assert _answer(remembering, line, sni) == _answer(fresh, line, sni)
+
+
+def test_the_remembered_request_lines_are_bounded():
+    dispatcher = Dispatcher(echo, hostnames=["localhost"], ports=[1965])
+    for number in range(600):
+        line = f"gemini://localhost/{number}".encode()
+        assert _answer(dispatcher, line, "localhost")[0] == b"20 text/gemini\r\n"
+    assert len(dispatcher._parsed) == 512
+    assert b"gemini://localhost/599" in dispatcher._parsed
+    assert b"gemini://localhost/0" not in dispatcher._parsed
+    # An invalid line is never kept: it gets its refusal every time.
+    for _ in range(2):
+        assert _answer(dispatcher, b"gemini://localhost/%zz", None)[0].startswith(b"59 ")
+    assert b"gemini://localhost/%zz" not in dispatcher._parsed
+    long = b"gemini://localhost/" + b"a" * 300
+    assert _answer(dispatcher, long, None)[0] == b"20 text/gemini\r\n"
+    assert long not in dispatcher._parsed
+
+
 class ListStream:
     def __init__(self, lines: list[str]) -> None:
         self.lines = lines

@@ -225,6 +225,19 @@ def test_a_request_for_another_host_than_the_sni_name_gets_53(two_hosts):
     assert (same.status, same.stdout.split(b"\r\n", 1)[1]) == (20, b"# b.example\n")
 
 
+def test_a_remembered_request_line_is_still_checked_against_the_sni_name(two_hosts):
+    """The dispatcher keeps the parsing of request lines it answered; the host check
+    against the connection's TLS server name must still run for every request."""
+    port = two_hosts.port
+    line = f"gemini://b.example:{port}/"
+    served = s_client(port, line, server_name="b.example")
+    assert served.status == 20, served.stderr
+    assert served.stdout.endswith(b"# b.example\n")
+    other = s_client(port, line, server_name="localhost")
+    assert other.status == 53, other.stderr
+    assert b"# b.example" not in other.stdout
+
+
 def test_without_sni_any_served_host_is_answered(two_hosts):
     port = two_hosts.port
     response = s_client(port, f"gemini://b.example:{port}/", server_name=None)

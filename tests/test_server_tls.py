@@ -189,6 +189,29 @@ def test_response_ends_with_close_notify(guarded):
     assert raw_request(guarded.port, guarded.url("/")).body == b"home\n"
 
 
+def test_bytes_after_the_request_line_do_not_destroy_the_response(guarded):
+    """A client that sent more than its request line (a pipelined request, garbage) still
+    gets the whole response: the server reads what is left before closing, as closing a
+    socket with unread bytes resets the connection, and the reset can arrive before the
+    client has read the response, which it then loses."""
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    for _ in range(3):
+        with (
+            socket.create_connection(("127.0.0.1", guarded.port), timeout=10) as sock,
+            context.wrap_socket(
+                sock, server_hostname="localhost", suppress_ragged_eofs=False
+            ) as tls,
+        ):
+            tls.sendall(guarded.url("/").encode() + b"\r\n" + b"x" * 20_000)
+            time.sleep(0.3)  # the server has answered and closed by now
+            data = b""
+            while chunk := tls.recv(65536):
+                data += chunk
+        assert data == b"20 text/gemini\r\nhome\n"
+
+
 @pytest.mark.parametrize("version", ["-tls1_2", "-tls1_3"])
 def test_session_resumption_keeps_the_client_identity(guarded, alice, tmp_path, version):
     session = tmp_path / "session.pem"

@@ -50,6 +50,15 @@ STORE_RETRY = 2.0
 """Seconds after the store failed to recognise a visitor during which requests whose access
 rule does not need the account are not made to wait for its timeout again: the account is
 left unknown (a route that requires one answers 40, others are served without it)."""
+_INTERNAL_ERROR = Response(Status.TEMPORARY_FAILURE, INTERNAL_ERROR)
+"""What a request gets when its handler fails (responses are immutable: one serves all)."""
+_PARSED_KEPT = 512
+"""Request lines whose parsing :class:`Dispatcher` keeps (see :meth:`Dispatcher._remember`)."""
+_PARSED_LINE_BYTES = 256
+"""The longest request line kept: with every part of it up to 4 bytes per character once
+decoded, the kept lines take at most about 2 MB."""
+_Parsed = tuple[URL, str, str, str | None, str]
+"""A valid request line's URL, decoded path, canonical path, decoded query and URL as text."""
 
 
 @dataclass(slots=True)
@@ -101,6 +110,8 @@ class Dispatcher:
         self._authoriser = self._authorise if self.policy else None
         self.redirects = redirects if redirects else None
         """The redirect table, applied before access rules (None when empty)."""
+        self._parsed: dict[bytes, _Parsed] = {}
+        """The last valid Gemini request lines, parsed (see :meth:`_remember`)."""
 
     async def respond(
         self,
@@ -123,20 +134,29 @@ class Dispatcher:
         facts, and a Titan upload's body, read only if a handler asks for it.
         """
         titan: TitanRequest | None = None
+        parsed = self._parsed.get(line)
         try:
-            url = parse_request(line, titan=self.accepts_uploads)
-            if url.scheme == "titan":
-                titan = parse_titan(url)
-                url = titan.url
-            check_target(url, self.hostnames, self.ports, server_name)
-            path = decode_path(url)
-            canonical = normalize_path(path)
-            query = _decoded_query(url)
-            if titan is not None and canonical != path:
-                # No redirect: a client does not send a body again to where a 3x points.
-                raise GeminiError(
-                    Status.BAD_REQUEST, f"upload to the canonical path {quote_path(canonical)}"
-                )
+            if parsed is not None:
+                url, path, canonical, query, target = parsed
+                # The one check that depends on more than the line: the connection's SNI.
+                check_target(url, self.hostnames, self.ports, server_name)
+            else:
+                url = parse_request(line, titan=self.accepts_uploads)
+                if url.scheme == "titan":
+                    titan = parse_titan(url)
+                    url = titan.url
+                check_target(url, self.hostnames, self.ports, server_name)
+                path = decode_path(url)
+                canonical = normalize_path(path)
+                query = _decoded_query(url)
+                if titan is not None and canonical != path:
+                    # No redirect: a client does not send a body again to where a 3x points.
+                    raise GeminiError(
+                        Status.BAD_REQUEST, f"upload to the canonical path {quote_path(canonical)}"
+                    )
+                target = str(url)
+                if titan is None and len(line) <= _PARSED_LINE_BYTES:
+                    self._remember(line, (url, path, canonical, query, target))
         except GeminiError as exc:
             # Unescaped: the access log escapes what it writes (and only it knows how).
             received = line.decode("utf-8", "replace")
@@ -144,7 +164,7 @@ class Dispatcher:
         identity, problem, presented = self._identify(certificate)
         if canonical != path:
             redirect = str(url.with_path(quote_path(canonical), url.query))
-            outcome = Outcome(Response.redirect(redirect, permanent=True), str(url), presented)
+            outcome = Outcome(Response.redirect(redirect, permanent=True), target, presented)
             self._limit(outcome, canonical, address_key, certificate)
             return outcome
         request = Request(
@@ -161,11 +181,10 @@ class Dispatcher:
             authoriser=self._authoriser,
             channel=channel,
         )
-        target = str(url)
         if titan is not None:
             request.upload = Upload(titan.size, titan.mime, titan.token, channel)
             target = f"{target};size={titan.size}"
-        outcome = Outcome(Response(Status.TEMPORARY_FAILURE, INTERNAL_ERROR), target, presented)
+        outcome = Outcome(_INTERNAL_ERROR, target, presented)
         if self._limit(outcome, canonical, address_key, certificate):
             return outcome
         try:
@@ -182,6 +201,23 @@ class Dispatcher:
         except Exception:
             log.exception("handler failed for %s", printable(str(url)))
         return outcome
+
+    def _remember(self, line: bytes, parsed: _Parsed) -> None:
+        """Keep what a valid request line parsed to: the next request for it skips the parsing.
+
+        Parsing, validating and normalising a URL is a pure function of the
+        line (the host check against the connection's SNI is not, and runs for
+        every request), and a capsule's requests mostly ask for a few URLs:
+        this saves the largest part of the dispatcher's work per request.  Only
+        lines that passed every check are kept, so a bad one is refused with the
+        same answer every time; at most :data:`_PARSED_KEPT` lines of up to
+        :data:`_PARSED_LINE_BYTES`, the oldest dropped first (a client sending
+        new URLs only costs an insertion).
+        """
+        kept = self._parsed
+        if len(kept) >= _PARSED_KEPT:
+            del kept[next(iter(kept))]
+        kept[line] = parsed
 
     def reject(
         self,
@@ -257,11 +293,13 @@ class Dispatcher:
             moved = self.redirects.response(request.hostname, request.path, request.url.query)
             if moved is not None:
                 return moved
-        now = dt.datetime.now(dt.UTC)
         rule = self.policy.rule_for(request.path, request.hostname) if self.policy else None
         needs_account = self.resolve_accounts or (
             rule is not None and rule.require is not Requirement.CERTIFICATE
         )
+        if not needs_account and rule is None:
+            return await call_handler(self.handler, request)  # a public page of a static capsule
+        now = dt.datetime.now(dt.UTC)
         if needs_account:
             unavailable = await self._recognise(request, rule, now)
             if unavailable is not None:

@@ -44,6 +44,7 @@ import inspect
 import re
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
+from types import CoroutineType
 
 from ..gemini.fingerprint import parse_fingerprint
 from ..gemini.protocol import GeminiError
@@ -71,7 +72,7 @@ async def call_handler(handler: Handler, request: Request) -> Response:
     """
     try:
         result = handler(request)
-        if inspect.isawaitable(result):
+        if result.__class__ is CoroutineType or inspect.isawaitable(result):
             result = await result
     except GeminiError as error:
         return Response.from_error(error)

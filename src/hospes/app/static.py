@@ -134,6 +134,8 @@ class _Cached:
     (a symlink): its access rules are checked on every hit.  None otherwise."""
     local: bool
     """The file and the root are on local file systems: revalidated on the event loop."""
+    response: Response
+    """The 20 serving ``body`` as ``mime``: responses are immutable, one serves every hit."""
 
 
 def _signature(info: os.stat_result) -> tuple[int, int, int, int]:
@@ -253,7 +255,7 @@ class StaticFiles:
                         return denied
                 if self._cache.get(relative) is cached:
                     self._cache.move_to_end(relative)
-                return Response.success(cached.body, cached.mime)
+                return cached.response
             if self._cache.get(relative) is cached:
                 self._forget(relative)
         found = await loop.run_in_executor(None, self._find, relative, request.path)
@@ -272,19 +274,22 @@ class StaticFiles:
                 return denied
         if found.body is None:
             return Response.success(FileBody(found.handle, loop), found.mime)
+        response = Response.success(found.body, found.mime)
         if len(found.body) == found.info.st_size:
+            signature = _signature(found.info)
             self._remember(
                 relative,
                 _Cached(
                     found.real,
-                    _signature(found.info),
+                    signature,
                     found.body,
                     found.mime,
                     found.elsewhere,
                     found.local,
+                    response,
                 ),
             )
-        return Response.success(found.body, found.mime)
+        return response
 
     def _find(self, relative: str, path: str) -> _Found | _Listing | Response:
         """Resolve, check, open and (if small) read the file; blocking, so run in a thread."""

@@ -185,7 +185,7 @@ def _chunks(lines: list[str], limit: int = ATOMIC_WRITE) -> Iterator[str]:
     chunk: list[str] = []
     size = 0
     for line in lines:
-        length = len(line.encode("utf-8"))
+        length = len(line) if line.isascii() else len(line.encode("utf-8"))
         if chunk and size + length > limit:
             yield "".join(chunk)
             chunk, size = [], 0
