@@ -340,18 +340,22 @@ class SQLiteDatabase:
             ).fetchone()
             if row is not None:
                 raise AlreadyRegistered(f"this certificate already belongs to account {row[0]!r}")
-            key = name_key(name)
-            try:
-                cursor = connection.execute(
-                    "INSERT INTO accounts (name, created, name_key) VALUES (?, ?, ?)",
-                    (name, _text(now), key),
-                )
-            except sqlite3.IntegrityError:
-                raise self._taken(connection, name, key) from None
-            account_id = cursor.lastrowid
-            assert account_id is not None
+            account_id = self._insert_account(connection, name, now)
             self._insert_certificate(connection, account_id, identity, now)
         return Account(id=account_id, name=name, created=_time(_text(now)))
+
+    def _insert_account(self, connection: sqlite3.Connection, name: str, now: dt.datetime) -> int:
+        """Insert the account row and return its id; :class:`NameTaken` if the name is taken."""
+        key = name_key(name)
+        try:
+            cursor = connection.execute(
+                "INSERT INTO accounts (name, created, name_key) VALUES (?, ?, ?)",
+                (name, _text(now), key),
+            )
+        except sqlite3.IntegrityError:
+            raise self._taken(connection, name, key) from None
+        assert cursor.lastrowid is not None
+        return cursor.lastrowid
 
     @staticmethod
     def _taken(connection: sqlite3.Connection, name: str, key: str) -> NameTaken:
@@ -379,16 +383,7 @@ class SQLiteDatabase:
             ).fetchone()
             if row is not None:
                 raise AlreadyRegistered(f"{fingerprint} already belongs to account {row[0]!r}")
-            key = name_key(name)
-            try:
-                cursor = connection.execute(
-                    "INSERT INTO accounts (name, created, name_key) VALUES (?, ?, ?)",
-                    (name, _text(now), key),
-                )
-            except sqlite3.IntegrityError:
-                raise self._taken(connection, name, key) from None
-            account_id = cursor.lastrowid
-            assert account_id is not None
+            account_id = self._insert_account(connection, name, now)
             connection.execute(
                 "INSERT INTO awaited_fingerprints (fingerprint, account_id, created) "
                 "VALUES (?, ?, ?)",
