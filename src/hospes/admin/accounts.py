@@ -19,7 +19,7 @@ from collections.abc import Sequence
 
 from ..app.request import Request
 from ..app.response import Response
-from ..gemini.fingerprint import parse_fingerprint, parse_fingerprint_prefix
+from ..gemini.fingerprint import parse_fingerprint_prefix
 from ..store import (
     NAME_RULE,
     Account,
@@ -31,7 +31,7 @@ from ..store import (
     UnknownAccount,
 )
 from .render import digits, link, moment, preformatted, short, shown
-from .shared import AdminPages, said_yes, utc_now
+from .shared import AdminPages, fingerprint_param, said_yes, utc_now
 
 __all__ = ["LISTED", "AdminAccounts"]
 
@@ -270,10 +270,7 @@ class AdminAccounts(AdminPages):
         found = await self._account(request)
         if isinstance(found, Response):
             return found
-        try:
-            fingerprint = parse_fingerprint(request.params["fingerprint"])
-        except ValueError:
-            return Response.not_found("not a fingerprint")
+        fingerprint = fingerprint_param(request)
         for record in await self._store(request).certificates(found.id):
             if record.fingerprint == fingerprint:
                 return found, record

@@ -15,10 +15,9 @@ from __future__ import annotations
 
 from ..app.request import Request
 from ..app.response import Response
-from ..gemini.fingerprint import parse_fingerprint
 from ..store.bans import check_reason
 from .render import digits, link, path, short, shown
-from .shared import AdminPages, said_yes, sentence
+from .shared import AdminPages, fingerprint_param, said_yes, sentence
 
 __all__ = ["AdminAllowLists"]
 
@@ -89,10 +88,7 @@ class AdminAllowLists(AdminPages):
 
     async def allow_start(self, request: Request) -> Response | str:
         """On to the reason prompt for adding the fingerprint of the URL."""
-        try:
-            fingerprint = parse_fingerprint(request.params["fingerprint"])
-        except ValueError:
-            return Response.not_found("not a fingerprint")
+        fingerprint = fingerprint_param(request)
         return await self._allow_prompt(request, request.params["list"], fingerprint)
 
     async def _allow_prompt(self, request: Request, name: str, fingerprint: str) -> Response:
@@ -104,10 +100,7 @@ class AdminAllowLists(AdminPages):
     async def allow(self, request: Request) -> Response | str:
         """Ask for the reason (for the audit log), and add the fingerprint to the list."""
         name, nonce = request.params["list"], request.params["nonce"]
-        try:
-            fingerprint = parse_fingerprint(request.params["fingerprint"])
-        except ValueError:
-            return Response.not_found("not a fingerprint")
+        fingerprint = fingerprint_param(request)
         target = f"{name}\n{fingerprint}"
         here = f"{request.base}/lists/{path(name)}"
         start = f"{here}/add/{digits(fingerprint)}"
@@ -132,10 +125,7 @@ class AdminAllowLists(AdminPages):
 
     async def disallow_start(self, request: Request) -> Response | str:
         """On to the confirmation of taking a fingerprint off a list."""
-        try:
-            fingerprint = parse_fingerprint(request.params["fingerprint"])
-        except ValueError:
-            return Response.not_found("not a fingerprint")
+        fingerprint = fingerprint_param(request)
         name = request.params["list"]
         here = f"{request.base}/lists/{path(name)}/remove/{digits(fingerprint)}"
         return await self.confirmations.prompt_at(
@@ -145,10 +135,7 @@ class AdminAllowLists(AdminPages):
     async def disallow(self, request: Request) -> Response | str:
         """Take the fingerprint off the list once ``yes`` is typed (not the admin's own way in)."""
         name, nonce = request.params["list"], request.params["nonce"]
-        try:
-            fingerprint = parse_fingerprint(request.params["fingerprint"])
-        except ValueError:
-            return Response.not_found("not a fingerprint")
+        fingerprint = fingerprint_param(request)
         target = f"{name}\n{fingerprint}"
         here = f"{request.base}/lists/{path(name)}"
         start = f"{here}/remove/{digits(fingerprint)}"

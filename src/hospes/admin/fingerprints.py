@@ -10,9 +10,8 @@ from __future__ import annotations
 
 from ..app.request import Request
 from ..app.response import Response
-from ..gemini.fingerprint import parse_fingerprint
 from .render import digits, link, path, short
-from .shared import AdminPages
+from .shared import AdminPages, fingerprint_param
 
 __all__ = ["AdminFingerprints"]
 
@@ -22,10 +21,7 @@ class AdminFingerprints(AdminPages):
 
     async def fingerprint(self, request: Request) -> Response | str:
         """What the store knows of a fingerprint (accounts, bans, lists), and what to do."""
-        try:
-            value = parse_fingerprint(request.params["fingerprint"])
-        except ValueError:
-            return Response.not_found("not a fingerprint")
+        value = fingerprint_param(request)
         store, base, hexed = self._store(request), request.base, digits(value)
         lines = [f"# {short(value)}", "", f"Everything the store knows of {value}.", ""]
         known = len(lines)

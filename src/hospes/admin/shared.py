@@ -16,11 +16,12 @@ from collections.abc import Collection, Sequence
 from ..app.confirm import Confirmations
 from ..app.request import Request
 from ..app.response import Response
-from ..gemini.fingerprint import parse_fingerprint_prefix
+from ..gemini.fingerprint import parse_fingerprint, parse_fingerprint_prefix
+from ..gemini.protocol import GeminiError, Status
 from ..store import Ban, BanKind, Store, StoreError
 from .render import digits, link, moment, short, shown
 
-__all__ = ["AdminPages", "said_yes", "sentence", "utc_now"]
+__all__ = ["AdminPages", "fingerprint_param", "said_yes", "sentence", "utc_now"]
 
 log = logging.getLogger("hospes.admin")
 
@@ -28,6 +29,14 @@ log = logging.getLogger("hospes.admin")
 def utc_now() -> dt.datetime:
     """The time now, in UTC."""
     return dt.datetime.now(dt.UTC)
+
+
+def fingerprint_param(request: Request) -> str:
+    """The route's ``{fingerprint}``, canonical; a 51 (raised) when it is not one."""
+    try:
+        return parse_fingerprint(request.params["fingerprint"])
+    except ValueError:
+        raise GeminiError(Status.NOT_FOUND, "not a fingerprint") from None
 
 
 def said_yes(answer: str) -> bool:
